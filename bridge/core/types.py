@@ -1,0 +1,130 @@
+"""Values that cross module boundaries: ids, roles, words, segments, gaps.
+
+Times on a leg are integer milliseconds on the *leg clock*: the count of 16 kHz samples since the
+leg started (design.md §2), so they never depend on when a packet happened to arrive.  Wall-clock
+instants are integer milliseconds since the Unix epoch (UTC) and are named ``*_at_ms``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import NewType
+
+CallId = NewType("CallId", str)
+LegId = NewType("LegId", str)
+
+# Voxtral Realtime: 16 kHz PCM16 mono, one model step per 80 ms (vllm-realtime.md §2.1, §2.2).
+ASR_SAMPLE_RATE_HZ = 16_000
+CHUNK_MS = 80
+CHUNK_SAMPLES = ASR_SAMPLE_RATE_HZ * CHUNK_MS // 1000  # 1280
+CHUNK_BYTES = CHUNK_SAMPLES * 2  # 2560
+
+
+def samples_to_ms(samples: int, sample_rate_hz: int = ASR_SAMPLE_RATE_HZ) -> int:
+    """Milliseconds covered by ``samples`` at ``sample_rate_hz``, rounded down."""
+    return samples * 1000 // sample_rate_hz
+
+
+class LegRole(enum.Enum):
+    """Who speaks on a leg."""
+
+    CALLER = "caller"
+    CALLEE = "callee"
+    AGENT = "agent"
+    CUSTOMER = "customer"
+    SPEAKER = "speaker"  # a mono recording: one unnamed speaker
+    UNKNOWN = "unknown"
+
+
+class LegSource(enum.Enum):
+    """Where a leg's audio comes from."""
+
+    FILE = "file"
+    SIP = "sip"
+    SIPREC = "siprec"
+    WEBRTC = "webrtc"
+
+
+class AudioEncoding(enum.Enum):
+    """Sample encodings the leg pipeline decodes itself (others are decoded by pjsua2/aiortc)."""
+
+    PCM16 = "pcm16"  # signed 16-bit little-endian
+    PCMU = "pcmu"  # G.711 µ-law
+    PCMA = "pcma"  # G.711 A-law
+
+    @property
+    def bytes_per_sample(self) -> int:
+        return 2 if self is AudioEncoding.PCM16 else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One word on the leg clock. ``text`` has no surrounding spaces."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One utterance on one leg at one revision.
+
+    ``text`` is the whole utterance so far, never a delta; consumers upsert on ``(leg_id, seq)``,
+    so replaying a segment never duplicates it.  A final segment never changes again.
+    """
+
+    call_id: CallId
+    leg_id: LegId
+    seq: int
+    start_ms: int
+    end_ms: int
+    text: str
+    final: bool
+    words: tuple[Word, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Audio of a leg that was never transcribed (ASR unreachable, buffer overflow, ...)."""
+
+    call_id: CallId
+    leg_id: LegId
+    start_ms: int
+    duration_ms: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """A call as it starts."""
+
+    call_id: CallId
+    source: LegSource
+    started_at_ms: int
+    title: str = ""  # e.g. the file name or "From -> To"
+
+
+@dataclass(frozen=True, slots=True)
+class LegInfo:
+    """A leg as it starts."""
+
+    call_id: CallId
+    leg_id: LegId
+    role: LegRole
+    label: str  # human name: "left channel", "Alice <sip:alice@example.com>", ...
+    codec: str  # as received: "pcmu/8000", "pcm16/16000", "opus/48000", ...
+    source: LegSource
+    started_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LegEvent:
+    """Something that happened on a call or leg, stored in the ``events`` table."""
+
+    call_id: CallId
+    leg_id: LegId | None
+    at_ms: int  # leg clock when leg_id is set, else wall clock
+    kind: str  # "asr.session", "asr.recycle", "asr.error", "asr.reconnect", ...
+    detail: str = ""
