@@ -1,0 +1,13 @@
+"""The transcript store: calls, legs, segments, words, gaps and events in SQLite.
+
+All SQL of the bridge lives in this package (design.md §4), behind :class:`TranscriptStore`, so a
+PostgreSQL implementation of the same interface stays possible.
+
+Modules: ``store`` (the interface and the readers), ``writer`` (the one batching writer task),
+``migrate`` (versioned schema, ``migrations/*.sql``), ``connection`` (pragmas, error mapping).
+"""
+
+from .migrate import latest_version
+from .store import CallRecord, CallTranscript, LegRecord, TranscriptStore
+
+__all__ = ["CallRecord", "CallTranscript", "LegRecord", "TranscriptStore", "latest_version"]

@@ -1,0 +1,153 @@
+"""Reading the store: listing, whole transcripts, id prefixes, readers beside the writer."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from bridge.core.types import CallId, Gap, LegEvent, LegId, LegRole, Word
+from bridge.errors import StorageError
+from storage import CallRecord, CallTranscript, LegRecord, TranscriptStore
+
+from .conftest import call, leg, segment
+
+
+async def test_list_calls_newest_first_with_legs_and_state(store: TranscriptStore) -> None:
+    for call_id, started in [("b", 2_000), ("c", 3_000), ("a", 1_000)]:
+        await store.add_call(call(call_id, started_at_ms=started))
+    await store.add_leg(leg("b-1", call_id="b"))
+    await store.add_leg(leg("b-2", call_id="b"))
+    await store.end_call("b", ended_at_ms=62_000, cause="bye")
+
+    calls = await store.list_calls()
+    assert [c.call_id for c in calls] == ["c", "b", "a"]
+    b = calls[1]
+    assert isinstance(b, CallRecord)
+    assert (b.leg_count, b.active, b.duration_ms, b.end_cause) == (2, False, 60_000, "bye")
+    assert (calls[0].leg_count, calls[0].active, calls[0].duration_ms) == (0, True, None)
+
+    assert [c.call_id for c in await store.list_calls(limit=2)] == ["c", "b"]
+    assert [c.call_id for c in await store.list_calls(limit=2, offset=2)] == ["a"]
+    assert await store.list_calls(offset=3) == []
+    with pytest.raises(ValueError):
+        await store.list_calls(limit=-1)
+
+
+async def test_get_call_returns_everything_in_order(store: TranscriptStore) -> None:
+    assert await store.get_call("call-1") is None
+    await store.add_call(call())
+    await store.add_leg(leg("leg-b", started_at_ms=1_700_000_000_500, role=LegRole.AGENT))
+    await store.add_leg(leg("leg-a"))
+    # Interleaved utterances; equal start times are ordered by leg id.
+    store.put_segment(segment("agent later", seq=1, leg_id="leg-b", start_ms=3_000, final=True))
+    store.put_segment(segment("caller first", seq=0, leg_id="leg-a", start_ms=0, final=True))
+    store.put_segment(segment("agent first", seq=0, leg_id="leg-b", start_ms=1_000, final=True))
+    store.put_segment(segment("same time b", seq=2, leg_id="leg-b", start_ms=5_000))
+    store.put_segment(segment("same time a", seq=1, leg_id="leg-a", start_ms=5_000))
+    store.put_gap(Gap(CallId("call-1"), LegId("leg-b"), 2_000, 400, "asr.unreachable"))
+    store.put_gap(Gap(CallId("call-1"), LegId("leg-a"), 900, 80, "overflow"))
+    store.put_event(LegEvent(CallId("call-1"), LegId("leg-b"), 9_000, "asr.recycle", "silence"))
+    store.put_event(LegEvent(CallId("call-1"), None, 1_700_000_000_100, "call.answered"))
+    await store.end_leg("leg-a", ended_at_ms=1_700_000_010_000, duration_ms=10_000)
+
+    transcript = await store.get_call("call-1")
+    assert isinstance(transcript, CallTranscript)
+    assert transcript.call.call_id == "call-1" and transcript.call.leg_count == 2
+    assert [lg.leg_id for lg in transcript.legs] == ["leg-a", "leg-b"]  # by start time
+    leg_a, leg_b = transcript.legs
+    assert isinstance(leg_a, LegRecord)
+    assert (leg_a.active, leg_a.duration_ms, leg_b.active, leg_b.role) == (
+        False,
+        10_000,
+        True,
+        LegRole.AGENT,
+    )
+    assert [s.text for s in transcript.segments] == [
+        "caller first",
+        "agent first",
+        "agent later",
+        "same time a",
+        "same time b",
+    ]
+    first = transcript.segments[0]
+    assert first.final and first.call_id == "call-1"
+    assert first.words == (Word("caller", 0, 100), Word("first", 100, 200))
+    assert not transcript.segments[-1].final
+    assert [(g.leg_id, g.start_ms) for g in transcript.gaps] == [("leg-a", 900), ("leg-b", 2_000)]
+    assert [e.kind for e in transcript.events] == ["asr.recycle", "call.answered"]
+    assert transcript.events[1].leg_id is None
+
+
+async def test_find_call_id_by_prefix(store: TranscriptStore) -> None:
+    ids = [
+        "3f2a9c1e-0000-4000-8000-000000000001",
+        "3f2a9c1f-0000-4000-8000-000000000002",
+        "7b00aa00-0000-4000-8000-000000000003",
+        "abc",
+        "abcd",
+    ]
+    for n, call_id in enumerate(ids):
+        await store.add_call(call(call_id, started_at_ms=n))
+    assert await store.find_call_id("3f2a9c1e") == ids[0]
+    assert await store.find_call_id("7") == ids[2]
+    assert await store.find_call_id(ids[1]) == ids[1]
+    assert await store.find_call_id("abc") == "abc"  # an exact id wins over longer ones
+    assert await store.find_call_id("0") is None
+    assert await store.find_call_id("zzz") is None
+    with pytest.raises(StorageError, match="ambiguous") as info:
+        await store.find_call_id("3f2a9c1")
+    assert ids[0] in str(info.value) and ids[1] in str(info.value)
+    with pytest.raises(StorageError):
+        await store.find_call_id("")
+
+
+async def test_readers_do_not_wait_for_a_writer(
+    one_leg: TranscriptStore, peek: sqlite3.Connection
+) -> None:
+    store = one_leg
+    store.put_segment(segment("committed", final=True))
+    await store.flush()
+    peek.execute("BEGIN IMMEDIATE")  # another connection is in the middle of writing
+    peek.execute("INSERT INTO calls (call_id, source, started_at_ms) VALUES ('x', 'sip', 0)")
+    try:
+        calls = await asyncio.wait_for(store.list_calls(), timeout=0.5)
+        transcript = await asyncio.wait_for(store.get_call("call-1"), timeout=0.5)
+    finally:
+        peek.execute("ROLLBACK")
+    assert [c.call_id for c in calls] == ["call-1"]  # the uncommitted call is invisible
+    assert transcript is not None and [s.text for s in transcript.segments] == ["committed"]
+
+
+async def test_concurrent_readers_see_consistent_snapshots(one_leg: TranscriptStore) -> None:
+    store = one_leg
+    done = asyncio.Event()
+
+    async def write() -> None:
+        for seq in range(200):
+            store.put_segment(segment(f"word{seq} more{seq}", seq=seq, final=seq % 2 == 0))
+            if seq % 10 == 0:
+                await store.flush()
+            await asyncio.sleep(0)
+        await store.flush()
+        done.set()
+
+    async def read() -> list[int]:
+        seen: list[int] = []
+        while not done.is_set():
+            transcript = await store.get_call("call-1")
+            assert transcript is not None
+            # Every segment arrives with its two words, in the same snapshot.
+            assert all(len(s.words) == 2 for s in transcript.segments)
+            seen.append(len(transcript.segments))
+            await store.list_calls()
+        return seen
+
+    writer = asyncio.create_task(write())
+    seen_by = await asyncio.gather(read(), read(), read())
+    await writer
+    for seen in seen_by:
+        assert seen == sorted(seen)  # never goes back
+    final = await store.get_call("call-1")
+    assert final is not None and len(final.segments) == 200
