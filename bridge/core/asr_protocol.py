@@ -14,10 +14,13 @@ Theory of operation (vllm-realtime.md §1, verified against the real server in v
   is therefore the timestamp clock; nothing else is needed from the server.
 * "audio appended *after* the final commit but *before* transcription.done is **discarded**"
   (§1.5 item 5): audio that arrives while we finalize is *held* and sent after ``done``.
-* "Spontaneous transcription.done at max length ... Clients must treat an unsolicited done as
-  're-commit to continue'" (§1.5 item 7).  The server may have cleared audio we had queued, so the
-  next generation restarts at the first frame that got no step, replaying audio we kept.  The same
-  replay covers a dropped connection: nothing is lost, a few frames may be heard twice.
+* "Spontaneous transcription.done at max length" (§1.5 item 7).  Re-committing on the same socket
+  is not exact: vLLM 0.32 moves queued audio into the dead generation's buffer, clears the queue
+  right after ``done``, and keeps appends that were still in flight for the next generation
+  (measured: 3.6 s heard twice).  So an unsolicited ``done`` puts the stream in RESETTING: the
+  adapter replaces the socket (the server discards everything on disconnect) and the next
+  generation replays from the first frame that got no step.  A dropped connection is replayed
+  the same way: nothing is lost, a few frames of context may be heard twice.
 
 Rules:
 
@@ -54,6 +57,7 @@ class AsrState(enum.Enum):
     READY = "ready"  # session.update sent, no generation running
     STREAMING = "streaming"  # a generation runs, appends flow
     FINALIZING = "finalizing"  # final commit sent, waiting for transcription.done
+    RESETTING = "resetting"  # the server ended a generation by itself: replace the socket
     CLOSED = "closed"  # leg done (or failed for good)
 
 
@@ -82,7 +86,9 @@ _TRANSITIONS: Final[dict[tuple[AsrState, Input], AsrState]] = {
     (S.READY, In.END): S.READY,  # nothing running; closes if the leg ends
     (S.STREAMING, In.AUDIO): S.STREAMING,  # append
     (S.STREAMING, In.DELTA): S.STREAMING,
-    (S.STREAMING, In.DONE): S.READY,  # unsolicited (max_model_len): replay + re-commit
+    (S.STREAMING, In.DONE): S.RESETTING,  # unsolicited (max_model_len): new socket, replay
+    (S.RESETTING, In.AUDIO): S.RESETTING,  # buffer until the new session
+    (S.RESETTING, In.END): S.RESETTING,  # remember
     (S.STREAMING, In.END): S.FINALIZING,  # commit final
     (S.FINALIZING, In.AUDIO): S.FINALIZING,  # hold: the server would discard it
     (S.FINALIZING, In.DELTA): S.FINALIZING,
@@ -90,9 +96,16 @@ _TRANSITIONS: Final[dict[tuple[AsrState, Input], AsrState]] = {
     (S.FINALIZING, In.END): S.FINALIZING,  # leg ends during a recycle: finish after done
 }
 # Losing the socket or a fatal error is allowed in every state but CLOSED.
-for _state in (S.AWAITING_SESSION, S.READY, S.STREAMING, S.FINALIZING):
+for _state in (S.AWAITING_SESSION, S.READY, S.STREAMING, S.FINALIZING, S.RESETTING):
     _TRANSITIONS[(_state, In.CONNECTION_LOST)] = S.DISCONNECTED
-for _state in (S.DISCONNECTED, S.AWAITING_SESSION, S.READY, S.STREAMING, S.FINALIZING):
+for _state in (
+    S.DISCONNECTED,
+    S.AWAITING_SESSION,
+    S.READY,
+    S.STREAMING,
+    S.FINALIZING,
+    S.RESETTING,
+):
     _TRANSITIONS[(_state, In.FATAL)] = S.CLOSED
 
 
@@ -237,6 +250,11 @@ class AsrStream:
         return len(self._buf) // 2
 
     @property
+    def generation_start(self) -> int:
+        """Leg-clock sample where the running (or next) generation starts."""
+        return self._gen_start
+
+    @property
     def samples_received(self) -> int:
         """Leg clock: every sample handed to ``send_audio`` so far (dropped ones included)."""
         return self._buf_start + len(self._buf) // 2
@@ -279,7 +297,7 @@ class AsrStream:
             self._advance(Input.DELTA)
             self._receive_delta(delta)
         elif kind == "transcription.done":
-            self._advance(Input.DONE)
+            self._advance(Input.DONE)  # FINALIZING -> READY, or STREAMING -> RESETTING
             usage = event.get("usage")
             tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
             solicited = self._gen_final_sent
@@ -308,15 +326,18 @@ class AsrStream:
         elif self.state is AsrState.STREAMING:
             self._send_appends()
 
-    def recycle(self) -> None:
+    def recycle(self) -> bool:
         """Recycle: end the running generation (final commit) and continue on a new one.
 
         Call it at a pause.  Audio keeps flowing through ``send_audio``: it is held while the
         old generation drains and sent to the next one, so nothing is lost or duplicated.
+        Returns whether a generation was ended (False when none runs or one is draining).
         """
-        if self.state is AsrState.STREAMING and not self._gen_final_sent:
-            self._advance(Input.END)
-            self._send_final()
+        if self.state is not AsrState.STREAMING or self._gen_final_sent:
+            return False  # nothing running, or already draining
+        self._advance(Input.END)
+        self._send_final()
+        return True
 
     def end_stream(self) -> None:
         """The leg is over: send what is buffered, end the generation, close after ``done``."""

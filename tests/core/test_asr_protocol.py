@@ -1,4 +1,4 @@
-"""Unit tests of the sans-I/O realtime client: every transition, every edge of vllm-realtime.md §1.5."""
+"""The sans-I/O realtime client: every transition, every edge of vllm-realtime.md §1.5."""
 
 from __future__ import annotations
 
@@ -88,9 +88,10 @@ def test_audio_before_session_is_buffered_then_sent_in_80ms_appends() -> None:
     stream.receive_connected()
     assert stream.data_to_send() == []
     frames = created(stream)
-    assert kinds(frames) == ["session.update", "input_audio_buffer.commit"] + [
-        "input_audio_buffer.append"
-    ] * 3
+    assert (
+        kinds(frames)
+        == ["session.update", "input_audio_buffer.commit"] + ["input_audio_buffer.append"] * 3
+    )
     assert [len(base64.b64decode(json.loads(f)["audio"])) for f in frames[2:]] == [2560, 2560, 200]
     assert appended(frames) == pcm(CHUNK * 2 + 100, 7)
     assert stream.state is AsrState.STREAMING
@@ -143,7 +144,8 @@ def test_end_stream_sends_one_final_then_closes_on_done() -> None:
 
 def test_recycle_holds_audio_while_draining_and_continues_the_clock() -> None:
     stream = streaming(10 * CHUNK)
-    stream.recycle()
+    assert stream.recycle() is True
+    assert stream.recycle() is False  # already draining
     assert kinds(stream.data_to_send()) == ["input_audio_buffer.commit.final"]
     # "audio appended after the final commit but before done is discarded" (§1.5): hold it.
     stream.send_audio(pcm(2 * CHUNK, 5))
@@ -162,12 +164,12 @@ def test_recycle_holds_audio_while_draining_and_continues_the_clock() -> None:
 
 def test_recycle_outside_streaming_does_nothing() -> None:
     stream = AsrStream(MODEL)
-    stream.recycle()
+    assert stream.recycle() is False
     assert stream.state is AsrState.DISCONNECTED
     assert stream.data_to_send() == []
 
 
-def test_unsolicited_done_recommits_and_replays_unstepped_audio() -> None:
+def test_unsolicited_done_resets_the_socket_and_replays_unstepped_audio() -> None:
     # max_model_len reached: the server ends the generation by itself (§1.5 item 7).
     stream = streaming(12 * CHUNK)
     for _ in range(3):
@@ -176,12 +178,19 @@ def test_unsolicited_done_recommits_and_replays_unstepped_audio() -> None:
     assert stream.events_received()[-1] == GenerationEnded(
         1, 0, 3 * CHUNK, 3, "", 3, solicited=False
     )
-    frames = stream.data_to_send()
-    assert kinds(frames)[0] == "input_audio_buffer.commit"
-    assert len(appended(frames)) == 9 * CHUNK * 2  # frames 3..11 again, nothing lost
-    assert stream.state is AsrState.STREAMING
+    # In-flight appends would leak into a re-commit on this socket: nothing more is sent on it.
+    assert stream.state is AsrState.RESETTING
+    stream.send_audio(pcm(CHUNK, 4))
+    assert stream.data_to_send() == []
+    stream.receive_connection_lost()
+    assert stream.events_received() == []  # no second GenerationEnded
+    stream.receive_connected()
+    frames = created(stream)
+    assert kinds(frames)[:2] == ["session.update", "input_audio_buffer.commit"]
+    # frames 3..11 again, then the new one: nothing lost, nothing twice in the transcript
+    assert appended(frames) == pcm(9 * CHUNK) + pcm(CHUNK, 4)
     delta(stream, " x")
-    assert stream.events_received() == [StepText(2, 0, " x", 3 * CHUNK, 4 * CHUNK)]
+    assert stream.events_received()[-1] == StepText(2, 0, " x", 3 * CHUNK, 4 * CHUNK)
 
 
 def test_connection_lost_replays_from_first_unstepped_frame_after_reconnect() -> None:
@@ -341,8 +350,10 @@ def test_every_transition_outside_the_table_raises_and_changes_nothing(
 ) -> None:
     stream = AsrStream(MODEL)
     stream.state = state
-    error = AsrProtocolError if what in (Input.SESSION_CREATED, Input.DELTA, Input.DONE) else (
-        InvalidState
+    error = (
+        AsrProtocolError
+        if what in (Input.SESSION_CREATED, Input.DELTA, Input.DONE)
+        else (InvalidState)
     )
     with pytest.raises(error, match="not allowed in state " + state.name):
         _drive(stream, what)()

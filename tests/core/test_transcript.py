@@ -24,7 +24,10 @@ def test_words_take_the_times_of_the_frames_that_carried_them() -> None:
     out = feed(assembler(), ["", " hel", "lo", "", " world"])
     assert out[-1].words == (Word("hello", 80, 240), Word("world", 320, 400))
     assert (out[-1].text, out[-1].start_ms, out[-1].end_ms, out[-1].final) == (
-        "hello world", 80, 400, False
+        "hello world",
+        80,
+        400,
+        False,
     )
 
 
