@@ -1,0 +1,270 @@
+"""websockets adapter that drives one leg's ``AsrStream`` against a vLLM ``/v1/realtime`` server.
+
+It only moves data: frames from ``AsrStream.data_to_send()`` to the socket, frames from the
+socket into ``AsrStream.receive_message()``, and ``events_received()`` to the leg's callback.
+Policy that needs a clock lives here: reconnect with backoff (the stream buffers audio meanwhile,
+up to its bound), a stall timeout, and giving up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus, InvalidURI
+
+from bridge.core.asr_protocol import AsrEvent, AsrState, AsrStream, ServerError
+from bridge.errors import AsrConnectionError, AsrProtocolError
+
+logger = logging.getLogger(__name__)
+
+Connect = Callable[..., Awaitable[ClientConnection]]
+
+
+@dataclass(frozen=True, slots=True)
+class AsrEndpoint:
+    """Where and how to reach the realtime server."""
+
+    url: str  # ws://host:port/v1/realtime
+    model: str
+    api_key: str | None = None
+    delay_ms: int = 480
+    open_timeout_s: float = 10.0
+    # No message for this long while audio is outstanding: the session is stuck; reconnect.
+    stall_timeout_s: float = 30.0
+    # Keep retrying this long without a working connection, then give up (None: forever).
+    give_up_after_s: float | None = None
+
+
+def backoff_delays(
+    first_s: float = 0.25, factor: float = 2.0, max_s: float = 10.0
+) -> Iterator[float]:
+    """0.25, 0.5, 1, 2, ... 10, 10, ... seconds."""
+    delay = first_s
+    while True:
+        yield delay
+        delay = min(delay * factor, max_s)
+
+
+def describe_connect_error(url: str, exc: BaseException) -> tuple[str, bool]:
+    """(message, retryable) for a failed connection attempt, in words an operator can act on."""
+    if isinstance(exc, InvalidStatus):
+        status = exc.response.status_code
+        if status == 401:
+            return (
+                f"{url} refused the API key (HTTP 401): pass --api-key or set BRIDGE_ASR_API_KEY "
+                "to the server's --api-key",
+                False,
+            )
+        if status == 404:
+            return (
+                f"{url} has no realtime endpoint (HTTP 404): is it vLLM serving a realtime model "
+                "such as Voxtral Mini 4B Realtime? Check the URL path is /v1/realtime",
+                False,
+            )
+        return f"{url} answered the WebSocket handshake with HTTP {status}", status >= 500
+    if isinstance(exc, InvalidURI):
+        return f"{url} is not a WebSocket URL (expected ws://host:port/v1/realtime)", False
+    if isinstance(exc, ConnectionRefusedError):
+        return f"cannot connect to {url}: connection refused (is the ASR server running?)", True
+    if isinstance(exc, TimeoutError):
+        return f"cannot connect to {url}: timed out", True
+    return f"cannot connect to {url}: {exc}", True
+
+
+class AsrClient:
+    """Runs one leg's realtime session until the stream closes.
+
+    Args:
+        stream: the leg's protocol state (owned by the leg; the client only drives it).
+        endpoint: server address and timeouts.
+        on_event: called with every ``AsrEvent`` in order, on the event loop.
+        connect_fn: ``websockets.asyncio.client.connect`` or a stand-in.
+        delays: reconnect backoff.
+        log: a logger (adapter) that names the call and leg.
+    """
+
+    def __init__(
+        self,
+        stream: AsrStream,
+        endpoint: AsrEndpoint,
+        on_event: Callable[[AsrEvent], None],
+        *,
+        connect_fn: Callable[..., Any] = connect,
+        delays: Iterator[float] | None = None,
+        log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.stream = stream
+        self.endpoint = endpoint
+        self.on_event = on_event
+        self._connect = connect_fn
+        self._delays = delays or backoff_delays()
+        self._log = log
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()  # set on every server message (flow control)
+        self.failure: str | None = None  # why the client gave up, if it did
+        self.reconnects = 0
+
+    # -- called by the leg ---------------------------------------------------------------------
+
+    def send_audio(self, pcm16: bytes) -> None:
+        """Queue one chunk of 16 kHz PCM16 (the stream buffers; the writer sends)."""
+        if self.stream.state is AsrState.CLOSED:
+            return
+        self.stream.send_audio(pcm16)
+        self._dispatch()
+
+    def recycle(self) -> bool:
+        """End the running generation at a pause; returns whether one was ended."""
+        if not self.stream.recycle():
+            return False
+        self._dispatch()
+        return True
+
+    def end(self) -> None:
+        """No more audio: finish the running generation and close after ``done``."""
+        if self.stream.state is not AsrState.CLOSED:
+            self.stream.end_stream()
+            self._dispatch()
+
+    async def wait_for_window(self, max_unacknowledged_samples: int) -> None:
+        """Flow control for files: wait until the server has caught up to within the window."""
+        while (
+            self.stream.samples_unacknowledged > max_unacknowledged_samples
+            and self.stream.state is not AsrState.CLOSED
+        ):
+            self._progress.clear()
+            await self._progress.wait()
+
+    # -- the connection loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, stream, reconnect on failure; returns when the stream is closed."""
+        down_since: float | None = None
+        while self.stream.state is not AsrState.CLOSED:
+            try:
+                ws = await self._open()
+            except (
+                OSError,
+                TimeoutError,
+                InvalidStatus,
+                InvalidURI,
+                websockets.WebSocketException,
+            ) as exc:
+                message, retryable = describe_connect_error(self.endpoint.url, exc)
+                now = self._clock()
+                down_since = now if down_since is None else down_since
+                limit = self.endpoint.give_up_after_s
+                if not retryable or (limit is not None and now - down_since >= limit):
+                    self._give_up(message)
+                    return
+                delay = next(self._delays)
+                self._log.warning("ASR %s; retrying in %.2g s", message, delay)
+                await asyncio.sleep(delay)
+                continue
+            down_since = None
+            self._delays = backoff_delays()
+            await self._serve(ws)
+
+    async def _open(self) -> ClientConnection:
+        headers = {}
+        if self.endpoint.api_key:
+            headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
+        ws: ClientConnection = await self._connect(
+            self.endpoint.url,
+            additional_headers=headers,
+            open_timeout=self.endpoint.open_timeout_s,
+            max_size=16 * 2**20,
+            compression=None,  # 80 ms of PCM does not compress; save the CPU
+        )
+        return ws
+
+    async def _serve(self, ws: ClientConnection) -> None:
+        self.stream.receive_connected()
+        self._log.info("ASR connected to %s", self.endpoint.url)
+        writer = asyncio.create_task(self._write(ws))
+        reason = "closed"
+        try:
+            reason = await self._read(ws)
+        finally:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            await ws.close()
+        if self.stream.state is not AsrState.CLOSED:
+            self.reconnects += 1
+            self._log.warning("ASR connection lost (%s); reconnecting, audio is buffered", reason)
+            self.stream.receive_connection_lost()
+            self._dispatch()
+
+    async def _read(self, ws: ClientConnection) -> str:
+        """Feed server frames to the stream; returns why the connection should be dropped."""
+        while self.stream.state is not AsrState.CLOSED:
+            waiting = self.stream.samples_unacknowledged > 0 or (
+                self.stream.state is AsrState.FINALIZING
+            )
+            try:
+                async with asyncio.timeout(self.endpoint.stall_timeout_s if waiting else None):
+                    message = await ws.recv()
+            except TimeoutError:
+                return f"no event for {self.endpoint.stall_timeout_s:g} s"
+            except websockets.ConnectionClosed as exc:
+                return f"closed by the server ({exc})"
+            if not isinstance(message, str):
+                return "the server sent a binary frame"
+            try:
+                self.stream.receive_message(message)
+            except AsrProtocolError as exc:
+                self._log.error("ASR protocol violation: %s", exc)
+                return str(exc)
+            self._progress.set()
+            drop = self._dispatch()
+            if drop:
+                return drop
+            if self.stream.state is AsrState.RESETTING:
+                return "the server ended the generation by itself (max_model_len); new session"
+        return "stream closed"
+
+    async def _write(self, ws: ClientConnection) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            for frame in self.stream.data_to_send():
+                await ws.send(frame)
+
+    def _dispatch(self) -> str | None:
+        """Wake the writer and hand events to the leg.  Returns a reason to drop the socket."""
+        self._wake.set()
+        drop = None
+        for event in self.stream.events_received():
+            if isinstance(event, ServerError):
+                error = event.error
+                if error.retryable:
+                    self._log.warning("%s", error)
+                    drop = f"server error {error.code}"
+                else:
+                    self._log.error("%s", error)
+                    self.failure = str(error)
+            self.on_event(event)
+        return drop
+
+    def _give_up(self, message: str) -> None:
+        self._log.error("ASR giving up: %s", message)
+        self.failure = message
+        if self.stream.state is not AsrState.CLOSED:
+            self.stream.fail(message)
+            self._dispatch()
+        self._progress.set()
+
+
+def raise_if_failed(client: AsrClient) -> None:
+    """Raise ``AsrConnectionError`` with the client's reason if it gave up."""
+    if client.failure:
+        raise AsrConnectionError(client.failure, retryable=False)

@@ -1,0 +1,265 @@
+"""One call leg end to end (design.md §2).
+
+::
+
+    frames (G.711 / PCM16, any rate)  -> LegAudio: decode, resample to 16 kHz, 80 ms chunks
+      -> AsrStream / AsrClient         realtime session, recycled at pauses
+      -> TranscriptAssembler           steps -> words -> segments
+      -> TranscriptStore + listeners   SQLite (one writer for all legs) and live views
+
+``receive_frame`` is synchronous and cheap: it is what ingest adapters call for every 20 ms
+frame on the event loop.  ``run`` drives the ASR connection; ``finish`` ends the leg cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge.core.asr_protocol import (
+    AsrEvent,
+    AsrStream,
+    AudioDropped,
+    Closed,
+    GenerationEnded,
+    ServerError,
+    SessionStarted,
+    StepText,
+)
+from bridge.core.audio import LegAudio
+from bridge.core.transcript import SegmentPolicy, TranscriptAssembler
+from bridge.core.types import (
+    ASR_SAMPLE_RATE_HZ,
+    Gap,
+    LegEvent,
+    LegInfo,
+    Segment,
+    samples_to_ms,
+)
+from bridge.io.asr_client import AsrClient, AsrEndpoint
+from bridge.log import leg_logger
+from storage import TranscriptStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LegSettings:
+    """How a leg talks to the ASR server and cuts its transcript."""
+
+    recycle_after_s: float = 300.0  # start a fresh generation at the next pause after this
+    recycle_pause_ms: int = 480  # quiet audio that counts as a pause
+    quiet_dbfs: float = -45.0  # RMS below this is quiet
+    max_buffer_s: float = 60.0  # audio kept while the server is unreachable
+    segments: SegmentPolicy = SegmentPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class LegResult:
+    leg_id: str
+    samples: int
+    segments_final: int
+    gaps_ms: int
+    generations: int
+    failure: str | None
+
+
+# A live view: partial and final segments, and gaps, as they happen.
+Listener = Callable[[LegInfo, Segment | Gap], None]
+
+
+class Leg:
+    """Audio of one speaker direction on its way to a stored transcript."""
+
+    def __init__(
+        self,
+        info: LegInfo,
+        audio: LegAudio,
+        endpoint: AsrEndpoint,
+        store: TranscriptStore,
+        *,
+        settings: LegSettings | None = None,
+        listener: Listener | None = None,
+    ) -> None:
+        self.info = info
+        self.audio = audio
+        self.settings = settings or LegSettings()
+        self.store = store
+        self.listener = listener
+        self.log = leg_logger(logger, info.call_id, info.leg_id, info.role.value)
+        self.stream = AsrStream(
+            endpoint.model,
+            delay_ms=endpoint.delay_ms,
+            max_buffer_samples=int(self.settings.max_buffer_s * ASR_SAMPLE_RATE_HZ),
+        )
+        self.client = AsrClient(self.stream, endpoint, self._on_event, log=self.log)
+        self.assembler = TranscriptAssembler(
+            info.call_id, info.leg_id, policy=self.settings.segments
+        )
+        # Pause detection for recycling: mean square of a chunk below this is quiet.
+        full_scale = 32768.0 * 10 ** (self.settings.quiet_dbfs / 20)
+        self._quiet_power = full_scale * full_scale
+        self._quiet_samples = 0
+        self._recycle_samples = int(self.settings.recycle_after_s * ASR_SAMPLE_RATE_HZ)
+        self._pause_samples = self.settings.recycle_pause_ms * ASR_SAMPLE_RATE_HZ // 1000
+        self._finals = 0
+        self._gap_samples = 0
+        self._generations = 0
+        self._open_gap: tuple[int, int, str] | None = None  # start, samples, reason
+        self._task: asyncio.Task[None] | None = None
+
+    # -- audio in ------------------------------------------------------------------------------
+
+    def receive_frame(self, payload: bytes, position: int | None = None) -> None:
+        """One frame of the leg's codec; ``position`` in input samples, if the source knows it."""
+        self.audio.receive_frame(payload, position=position)
+        for chunk in self.audio.chunks_ready():
+            self._send_chunk(chunk)
+
+    def receive_silence(self, samples_in: int) -> None:
+        """Audio the source did not get (hold, lost packets): the leg clock goes on."""
+        self.audio.receive_silence(samples_in)
+        for chunk in self.audio.chunks_ready():
+            self._send_chunk(chunk)
+
+    def _send_chunk(self, chunk: bytes) -> None:
+        pcm = np.frombuffer(chunk, dtype=np.int16).astype(np.float32)
+        power = float(np.dot(pcm, pcm)) / max(len(pcm), 1)
+        self._quiet_samples = self._quiet_samples + len(pcm) if power < self._quiet_power else 0
+        if self.client.failure:
+            # The ASR side gave up: the rest of the leg is a gap, not silently dropped.
+            self._extend_gap(self.audio.samples_out - len(pcm), len(pcm), self.client.failure)
+            return
+        self.client.send_audio(chunk)
+        age = self.stream.samples_received - self.stream.generation_start
+        if age >= self._recycle_samples and self._quiet_samples >= self._pause_samples:
+            # design.md §2: sessions slow down as they grow (vLLM #58324); recycle at a pause.
+            if self.client.recycle():
+                self.log.info("recycled the ASR session after %.1f s", age / ASR_SAMPLE_RATE_HZ)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.client.run(), name=f"asr-{self.info.leg_id}")
+
+    async def finish(self, *, timeout_s: float | None = None) -> LegResult:
+        """No more audio: flush, wait for the last text, store the leg's end."""
+        tail = self.audio.finish()
+        for chunk in self.audio.chunks_ready():  # completed by the resampler's flush
+            self._send_chunk(chunk)
+        if tail and self.client.failure:
+            self._extend_gap(
+                self.audio.samples_out - len(tail) // 2, len(tail) // 2, self.client.failure
+            )
+        elif tail:
+            self.client.send_audio(tail)
+        self.client.end()
+        if self._task is not None:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._task
+            except TimeoutError:
+                self.log.error("ASR did not finish within %s s; closing the leg", timeout_s)
+                self.stream.fail(f"ASR did not finish within {timeout_s} s")
+                for event in self.stream.events_received():
+                    self._on_event(event)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        for segment in self.assembler.finish():
+            self._publish(segment)
+        self._flush_gap()
+        samples = self.audio.samples_out
+        await self.store.end_leg(
+            self.info.leg_id,
+            ended_at_ms=int(time.time() * 1000),
+            duration_ms=samples_to_ms(samples),
+        )
+        return LegResult(
+            leg_id=self.info.leg_id,
+            samples=samples,
+            segments_final=self._finals,
+            gaps_ms=samples_to_ms(self._gap_samples),
+            generations=self._generations,
+            failure=self.client.failure,
+        )
+
+    # -- ASR events ----------------------------------------------------------------------------
+
+    def _on_event(self, event: AsrEvent) -> None:
+        match event:
+            case StepText():
+                for segment in self.assembler.receive_step(event):
+                    self._publish(segment)
+            case GenerationEnded():
+                self._generations += 1
+                for segment in self.assembler.receive_generation_end(event):
+                    self._publish(segment)
+                self._put_event(
+                    event.start,
+                    "asr.generation",
+                    f"generation={event.generation} samples={event.samples} steps={event.steps}"
+                    f" completion_tokens={event.completion_tokens} solicited={event.solicited}",
+                )
+                if not event.solicited:
+                    self.log.warning(
+                        "ASR generation %d ended early after %d steps; continuing on a new one",
+                        event.generation,
+                        event.steps,
+                    )
+            case AudioDropped():
+                self._extend_gap(event.start, event.samples, event.reason)
+            case SessionStarted():
+                self._flush_gap()
+                self.log.info("ASR session %s", event.session_id)
+                self._put_event(self.stream.samples_received, "asr.session", event.session_id)
+            case ServerError():
+                self._put_event(
+                    self.stream.samples_received, "asr.error", f"{event.error.code}: {event.error}"
+                )
+            case Closed():
+                self._flush_gap()
+                self.log.info("ASR stream closed: %s", event.reason)
+
+    def _extend_gap(self, start: int, samples: int, reason: str) -> None:
+        """Contiguous drops (one per 80 ms chunk while the server is away) make one gap."""
+        self._gap_samples += samples
+        gap = self._open_gap
+        if gap is not None and gap[0] + gap[1] == start and gap[2] == reason:
+            self._open_gap = (gap[0], gap[1] + samples, reason)
+            return
+        self._flush_gap()
+        self._open_gap = (start, samples, reason)
+
+    def _flush_gap(self) -> None:
+        if self._open_gap is None:
+            return
+        start, samples, reason = self._open_gap
+        self._open_gap = None
+        gap = Gap(
+            self.info.call_id,
+            self.info.leg_id,
+            samples_to_ms(start),
+            samples_to_ms(samples),
+            reason,
+        )
+        self.log.warning("gap of %d ms at %d ms: %s", gap.duration_ms, gap.start_ms, reason)
+        self.store.put_gap(gap)
+        if self.listener:
+            self.listener(self.info, gap)
+
+    def _publish(self, segment: Segment) -> None:
+        if segment.final:
+            self._finals += 1
+        self.store.put_segment(segment)
+        if self.listener:
+            self.listener(self.info, segment)
+
+    def _put_event(self, at_samples: int, kind: str, detail: str) -> None:
+        self.store.put_event(
+            LegEvent(self.info.call_id, self.info.leg_id, samples_to_ms(at_samples), kind, detail)
+        )
