@@ -1,0 +1,163 @@
+"""``bridge check``: is the ASR server reachable, a realtime server, and serving our model?
+
+Three probes, each reported on its own line with what to do when it fails:
+
+1. ``GET /v1/models`` - the served model names and ``max_model_len``;
+2. the configured model is among them;
+3. ``/v1/realtime`` - one second of silence through a real session: ``session.created``, one
+   ``transcription.delta`` per 80 ms step as Voxtral Realtime produces them, and
+   ``transcription.done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import connect
+
+from bridge.core.asr_protocol import AsrState, AsrStream, ServerError, StepText, expected_steps
+from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_MS
+from bridge.io.asr_client import AsrEndpoint, describe_connect_error
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    name: str
+    max_model_len: int | None
+
+    @property
+    def max_session_s(self) -> float | None:
+        """Audio one generation can hold: one token per 80 ms after the 39-token prompt."""
+        if self.max_model_len is None:
+            return None
+        return max(0, self.max_model_len - 39) * CHUNK_MS / 1000
+
+
+@dataclass
+class CheckReport:
+    ok: bool = True
+    lines: list[str] = field(default_factory=list)
+    models: list[ServedModel] = field(default_factory=list)
+
+    def add(self, ok: bool, what: str, text: str) -> None:
+        self.ok = self.ok and ok
+        self.lines.append(f"  {what:<13} {'OK  ' if ok else 'FAIL'} {text}")
+
+
+def http_base(ws_url: str) -> str:
+    """``ws://h:p/v1/realtime`` -> ``http://h:p``."""
+    parts = urlsplit(ws_url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, "", "", ""))
+
+
+def fetch_models(endpoint: AsrEndpoint, timeout_s: float = 5.0) -> list[ServedModel]:
+    """``GET /v1/models`` as vLLM's OpenAI-compatible server answers it."""
+    request = urllib.request.Request(http_base(endpoint.url) + "/v1/models")
+    if endpoint.api_key:
+        request.add_header("Authorization", f"Bearer {endpoint.api_key}")
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        body = json.load(response)
+    models = []
+    for entry in body.get("data", []):
+        length = entry.get("max_model_len")
+        models.append(
+            ServedModel(str(entry.get("id")), length if isinstance(length, int) else None)
+        )
+    return models
+
+
+async def check_server(endpoint: AsrEndpoint, *, probe_s: float = 1.0) -> CheckReport:
+    report = CheckReport()
+    report.lines.append(f"ASR server {endpoint.url}")
+    try:
+        report.models = await asyncio.to_thread(fetch_models, endpoint)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            report.add(False, "/v1/models", "HTTP 401: wrong or missing API key (--api-key)")
+        else:
+            report.add(False, "/v1/models", f"HTTP {exc.code}: is this a vLLM server?")
+        return report
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        report.add(
+            False,
+            "/v1/models",
+            f"cannot reach {http_base(endpoint.url)}: {reason} (is the ASR server running? "
+            "start it with the Procfile's vllm line, or pass --asr-url)",
+        )
+        return report
+    served = ", ".join(
+        f"{m.name} (max_model_len {m.max_model_len}"
+        + (f" = {m.max_session_s:.0f} s of audio per session)" if m.max_session_s else ")")
+        for m in report.models
+    )
+    report.add(True, "/v1/models", f"serves {served or 'nothing'}")
+    names = [m.name for m in report.models]
+    if endpoint.model in names:
+        report.add(True, "model", endpoint.model)
+    else:
+        report.add(
+            False,
+            "model",
+            f"{endpoint.model!r} is not served; pass --model {names[0] if names else 'NAME'}",
+        )
+        return report
+    await _probe_realtime(endpoint, probe_s, report)
+    return report
+
+
+async def _probe_realtime(endpoint: AsrEndpoint, probe_s: float, report: CheckReport) -> None:
+    stream = AsrStream(endpoint.model, delay_ms=endpoint.delay_ms)
+    samples = int(probe_s * ASR_SAMPLE_RATE_HZ)
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    started = time.monotonic()
+    steps = 0
+    try:
+        async with asyncio.timeout(30):
+            async with connect(
+                endpoint.url, additional_headers=headers, open_timeout=endpoint.open_timeout_s
+            ) as ws:
+                stream.receive_connected()
+                stream.send_audio(bytes(samples * 2))  # silence; held until the session exists
+                stream.end_stream()
+                while stream.state is not AsrState.CLOSED:
+                    stream.receive_message(str(await ws.recv()))
+                    for frame in stream.data_to_send():
+                        await ws.send(frame)
+                    for event in stream.events_received():
+                        if isinstance(event, StepText):
+                            steps += 1
+                        elif isinstance(event, ServerError):
+                            report.add(False, "/v1/realtime", str(event.error))
+                            return
+    except TimeoutError:
+        report.add(False, "/v1/realtime", "no transcription.done within 30 s: server overloaded?")
+        return
+    except (OSError, websockets.WebSocketException) as exc:
+        message, _ = describe_connect_error(endpoint.url, exc)
+        report.add(False, "/v1/realtime", message)
+        return
+    want = expected_steps(samples, delay_ms=endpoint.delay_ms)
+    took = time.monotonic() - started
+    if steps == want:
+        report.add(
+            True,
+            "/v1/realtime",
+            f"session {stream.session_id}: {steps} deltas for {probe_s:g} s of audio in "
+            f"{took:.2f} s (Voxtral step clock, delay {endpoint.delay_ms} ms)",
+        )
+    else:
+        report.add(
+            False,
+            "/v1/realtime",
+            f"{steps} deltas for {probe_s:g} s of audio, expected {want}: not a Voxtral Realtime "
+            f"step clock at {endpoint.delay_ms} ms delay (does --delay-ms match the server?)",
+        )

@@ -1,0 +1,253 @@
+"""The CLI's commands.  Each takes the parsed arguments and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import urllib.error
+from pathlib import Path
+
+from bridge.check import check_server, fetch_models, http_base
+from bridge.config import BridgeConfig, load_config
+from bridge.core.transcript import SegmentPolicy
+from bridge.core.types import AudioEncoding
+from bridge.errors import AsrConnectionError, ConfigError, StorageError
+from bridge.export import fmt_ms, iso_utc, render
+from bridge.io.asr_client import AsrEndpoint
+from bridge.io.audio_files import AudioFile, open_audio
+from bridge.leg import LegSettings
+from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
+from bridge.transcribe import TerminalView, parse_roles, transcribe_file
+from storage import TranscriptStore
+
+logger = logging.getLogger(__name__)
+
+
+def config_from(args: argparse.Namespace) -> BridgeConfig:
+    overrides = {
+        ("asr", "url"): getattr(args, "asr_url", None),
+        ("asr", "model"): getattr(args, "model", None),
+        ("asr", "api_key"): getattr(args, "api_key", None),
+        ("asr", "delay_ms"): getattr(args, "delay_ms", None),
+        ("storage", "db"): getattr(args, "db", None),
+    }
+    return load_config(args.config, os.environ, overrides)
+
+
+def endpoint_from(config: BridgeConfig, **overrides: float | None) -> AsrEndpoint:
+    if config.asr.url is None:
+        raise ConfigError(
+            "no ASR server configured: pass --asr-url ws://HOST:8000/v1/realtime or set "
+            "BRIDGE_ASR_URL (start vLLM with the Procfile's vllm line)"
+        )
+    return AsrEndpoint(
+        url=config.asr.url,
+        model=config.asr.model,
+        api_key=config.asr.api_key,
+        delay_ms=config.asr.delay_ms,
+        stall_timeout_s=config.asr.stall_timeout_s,
+        give_up_after_s=overrides.get("give_up_after_s"),
+    )
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def leg_settings(config: BridgeConfig) -> LegSettings:
+    return LegSettings(
+        recycle_after_s=config.asr.recycle_after_s,
+        max_buffer_s=config.asr.max_buffer_s,
+        segments=SegmentPolicy(
+            pause_steps=max(1, config.segments.pause_ms // 80),
+            max_segment_ms=int(config.segments.max_segment_s * 1000),
+        ),
+    )
+
+
+async def preflight(endpoint: AsrEndpoint) -> None:
+    """Fail fast, with the fix, when the server is down or does not serve the model."""
+    try:
+        models = await asyncio.to_thread(fetch_models, endpoint)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise ConfigError(
+                f"{endpoint.url}: wrong or missing API key (HTTP 401); pass --api-key or set "
+                "BRIDGE_ASR_API_KEY"
+            ) from exc
+        raise AsrConnectionError(
+            f"{http_base(endpoint.url)}/v1/models answered HTTP {exc.code}: is this a vLLM "
+            "server? Run `bridge check`",
+            retryable=False,
+        ) from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise AsrConnectionError(
+            f"cannot reach the ASR server at {http_base(endpoint.url)} ({reason}): start it "
+            "(Procfile `vllm` line) or pass --asr-url",
+            retryable=False,
+        ) from exc
+    names = [m.name for m in models]
+    if endpoint.model not in names:
+        raise ConfigError(
+            f"the ASR server does not serve model {endpoint.model!r}; it serves "
+            f"{', '.join(names) or 'nothing'}: pass --model {names[0] if names else 'NAME'}"
+        )
+
+
+def write_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def open_inputs(args: argparse.Namespace) -> list[AudioFile]:
+    encoding = AudioEncoding(args.encoding) if args.encoding else None
+    return [
+        open_audio(path, encoding=encoding, sample_rate_hz=args.rate, channels=args.channels)
+        for path in args.files
+    ]
+
+
+async def transcribe(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    roles = parse_roles(args.roles)
+    files = open_inputs(args)  # every bad file is reported before any work starts
+    # A file may wait out a short ASR outage; then it stops, keeping what it has.
+    endpoint = endpoint_from(config, give_up_after_s=60.0)
+    await preflight(endpoint)
+    tty = sys.stderr.isatty()
+    async with await TranscriptStore.open(config.db_path) as store:
+        for audio in files:
+            print(
+                f"{audio.path}: {fmt_ms(audio.duration_ms)}, {audio.channels} channel(s), "
+                f"{audio.encoding.value} {audio.sample_rate_hz} Hz -> {endpoint.url}"
+                f"{' (fast)' if args.fast else ' (real time)'}",
+                file=sys.stderr,
+            )
+            view = TerminalView(write_stderr, tty=tty)
+            try:
+                result = await transcribe_file(
+                    audio,
+                    endpoint=endpoint,
+                    store=store,
+                    settings=leg_settings(config),
+                    fast=args.fast,
+                    roles=roles,
+                    listener=view.on_segment,
+                    on_progress=view.on_progress,
+                )
+            finally:
+                view.close()
+            finals = sum(leg.segments_final for leg in result.legs)
+            print(f"{audio.path}: {finals} segment(s) stored in {store.path}", file=sys.stderr)
+            print(result.call_id)
+    return 0
+
+
+async def _open_existing(config: BridgeConfig) -> TranscriptStore:
+    if not config.db_path.exists():
+        raise StorageError(
+            f"{config.db_path}: no transcript database yet; transcribe something first or "
+            "pass --db",
+            retryable=False,
+        )
+    return await TranscriptStore.open(config.db_path)
+
+
+async def calls(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    async with await _open_existing(config) as store:
+        records = await store.list_calls(limit=args.limit)
+    if not records:
+        print("no calls stored", file=sys.stderr)
+        return 0
+    print(f"{'CALL':<10} {'STARTED (UTC)':<20} {'DURATION':>9} {'LEGS':>4}  {'STATUS':<12} TITLE")
+    for r in records:
+        started = (iso_utc(r.started_at_ms) or "")[:19].replace("T", " ")
+        duration = fmt_ms(r.duration_ms) if r.duration_ms is not None else "-"
+        status = "active" if r.active else (r.end_cause or "ended")
+        print(
+            f"{r.call_id[:10]:<10} {started:<20} {duration:>9} {r.leg_count:>4}  {status:<12}",
+            r.title,
+        )
+    return 0
+
+
+async def _transcript(args: argparse.Namespace) -> tuple[TranscriptStore, str]:
+    config = config_from(args)
+    store = await _open_existing(config)
+    call_id = await store.find_call_id(args.call)
+    if call_id is None:
+        await store.close()
+        raise ConfigError(
+            f"no call {args.call!r} in {config.db_path}; list them with `bridge calls`"
+        )
+    return store, call_id
+
+
+async def show(args: argparse.Namespace) -> int:
+    store, call_id = await _transcript(args)
+    async with store:
+        transcript = await store.get_call(call_id)
+    assert transcript is not None
+    sys.stdout.write(render(transcript, "txt"))
+    return 0
+
+
+async def export(args: argparse.Namespace) -> int:
+    store, call_id = await _transcript(args)
+    async with store:
+        transcript = await store.get_call(call_id)
+    assert transcript is not None
+    text = render(transcript, args.format)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+async def check(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    report = await check_server(endpoint_from(config))
+    print("\n".join(report.lines))
+    return 0 if report.ok else 1
+
+
+async def model(args: argparse.Namespace) -> int:
+    source: Path = args.source or find_snapshot(os.environ)
+    tekken = prepare_model(source, args.out, args.delay_ms)
+    print(
+        f"wrote {tekken} (transcription_delay_ms={args.delay_ms}), other files linked from {source}"
+    )
+    print(serve_hint(args.out, args.delay_ms))
+    return 0
+
+
+async def serve(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    endpoint = endpoint_from(config)
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    async with await TranscriptStore.open(config.db_path) as store:
+        print(f"bridge: config from {config.source}", file=sys.stderr)
+        print(f"bridge: transcripts in {store.path}", file=sys.stderr)
+        report = await check_server(endpoint)
+        print("\n".join(report.lines), file=sys.stderr)
+        if not report.ok:
+            print("bridge: the ASR server is not ready; calls will wait for it", file=sys.stderr)
+        print(
+            "bridge: serving; no ingest is enabled in this build yet (SIP and WebRTC ingest "
+            "come next). Stop with Ctrl-C.",
+            file=sys.stderr,
+        )
+        await stop.wait()
+    print("bridge: stopped", file=sys.stderr)
+    return 0

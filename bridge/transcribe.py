@@ -1,0 +1,203 @@
+"""``bridge transcribe``: recorded calls through the same leg pipeline as live ones.
+
+A mono file is one leg; a stereo file is two legs, left and right channel, as call-center
+recorders write them.  Files are fed either at real-time pace (20 ms frames on the wall clock,
+exactly like a live call) or as fast as the server allows: the leg keeps at most
+``window_s`` of audio ahead of the server's steps, so the server's queue stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bridge.core.audio import LegAudio
+from bridge.core.types import (
+    ASR_SAMPLE_RATE_HZ,
+    CallId,
+    CallInfo,
+    Gap,
+    LegId,
+    LegInfo,
+    LegRole,
+    LegSource,
+    Segment,
+)
+from bridge.errors import AsrConnectionError, ConfigError
+from bridge.export import fmt_ms
+from bridge.io.asr_client import AsrEndpoint
+from bridge.io.audio_files import AudioFile
+from bridge.leg import Leg, LegResult, LegSettings, Listener
+from storage import TranscriptStore
+
+FRAME_MS = 20
+DEFAULT_ROLES = (LegRole.CALLER, LegRole.AGENT)  # left, right
+
+
+def parse_roles(text: str) -> tuple[LegRole, ...]:
+    """``"agent,customer"`` -> roles for channels left, right."""
+    roles = []
+    for name in text.split(","):
+        try:
+            roles.append(LegRole(name.strip().lower()))
+        except ValueError:
+            known = ", ".join(r.value for r in LegRole)
+            raise ConfigError(f"--roles: unknown role {name.strip()!r} (known: {known})") from None
+    if not 1 <= len(roles) <= 2:
+        raise ConfigError("--roles: give one role per channel, e.g. --roles caller,agent")
+    return tuple(roles)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where a transcription is, for the terminal."""
+
+    position_ms: int
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileResult:
+    call_id: CallId
+    legs: list[LegResult]
+
+
+async def transcribe_file(
+    audio: AudioFile,
+    *,
+    endpoint: AsrEndpoint,
+    store: TranscriptStore,
+    settings: LegSettings,
+    fast: bool,
+    roles: Sequence[LegRole] = DEFAULT_ROLES,
+    listener: Listener | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    window_s: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> FileResult:
+    """Transcribe one file into a new call; returns its id and per-leg results.
+
+    Raises:
+        AsrConnectionError: the ASR server failed for good; what was transcribed is stored.
+    """
+    call_id = CallId(uuid.uuid4().hex)
+    now_ms = int(time.time() * 1000)
+    await store.add_call(CallInfo(call_id, LegSource.FILE, now_ms, title=audio.path.name))
+    legs = []
+    for channel in range(audio.channels):
+        if audio.channels == 1:
+            role, label = (roles[0] if len(roles) == 1 else LegRole.SPEAKER), "mono"
+        else:
+            role, label = (
+                roles[channel] if channel < len(roles) else LegRole.UNKNOWN,
+                (
+                    "left",
+                    "right",
+                )[channel],
+            )
+        info = LegInfo(
+            call_id=call_id,
+            leg_id=LegId(uuid.uuid4().hex),
+            role=role,
+            label=f"{label} channel of {audio.path.name}",
+            codec=f"{audio.encoding.value}/{audio.sample_rate_hz}",
+            source=LegSource.FILE,
+            started_at_ms=now_ms,
+        )
+        await store.add_leg(info)
+        leg_audio = LegAudio(audio.sample_rate_hz, audio.encoding)
+        legs.append(Leg(info, leg_audio, endpoint, store, settings=settings, listener=listener))
+    for leg in legs:
+        leg.start()
+
+    frame_samples = audio.sample_rate_hz * FRAME_MS // 1000
+    window = int(window_s * ASR_SAMPLE_RATE_HZ)
+    started = clock()
+    fed_ms = 0
+    for block in audio.read_blocks(frame_samples):
+        for leg, payload in zip(legs, block, strict=True):
+            leg.receive_frame(payload)
+        fed_ms += FRAME_MS
+        if fast:
+            if fed_ms % 1000 == 0:  # look at the window once a second of audio
+                await asyncio.gather(*(leg.client.wait_for_window(window) for leg in legs))
+        else:
+            # Live pace: never faster than a call would deliver the audio.
+            delay = started + fed_ms / 1000 - clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        if on_progress and fed_ms % 200 == 0:
+            on_progress(Progress(fed_ms, audio.duration_ms))
+        if all(leg.client.failure for leg in legs):
+            break
+    results = list(await asyncio.gather(*(leg.finish(timeout_s=120) for leg in legs)))
+    ended_ms = int(time.time() * 1000)
+    failures = [r.failure for r in results if r.failure]
+    await store.end_call(
+        call_id, ended_at_ms=ended_ms, cause="asr-failed" if failures else "completed"
+    )
+    await store.flush()
+    if on_progress:
+        on_progress(Progress(audio.duration_ms, audio.duration_ms))
+    if failures:
+        raise AsrConnectionError(
+            f"{failures[0]} (call {call_id}: what was transcribed before is stored)",
+            retryable=False,
+        )
+    return FileResult(call_id, results)
+
+
+class TerminalView:
+    """Live partial text and a progress bar on a terminal; plain final lines otherwise."""
+
+    def __init__(self, write: Callable[[str], None], *, tty: bool, width: int = 100) -> None:
+        self.write = write
+        self.tty = tty
+        self.width = width
+        self._partial: dict[str, str] = {}
+        self._progress = ""
+        self._last_percent = -1
+
+    def on_segment(self, info: LegInfo, item: Segment | Gap) -> None:
+        name = info.role.value
+        if isinstance(item, Gap):
+            self._line(
+                f"[{fmt_ms(item.start_ms)} {name}] (gap {item.duration_ms} ms: {item.reason})"
+            )
+        elif item.final:
+            self._partial.pop(info.leg_id, None)
+            self._line(f"[{fmt_ms(item.start_ms)} {name}] {item.text}")
+        elif self.tty:
+            self._partial[info.leg_id] = f"{name}: {item.text}"
+            self._status()
+
+    def on_progress(self, progress: Progress) -> None:
+        percent = 100 * progress.position_ms // max(progress.duration_ms, 1)
+        bar = "#" * (percent // 5) + "-" * (20 - percent // 5)
+        self._progress = (
+            f"[{bar}] {percent:3d}% {fmt_ms(progress.position_ms)}/{fmt_ms(progress.duration_ms)}"
+        )
+        if self.tty:
+            self._status()
+        elif percent // 10 != self._last_percent // 10:
+            self.write(self._progress + "\n")
+        self._last_percent = percent
+
+    def close(self) -> None:
+        if self.tty:
+            self.write("\r\x1b[K")
+
+    def _line(self, text: str) -> None:
+        self.write(("\r\x1b[K" if self.tty else "") + text + "\n")
+        if self.tty:
+            self._status()
+
+    def _status(self) -> None:
+        partial = " | ".join(self._partial.values())
+        line = f"{self._progress} {partial}"
+        if len(line) > self.width:
+            line = line[: self.width - 1] + "…"
+        self.write("\r\x1b[K" + line)
