@@ -23,7 +23,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from bridge.core.asr_protocol import AsrState, AsrStream, ServerError, StepText, expected_steps
-from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_MS
+from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_MS, CHUNK_SAMPLES
 from bridge.io.asr_client import AsrEndpoint, describe_connect_error
 
 
@@ -115,49 +115,94 @@ async def check_server(endpoint: AsrEndpoint, *, probe_s: float = 1.0) -> CheckR
 
 
 async def _probe_realtime(endpoint: AsrEndpoint, probe_s: float, report: CheckReport) -> None:
+    """One session: find the server's delay from its first step, then count every step.
+
+    The first step needs ``1320 + 16 * delay_ms`` samples (vllm-realtime.md §2.4), so feeding
+    80 ms chunks one at a time and waiting briefly after each shows which chunk completed it:
+    chunk ``c`` means a delay of ``80 * (c - 2)`` ms.  The total count of steps does not depend on
+    the delay (the right padding grows with it), so it checks the step clock itself.
+    """
     stream = AsrStream(endpoint.model, delay_ms=endpoint.delay_ms)
-    samples = int(probe_s * ASR_SAMPLE_RATE_HZ)
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    chunk = bytes(CHUNK_SAMPLES * 2)  # silence
     started = time.monotonic()
     steps = 0
+    first_chunk: int | None = None
+    chunks = 0
+
+    def handle() -> bool:
+        nonlocal steps
+        for event in stream.events_received():
+            if isinstance(event, StepText):
+                steps += 1
+            elif isinstance(event, ServerError):
+                report.add(False, "/v1/realtime", str(event.error))
+                return False
+        return True
+
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(60):
             async with connect(
                 endpoint.url, additional_headers=headers, open_timeout=endpoint.open_timeout_s
             ) as ws:
                 stream.receive_connected()
-                stream.send_audio(bytes(samples * 2))  # silence; held until the session exists
-                stream.end_stream()
-                while stream.state is not AsrState.CLOSED:
-                    stream.receive_message(str(await ws.recv()))
+                stream.receive_message(str(await ws.recv()))  # session.created
+                while first_chunk is None and chunks < 40:  # 40 chunks > the 2400 ms delay
+                    stream.send_audio(chunk)
+                    chunks += 1
                     for frame in stream.data_to_send():
                         await ws.send(frame)
-                    for event in stream.events_received():
-                        if isinstance(event, StepText):
-                            steps += 1
-                        elif isinstance(event, ServerError):
-                            report.add(False, "/v1/realtime", str(event.error))
-                            return
+                    try:
+                        message = await asyncio.wait_for(ws.recv(), 0.25)
+                    except TimeoutError:
+                        continue
+                    stream.receive_message(str(message))
+                    if not handle():
+                        return
+                    first_chunk = chunks if steps else None
+                while chunks * CHUNK_SAMPLES < probe_s * ASR_SAMPLE_RATE_HZ:
+                    stream.send_audio(chunk)
+                    chunks += 1
+                stream.end_stream()
+                while stream.state is not AsrState.CLOSED:
+                    for frame in stream.data_to_send():
+                        await ws.send(frame)
+                    stream.receive_message(str(await ws.recv()))
+                    if not handle():
+                        return
     except TimeoutError:
-        report.add(False, "/v1/realtime", "no transcription.done within 30 s: server overloaded?")
+        report.add(False, "/v1/realtime", "no transcription.done within 60 s: server overloaded?")
         return
     except (OSError, websockets.WebSocketException) as exc:
         message, _ = describe_connect_error(endpoint.url, exc)
         report.add(False, "/v1/realtime", message)
         return
+    samples = chunks * CHUNK_SAMPLES
     want = expected_steps(samples, delay_ms=endpoint.delay_ms)
     took = time.monotonic() - started
-    if steps == want:
-        report.add(
-            True,
-            "/v1/realtime",
-            f"session {stream.session_id}: {steps} deltas for {probe_s:g} s of audio in "
-            f"{took:.2f} s (Voxtral step clock, delay {endpoint.delay_ms} ms)",
-        )
-    else:
+    seconds = samples / ASR_SAMPLE_RATE_HZ
+    if steps != want:
         report.add(
             False,
             "/v1/realtime",
-            f"{steps} deltas for {probe_s:g} s of audio, expected {want}: not a Voxtral Realtime "
-            f"step clock at {endpoint.delay_ms} ms delay (does --delay-ms match the server?)",
+            f"{steps} deltas for {seconds:g} s of audio, expected {want}: "
+            "not a Voxtral Realtime step clock",
+        )
+        return
+    report.add(
+        True,
+        "/v1/realtime",
+        f"session {stream.session_id}: {steps} deltas for {seconds:g} s of audio in "
+        f"{took:.1f} s (Voxtral step clock)",
+    )
+    delay_ms = 80 * (first_chunk - 2) if first_chunk else None
+    if delay_ms == endpoint.delay_ms:
+        report.add(True, "delay", f"{delay_ms} ms, as configured")
+    else:
+        report.add(
+            False,
+            "delay",
+            f"the server's first step came after {first_chunk} chunks: its delay is "
+            f"{delay_ms} ms, but the bridge is set to {endpoint.delay_ms} ms; pass --delay-ms "
+            f"{delay_ms} (or BRIDGE_ASR_DELAY_MS) so word times are right",
         )

@@ -45,11 +45,12 @@ def leg_offsets(transcript: CallTranscript) -> dict[str, int]:
 
 
 def ordered_segments(transcript: CallTranscript) -> list[Segment]:
-    """Segments of all legs in call-time order."""
+    """Segments of all legs in call-time order; simultaneous ones in leg order."""
     offsets = leg_offsets(transcript)
+    order = {leg.leg_id: i for i, leg in enumerate(transcript.legs)}
     return sorted(
         transcript.segments,
-        key=lambda s: (offsets.get(s.leg_id, 0) + s.start_ms, s.leg_id, s.seq),
+        key=lambda s: (offsets.get(s.leg_id, 0) + s.start_ms, order.get(s.leg_id, 0), s.seq),
     )
 
 

@@ -327,7 +327,7 @@ class TranscriptStore:
             return None
         legs = await conn.execute_fetchall(
             "SELECT call_id, leg_id, role, label, codec, source, started_at_ms, ended_at_ms,"
-            " duration_ms FROM legs WHERE call_id = ? ORDER BY started_at_ms, leg_id",
+            " duration_ms FROM legs WHERE call_id = ? ORDER BY started_at_ms, rowid",
             (call_id,),
         )
         words = await conn.execute_fetchall(
