@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install the bridge into ./.venv (Python >= 3.11).  Idempotent.
+#
+#   bash scripts/install.sh          # the service and CLI
+#   bash scripts/install.sh test     # plus what the test suite needs
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PYTHON="${PYTHON:-python3}"
+extra="${1:-}"
+log() { printf '[install] %s\n' "$*"; }
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "[install] ERROR: $PYTHON is older than Python 3.11; set PYTHON=python3.11" >&2
+    exit 1
+fi
+if [[ ! -x .venv/bin/python ]]; then
+    log "creating .venv with $("$PYTHON" --version)"
+    "$PYTHON" -m venv .venv
+fi
+spec="."
+[[ "$extra" == "test" ]] && spec=".[test]"
+log "pip install -e '$spec'"
+# pip's extra local indexes on these machines print one harmless warning per package.
+.venv/bin/pip install --disable-pip-version-check -q -e "$spec" 2>&1 \
+    | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+log "done: .venv/bin/bridge --help"
