@@ -1,0 +1,79 @@
+"""Configuration: file, environment and options, every problem at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import DEFAULT_MODEL, load_config
+from bridge.errors import ConfigError
+
+
+def test_defaults_without_file_or_environment() -> None:
+    config = load_config(None, {"HOME": "/home/a"})
+    assert config.asr.url is None and config.asr.model == DEFAULT_MODEL
+    assert config.asr.delay_ms == 480 and config.asr.recycle_after_s == 300.0
+    assert config.db_path == Path("/home/a/.local/share/call-bridge/transcripts.db")
+    assert config.source == "defaults"
+
+
+def test_file_then_environment_then_options(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(
+        '[asr]\nurl = "ws://a:1/v1/realtime"\nmodel = "m1"\ndelay_ms = 960\n'
+        'recycle_after_s = 120\n[storage]\ndb = "~/x.db"\n[serve]\nport = 9000\n'
+    )
+    environ = {"HOME": "/h", "BRIDGE_ASR_MODEL": "m2", "BRIDGE_ASR_API_KEY": "k"}
+    config = load_config(path, environ, {("asr", "delay_ms"): 240, ("asr", "url"): None})
+    assert config.asr.url == "ws://a:1/v1/realtime"  # None options do not override
+    assert config.asr.model == "m2" and config.asr.api_key == "k"
+    assert config.asr.delay_ms == 240 and config.asr.recycle_after_s == 120.0
+    assert config.serve.port == 9000
+    assert config.db_path == Path("~/x.db").expanduser()
+    assert config.source == f"{path}, environment"
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    path = tmp_path / "b.toml"
+    path.write_text('[asr]\nurl = "wss://x/v1/realtime"\n')
+    assert load_config(None, {"BRIDGE_CONFIG": str(path)}).asr.url == "wss://x/v1/realtime"
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[asr]\nurl = "http://x"\ndelay_ms = 500\nmodle = "m"\nmax_buffer_s = -1\n'
+        "[storage]\ndb = 3\n[nope]\nx = 1\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"BRIDGE_PORT": "eighty"})
+    assert info.value.problems == [
+        f"{path}: unknown setting asr.modle (known: api_key, delay_ms, max_buffer_s, model, "
+        "recycle_after_s, stall_timeout_s, url)",
+        f"{path}: unknown setting nope.x (unknown section)",
+        "BRIDGE_PORT='eighty': expected int",
+        "ASR url 'http://x': expected ws://host:port/v1/realtime (or wss://)",
+        "ASR delay_ms 500: must be a multiple of 80 in 80..1200, or 2400",
+        "ASR max_buffer_s must be > 0, got -1.0",
+        f"{path}: storage.db: expected str, got 3",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[asr\n", "not valid TOML"),
+        ("asr = 1\n", r"\[asr\] must be a table"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, {})
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "none.toml", {})
