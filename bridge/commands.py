@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import urllib.error
 from pathlib import Path
 
@@ -122,8 +123,21 @@ async def transcribe(args: argparse.Namespace) -> int:
     endpoint = endpoint_from(config, give_up_after_s=60.0)
     await preflight(endpoint)
     tty = sys.stderr.isatty()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        # First Ctrl-C: stop feeding, let the legs finish and store what they have.
+        # A second one interrupts for real.
+        print("\nbridge: stopping; finishing the legs (Ctrl-C again to abort)", file=sys.stderr)
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
     async with await TranscriptStore.open(config.db_path) as store:
         for audio in files:
+            if stop.is_set():
+                break
             print(
                 f"{audio.path}: {fmt_ms(audio.duration_ms)}, {audio.channels} channel(s), "
                 f"{audio.encoding.value} {audio.sample_rate_hz} Hz -> {endpoint.url}"
@@ -141,13 +155,14 @@ async def transcribe(args: argparse.Namespace) -> int:
                     roles=roles,
                     listener=view.on_segment,
                     on_progress=view.on_progress,
+                    stop=stop,
                 )
             finally:
                 view.close()
             finals = sum(leg.segments_final for leg in result.legs)
             print(f"{audio.path}: {finals} segment(s) stored in {store.path}", file=sys.stderr)
             print(result.call_id)
-    return 0
+    return 130 if stop.is_set() else 0
 
 
 async def _open_existing(config: BridgeConfig) -> TranscriptStore:
@@ -239,6 +254,14 @@ async def serve(args: argparse.Namespace) -> int:
     async with await TranscriptStore.open(config.db_path) as store:
         print(f"bridge: config from {config.source}", file=sys.stderr)
         print(f"bridge: transcripts in {store.path}", file=sys.stderr)
+        now_ms = int(time.time() * 1000)
+        dangling = await store.end_active_calls(ended_at_ms=now_ms, cause="bridge-restarted")
+        if dangling:
+            print(
+                f"bridge: {dangling} call(s) left active by a previous run marked ended "
+                "(bridge-restarted)",
+                file=sys.stderr,
+            )
         report = await check_server(endpoint)
         print("\n".join(report.lines), file=sys.stderr)
         if not report.ok:

@@ -77,6 +77,7 @@ async def transcribe_file(
     on_progress: Callable[[Progress], None] | None = None,
     window_s: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
+    stop: asyncio.Event | None = None,
 ) -> FileResult:
     """Transcribe one file into a new call; returns its id and per-leg results.
 
@@ -131,14 +132,18 @@ async def transcribe_file(
                 await asyncio.sleep(delay)
         if on_progress and fed_ms % 200 == 0:
             on_progress(Progress(fed_ms, audio.duration_ms))
-        if all(leg.client.failure for leg in legs):
+        if all(leg.client.failure for leg in legs) or (stop is not None and stop.is_set()):
             break
     results = list(await asyncio.gather(*(leg.finish(timeout_s=120) for leg in legs)))
     ended_ms = int(time.time() * 1000)
     failures = [r.failure for r in results if r.failure]
-    await store.end_call(
-        call_id, ended_at_ms=ended_ms, cause="asr-failed" if failures else "completed"
-    )
+    if failures:
+        cause = "asr-failed"
+    elif stop is not None and stop.is_set():
+        cause = "interrupted"
+    else:
+        cause = "completed"
+    await store.end_call(call_id, ended_at_ms=ended_ms, cause=cause)
     await store.flush()
     if on_progress:
         on_progress(Progress(audio.duration_ms, audio.duration_ms))

@@ -256,6 +256,15 @@ class TranscriptStore:
         """Mark a call ended.  Returns once committed; StorageError if there is no such call."""
         await self._writer.end_call(call_id, ended_at_ms=ended_at_ms, cause=cause)
 
+    async def end_active_calls(self, *, ended_at_ms: int, cause: str) -> int:
+        """Mark every call (and leg) still active as ended; returns how many calls were.
+
+        For start-up: calls a previous process left active when it died.
+        """
+        rows = await self._read("SELECT count(*) FROM calls WHERE ended_at_ms IS NULL", ())
+        await self._writer.end_active_calls(ended_at_ms=ended_at_ms, cause=cause)
+        return int(rows[0][0])
+
     async def flush(self) -> None:
         """Return once everything queued before this call is committed."""
         await self._writer.flush()

@@ -87,6 +87,14 @@ _END_CALL = """
 UPDATE calls SET ended_at_ms = :ended_at_ms, end_cause = :cause WHERE call_id = :call_id
 """
 
+# A process that died left calls and legs "active": close them (duration unknown: NULL).
+_END_ACTIVE_LEGS = """
+UPDATE legs SET ended_at_ms = :ended_at_ms WHERE ended_at_ms IS NULL
+"""
+_END_ACTIVE_CALLS = """
+UPDATE calls SET ended_at_ms = :ended_at_ms, end_cause = :cause WHERE ended_at_ms IS NULL
+"""
+
 # Idempotent by (leg_id, seq); a final row is never replaced by a partial revision (a partial
 # replayed after the final must not un-finalise it).  A final may replace a final (a replay).
 _UPSERT_SEGMENT = """
@@ -291,6 +299,11 @@ class Writer:
     async def end_call(self, call_id: str, *, ended_at_ms: int, cause: str) -> None:
         params: Params = {"call_id": call_id, "ended_at_ms": ended_at_ms, "cause": cause}
         await self._submit(f"end call {call_id} (no such call)", _END_CALL, params)
+
+    async def end_active_calls(self, *, ended_at_ms: int, cause: str) -> None:
+        params: Params = {"ended_at_ms": ended_at_ms, "cause": cause}
+        await self._submit("end active legs", _END_ACTIVE_LEGS, params, must_change=False)
+        await self._submit("end active calls", _END_ACTIVE_CALLS, params, must_change=False)
 
     async def flush(self) -> None:
         """Return once everything queued before this call is committed."""

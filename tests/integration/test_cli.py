@@ -6,9 +6,11 @@ import asyncio
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 import pytest
 from vllm_server import VllmServer
 
+from bridge.core.types import CallId, CallInfo, LegSource
 from storage import TranscriptStore
 
 pytestmark = pytest.mark.integration
@@ -203,3 +206,66 @@ def test_model_prepare_rewrites_the_delay(vllm_server: VllmServer, tmp_path: Pat
         env={"HOME": str(tmp_path)},
     )
     assert missing.returncode == 2 and "no local snapshot of mistralai/" in missing.stderr
+
+
+def test_ctrl_c_finishes_the_legs_and_keeps_the_transcript(asr: list[str], tmp_path: Path) -> None:
+    wav = write_wav(tmp_path / "long.wav", [tone(8.0, 300)])
+    db = tmp_path / "c.db"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "transcribe", str(wav), "--db", str(db), *asr],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    try:
+        time.sleep(3.5)  # real-time pace: "hello world." is final after ~1.7 s of audio
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "stopping; finishing the legs" in err
+    call_id = out.strip()
+    doc = json.loads(bridge("export", call_id, "--db", db).stdout)
+    assert doc["call"]["end_cause"] == "interrupted"
+    assert doc["segments"][0]["text"] == "hello world." and doc["segments"][0]["final"]
+    assert doc["legs"][0]["duration_ms"] < 8000
+
+
+def test_serve_starts_closes_dangling_calls_and_stops_on_sigterm(
+    asr: list[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "c.db"
+
+    async def dangling() -> None:
+        store = await TranscriptStore.open(db)
+        await store.add_call(CallInfo(CallId("d" * 32), LegSource.SIP, 1000, title="crashed"))
+        await store.close()
+
+    asyncio.run(dangling())
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "serve", "--db", str(db), *asr],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environ,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "serving" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    text = "".join(lines) + err
+    assert proc.returncode == 0, text
+    assert "1 call(s) left active by a previous run marked ended" in text
+    assert "/v1/realtime  OK" in text and "bridge: stopped" in text
+    listed = bridge("calls", "--db", db)
+    assert "bridge-restarted" in listed.stdout

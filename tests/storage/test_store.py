@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
 
 import pytest
 
-from bridge.core.types import CallId, Gap, LegEvent, LegId, LegRole, Word
+from bridge.core.types import (
+    CallId,
+    CallInfo,
+    Gap,
+    LegEvent,
+    LegId,
+    LegInfo,
+    LegRole,
+    LegSource,
+    Word,
+)
 from bridge.errors import StorageError
 from storage import CallRecord, CallTranscript, LegRecord, TranscriptStore
 
@@ -151,3 +162,19 @@ async def test_concurrent_readers_see_consistent_snapshots(one_leg: TranscriptSt
         assert seen == sorted(seen)  # never goes back
     final = await store.get_call("call-1")
     assert final is not None and len(final.segments) == 200
+
+
+async def test_end_active_calls_closes_what_a_dead_process_left_open(tmp_path: Path) -> None:
+    async with await TranscriptStore.open(tmp_path / "t.db") as store:
+        for n in ("a", "b"):
+            await store.add_call(CallInfo(CallId(n), LegSource.SIP, 1000))
+            leg = LegInfo(CallId(n), LegId(n + "1"), LegRole.CALLER, "", "", LegSource.SIP, 1000)
+            await store.add_leg(leg)
+        await store.end_call("a", ended_at_ms=2000, cause="bye")
+        assert await store.end_active_calls(ended_at_ms=3000, cause="bridge-restarted") == 1
+        calls = {c.call_id: c for c in await store.list_calls()}
+        assert (calls["a"].end_cause, calls["a"].ended_at_ms) == ("bye", 2000)
+        assert (calls["b"].end_cause, calls["b"].ended_at_ms) == ("bridge-restarted", 3000)
+        transcript = await store.get_call("b")
+        assert transcript is not None and not transcript.legs[0].active
+        assert await store.end_active_calls(ended_at_ms=4000, cause="x") == 0
