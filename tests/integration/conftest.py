@@ -11,15 +11,20 @@ from collections.abc import Iterator
 import pytest
 from vllm_server import VllmServer
 
+API_KEY = "bridge-test-key"
+
 
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    """A started :class:`VllmServer` (no API key, scripted transcript), shared by the session.
+    """A started :class:`VllmServer` (scripted transcript), shared by the session.
+
+    It runs with ``--api-key`` so every test also proves the ``Authorization: Bearer`` path;
+    clients take the key from ``server.api_key`` (:func:`auth`).
 
     Tests that ``kill()`` or ``stop()`` it must ``restart()`` it before returning.
     The model dir and ``vllm-server.log`` stay under pytest's basetemp for debugging.
     """
-    server = VllmServer(work_dir=tmp_path_factory.mktemp("vllm-server"))
+    server = VllmServer(work_dir=tmp_path_factory.mktemp("vllm-server"), api_key=API_KEY)
     server.start()
     try:
         yield server

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import http.server
 import json
 import os
 import re
@@ -10,8 +12,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +59,10 @@ def tone(seconds: float, freq: float, rate: int = 16000) -> np.ndarray:
 
 @pytest.fixture
 def asr(vllm_server: VllmServer) -> list[str]:
-    return ["--asr-url", vllm_server.url, "--model", vllm_server.model]
+    return ["--asr-url", vllm_server.url, "--model", vllm_server.model, "--api-key", KEY]
+
+
+KEY = "bridge-test-key"  # the session server's --api-key (conftest.py)
 
 
 def test_transcribe_stereo_then_list_show_and_export(asr: list[str], tmp_path: Path) -> None:
@@ -111,14 +118,31 @@ def test_check_reports_model_and_step_clock(vllm_server: VllmServer, asr: list[s
     assert "serves tiny-voxtral (max_model_len 512 = 38 s of audio per session)" in ok.stdout
     assert "23 deltas for 1.04 s of audio" in ok.stdout
     assert "delay         OK   480 ms, as configured" in ok.stdout
-    wrong = bridge("check", "--asr-url", vllm_server.url, "--model", "voxtral")
+    wrong = bridge("check", "--asr-url", vllm_server.url, "--model", "voxtral", "--api-key", KEY)
     assert wrong.returncode == 1
     assert "'voxtral' is not served; pass --model tiny-voxtral" in wrong.stdout
+    nokey = bridge("check", "--asr-url", vllm_server.url, "--model", vllm_server.model)
+    assert nokey.returncode == 1
+    assert "HTTP 401: wrong or missing API key (--api-key)" in nokey.stdout
     skew = bridge("check", *asr, "--delay-ms", "960")
     assert skew.returncode == 1
     assert (
         "its delay is 480 ms, but the bridge is set to 960 ms; pass --delay-ms 480" in skew.stdout
     )
+
+
+@pytest.fixture
+def plain_http_server(tmp_path: Path) -> Iterator[str]:
+    """Some other HTTP server (not vLLM) on a free port."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 async def create_db(path: Path) -> None:
@@ -133,11 +157,14 @@ def free_port() -> int:
 
 
 def test_bad_input_gets_one_clear_line_and_an_exit_code(
-    vllm_server: VllmServer, tmp_path: Path
+    vllm_server: VllmServer, tmp_path: Path, plain_http_server: str
 ) -> None:
+    not_vllm = plain_http_server.replace("http://", "ws://") + "/v1/realtime"
     wav = write_wav(tmp_path / "a.wav", [tone(1.0, 300)])
     db = tmp_path / "c.db"
     down = f"ws://127.0.0.1:{free_port()}/v1/realtime"
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"ID3\x04" + bytes(500))  # an MP3 renamed .wav
     empty_db = tmp_path / "empty.db"
     asyncio.run(create_db(empty_db))
     cases = [
@@ -147,9 +174,31 @@ def test_bad_input_gets_one_clear_line_and_an_exit_code(
             "cannot reach the ASR server at http://127.0.0.1:",
         ),
         (
-            ["transcribe", wav, "--db", db, "--asr-url", vllm_server.url, "--model", "x"],
+            ["transcribe", wav, "--db", db, "--asr-url", vllm_server.url, "--model", "x"]
+            + ["--api-key", KEY],
             2,
             "does not serve model 'x'; it serves tiny-voxtral: pass --model tiny-voxtral",
+        ),
+        (
+            ["transcribe", wav, "--db", db, "--asr-url", vllm_server.url],
+            2,
+            "wrong or missing API key (HTTP 401); pass --api-key or set BRIDGE_ASR_API_KEY",
+        ),
+        (
+            ["transcribe", wav, "--db", db, "--asr-url", not_vllm],
+            1,
+            "/v1/models answered HTTP 404: is this a vLLM server? Run `bridge check`",
+        ),
+        (
+            ["transcribe", write_wav(tmp_path / "odd.wav", [tone(1.0, 300, 11025)], 11025)]
+            + ["--db", db, "--asr-url", vllm_server.url],
+            1,
+            "odd.wav: sample rate 11025 Hz is not supported",
+        ),
+        (
+            ["transcribe", corrupt, "--db", db, "--asr-url", vllm_server.url],
+            1,
+            "corrupt.wav: not a WAV file",
         ),
         (["transcribe", tmp_path / "missing.wav", "--db", db], 1, "missing.wav: no such file"),
         (["transcribe", wav, "--db", db, "--delay-ms", "500"], 2, "must be a multiple of 80"),
@@ -171,7 +220,7 @@ def test_environment_and_config_file_settings(vllm_server: VllmServer, tmp_path:
     config = tmp_path / "bridge.toml"
     config.write_text(f'[asr]\nurl = "{vllm_server.url}"\nmodel = "wrong"\n')
     # The environment overrides the file; the command line overrides both.
-    env = {"BRIDGE_ASR_MODEL": vllm_server.model}
+    env = {"BRIDGE_ASR_MODEL": vllm_server.model, "BRIDGE_ASR_API_KEY": KEY}
     assert bridge("-c", config, "check", env=env).returncode == 0
     assert bridge("-c", config, "check", "--model", "wrong", env=env).returncode == 1
     bad = tmp_path / "bad.toml"

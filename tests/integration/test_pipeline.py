@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import websockets
-from vllm_server import VllmServer
+from vllm_server import VllmServer, auth_headers
 
 from bridge.core.asr_protocol import AsrStream, ServerError, expected_steps
 from bridge.core.audio import LegAudio
@@ -79,7 +79,9 @@ def script_words(script: str, steps: int, offset_ms: int = 0) -> list[Word]:
 
 
 def endpoint_for(server: VllmServer) -> AsrEndpoint:
-    return AsrEndpoint(url=server.url, model=server.model, stall_timeout_s=10)
+    return AsrEndpoint(
+        url=server.url, model=server.model, api_key=server.api_key, stall_timeout_s=10
+    )
 
 
 @dataclass
@@ -190,7 +192,9 @@ async def test_deltas_arrive_one_per_80ms_after_562ms_in_real_time(
     stream = AsrStream(vllm_server.model)
     chunk = tone(0.08).tobytes()
     arrivals: list[float] = []
-    async with websockets.connect(vllm_server.url) as ws:
+    async with websockets.connect(
+        vllm_server.url, additional_headers=auth_headers(vllm_server)
+    ) as ws:
         stream.receive_connected()
         stream.receive_message(await ws.recv())
         for frame in stream.data_to_send():
@@ -288,7 +292,9 @@ async def test_server_killed_and_restarted_mid_leg(vllm_server: VllmServer, tmp_
 
     audio = tone(75.0)
     settings = LegSettings(max_buffer_s=4.0, recycle_after_s=3600)
-    endpoint = AsrEndpoint(url=vllm_server.url, model=vllm_server.model, stall_timeout_s=5)
+    endpoint = AsrEndpoint(
+        url=vllm_server.url, model=vllm_server.model, api_key=vllm_server.api_key, stall_timeout_s=5
+    )
     try:
         run = await run_leg(
             db,
@@ -318,7 +324,7 @@ async def test_server_killed_and_restarted_mid_leg(vllm_server: VllmServer, tmp_
 
 
 async def _raw_error(server: VllmServer, frames: list[str], update: bool = True) -> str:
-    async with websockets.connect(server.url) as ws:
+    async with websockets.connect(server.url, additional_headers=auth_headers(server)) as ws:
         await ws.recv()
         if update:
             await ws.send(json.dumps({"type": "session.update", "model": server.model}))
@@ -362,7 +368,7 @@ async def test_every_real_error_event_maps_to_an_action(vllm_server: VllmServer,
 async def test_wrong_model_fails_the_leg_with_a_clear_reason(
     vllm_server: VllmServer, tmp_path: Path
 ) -> None:
-    endpoint = AsrEndpoint(url=vllm_server.url, model="not-served")
+    endpoint = AsrEndpoint(url=vllm_server.url, model="not-served", api_key=vllm_server.api_key)
     run = await run_leg(tmp_path / "t.db", tone(1.0), endpoint=endpoint)
     assert run.result.failure is not None and "model_not_found" in run.result.failure
     assert "--model" in run.result.failure
@@ -377,3 +383,14 @@ async def test_unreachable_server_gives_up_and_records_the_gap(tmp_path: Path) -
     run = await run_leg(tmp_path / "t.db", tone(1.0), endpoint=endpoint)
     assert run.result.failure is not None and "connection refused" in run.result.failure
     assert [(g.start_ms, g.duration_ms) for g in run.transcript.gaps] == [(0, 1000)]
+
+
+async def test_wrong_api_key_fails_at_once_with_the_fix(
+    vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    for key in (None, "wrong"):
+        endpoint = AsrEndpoint(url=vllm_server.url, model=vllm_server.model, api_key=key)
+        run = await run_leg(tmp_path / f"{key}.db", tone(1.0), endpoint=endpoint)
+        assert run.result.failure is not None
+        assert "refused the API key (HTTP 401): pass --api-key" in run.result.failure
+        assert [(g.start_ms, g.duration_ms) for g in run.transcript.gaps] == [(0, 1000)]

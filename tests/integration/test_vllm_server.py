@@ -20,6 +20,7 @@ from vllm_server import (
     SAMPLES_PER_STEP,
     SCRIPT,
     VllmServer,
+    auth_headers,
     expected_step_count,
     expected_text,
 )
@@ -53,7 +54,7 @@ async def recv_event(ws: ClientConnection) -> dict[str, Any]:
 
 
 async def open_session(server: VllmServer) -> tuple[ClientConnection, dict[str, Any]]:
-    ws = await connect(server.url, max_size=16 * 2**20)
+    ws = await connect(server.url, max_size=16 * 2**20, additional_headers=auth_headers(server))
     created = await recv_event(ws)
     return ws, created
 

@@ -150,6 +150,11 @@ def expected_text(n_steps: int, script: str = SCRIPT) -> str:
     return data.decode("utf-8", errors="ignore")
 
 
+def auth_headers(server: VllmServer) -> dict[str, str]:
+    """The ``Authorization`` header a client of ``server`` must send (none without a key)."""
+    return {"Authorization": f"Bearer {server.api_key}"} if server.api_key else {}
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
