@@ -248,7 +248,7 @@ async def model(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace) -> int:
     config = config_from(args)
-    endpoint = endpoint_from(config)
+    endpoint = endpoint_from(config) if config.asr.url else None
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with await TranscriptStore.open(config.db_path) as store:
@@ -262,10 +262,19 @@ async def serve(args: argparse.Namespace) -> int:
                 "(bridge-restarted)",
                 file=sys.stderr,
             )
-        report = await check_server(endpoint)
-        print("\n".join(report.lines), file=sys.stderr)
-        if not report.ok:
-            print("bridge: the ASR server is not ready; calls will wait for it", file=sys.stderr)
+        if endpoint is None:
+            print(
+                "bridge: no ASR server configured: set BRIDGE_ASR_URL (or --asr-url) to a vLLM "
+                "/v1/realtime endpoint; calls cannot be transcribed until then",
+                file=sys.stderr,
+            )
+        else:
+            report = await check_server(endpoint)
+            print("\n".join(report.lines), file=sys.stderr)
+            if not report.ok:
+                print(
+                    "bridge: the ASR server is not ready; calls will wait for it", file=sys.stderr
+                )
         print(
             "bridge: serving; no ingest is enabled in this build yet (SIP and WebRTC ingest "
             "come next). Stop with Ctrl-C.",
