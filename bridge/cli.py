@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     asr_options(p)
     db_option(p)
     p.add_argument("--fast", action="store_true", help="as fast as the server allows")
-    p.add_argument("--language", help="language hint, for engines that use it (Voxtral ignores it)")
+    p.add_argument(
+        "--language", help="language hint (ISO 639-1), for engines that use it; Voxtral detects it"
+    )
     p.add_argument(
         "--roles", default="caller,agent", help="roles of the left,right channels (or one for mono)"
     )

@@ -33,6 +33,7 @@ def config_from(args: argparse.Namespace) -> BridgeConfig:
         ("asr", "url"): getattr(args, "asr_url", None),
         ("asr", "model"): getattr(args, "model", None),
         ("asr", "api_key"): getattr(args, "api_key", None),
+        ("asr", "language"): getattr(args, "language", None),
         ("asr", "delay_ms"): getattr(args, "delay_ms", None),
         ("storage", "db"): getattr(args, "db", None),
     }
@@ -50,6 +51,7 @@ def endpoint_from(config: BridgeConfig, **overrides: float | None) -> AsrEndpoin
         model=config.asr.model,
         api_key=config.asr.api_key,
         delay_ms=config.asr.delay_ms,
+        language=config.asr.language,
         stall_timeout_s=config.asr.stall_timeout_s,
         give_up_after_s=overrides.get("give_up_after_s"),
     )

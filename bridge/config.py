@@ -52,6 +52,7 @@ class AsrConfig:
     url: str | None = None  # None: the embedded CPU engine, once available
     model: str = DEFAULT_MODEL
     api_key: str | None = None
+    language: str | None = None  # ISO 639-1 hint, for engines that use it
     delay_ms: int = 480
     recycle_after_s: float = 300.0
     max_buffer_s: float = 60.0
@@ -84,6 +85,7 @@ _KEYS: dict[tuple[str, str], tuple[str | None, type]] = {
     ("asr", "url"): ("BRIDGE_ASR_URL", str),
     ("asr", "model"): ("BRIDGE_ASR_MODEL", str),
     ("asr", "api_key"): ("BRIDGE_ASR_API_KEY", str),
+    ("asr", "language"): ("BRIDGE_ASR_LANGUAGE", str),
     ("asr", "delay_ms"): ("BRIDGE_ASR_DELAY_MS", int),
     ("asr", "recycle_after_s"): ("BRIDGE_ASR_RECYCLE_AFTER_S", float),
     ("asr", "max_buffer_s"): ("BRIDGE_ASR_MAX_BUFFER_S", float),
@@ -186,6 +188,7 @@ def _build(
         url=get("asr", "url", None),
         model=get("asr", "model", DEFAULT_MODEL),
         api_key=get("asr", "api_key", None),
+        language=get("asr", "language", None),
         delay_ms=get("asr", "delay_ms", 480),
         recycle_after_s=get("asr", "recycle_after_s", 300.0),
         max_buffer_s=get("asr", "max_buffer_s", 60.0),

@@ -96,6 +96,7 @@ class Leg:
             endpoint.model,
             delay_ms=endpoint.delay_ms,
             max_buffer_samples=int(self.settings.max_buffer_s * ASR_SAMPLE_RATE_HZ),
+            language=endpoint.language,
         )
         self.client = AsrClient(self.stream, endpoint, self._on_event, log=self.log)
         self.assembler = TranscriptAssembler(

@@ -203,14 +203,22 @@ class AsrStream:
         delay_ms: the server's transcription delay (a tekken.json setting); used only to know
             how much audio a step accounts for.
         max_buffer_samples: bound on audio kept for holding and replay (16 kHz samples).
+        language: ISO 639-1 hint sent in ``session.update``; vLLM 0.33 accepts and ignores
+            extra fields ("extra='allow'", vllm-realtime.md §1.2), engines that read it use it.
     """
 
     def __init__(
-        self, model: str, *, delay_ms: int = 480, max_buffer_samples: int = 60 * ASR_SAMPLE_RATE_HZ
+        self,
+        model: str,
+        *,
+        delay_ms: int = 480,
+        max_buffer_samples: int = 60 * ASR_SAMPLE_RATE_HZ,
+        language: str | None = None,
     ) -> None:
         if delay_ms % 80 or not 80 <= delay_ms <= 2400:
             raise ValueError(f"delay_ms must be a multiple of 80 in 80..2400, got {delay_ms}")
         self.model = model
+        self.language = language
         self.delay_ms = delay_ms
         self.max_buffer_samples = max_buffer_samples
         self.state = AsrState.DISCONNECTED
@@ -287,7 +295,10 @@ class AsrStream:
             self._advance(Input.SESSION_CREATED)
             self.session_id = str(event.get("id", ""))
             # "Client sends session.update with model" - mandatory before any commit (§1.5).
-            self._out.append(json.dumps({"type": "session.update", "model": self.model}))
+            update = {"type": "session.update", "model": self.model}
+            if self.language:
+                update["language"] = self.language
+            self._out.append(json.dumps(update))
             self._events.append(SessionStarted(self.session_id))
             self._flush()
         elif kind == "transcription.delta":

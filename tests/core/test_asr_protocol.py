@@ -82,6 +82,16 @@ def test_session_update_follows_session_created() -> None:
     assert stream.events_received() == [SessionStarted("sess-1")]
 
 
+def test_language_hint_rides_on_session_update() -> None:
+    stream = AsrStream(MODEL, language="fr")
+    stream.receive_connected()
+    assert json.loads(created(stream)[0]) == {
+        "type": "session.update",
+        "model": MODEL,
+        "language": "fr",
+    }
+
+
 def test_audio_before_session_is_buffered_then_sent_in_80ms_appends() -> None:
     stream = AsrStream(MODEL)
     stream.send_audio(pcm(CHUNK * 2 + 100, 7))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import socket
 import sqlite3
 import time
@@ -394,3 +396,45 @@ async def test_wrong_api_key_fails_at_once_with_the_fix(
         assert run.result.failure is not None
         assert "refused the API key (HTTP 401): pass --api-key" in run.result.failure
         assert [(g.start_ms, g.duration_ms) for g in run.transcript.gaps] == [(0, 1000)]
+
+
+async def test_stalled_server_is_left_and_the_leg_resumes_without_loss(
+    vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    """vLLM frozen (SIGSTOP) mid-leg: no event for stall_timeout_s -> reconnect, replay, no gap."""
+    pgid = vllm_server.pid
+    assert pgid is not None
+
+    async def freeze() -> None:
+        os.killpg(pgid, signal.SIGSTOP)
+
+    async def thaw() -> None:
+        os.killpg(pgid, signal.SIGCONT)
+
+    endpoint = AsrEndpoint(
+        url=vllm_server.url,
+        model=vllm_server.model,
+        api_key=vllm_server.api_key,
+        stall_timeout_s=1.5,
+        open_timeout_s=1.0,
+    )
+    audio = tone(14.0)
+    try:
+        run = await run_leg(
+            tmp_path / "t.db",
+            audio,
+            realtime=True,
+            endpoint=endpoint,
+            at_second={3: freeze, 8: thaw},
+        )
+    finally:
+        os.killpg(pgid, signal.SIGCONT)
+    gens = run.generations()
+    assert gens[0]["solicited"] == "False"  # the stalled generation was abandoned
+    assert run.transcript.gaps == ()  # 5 s fit in the leg's buffer
+    assert sum(int(g["samples"]) for g in gens) == len(audio)
+    assert run.result.failure is None
+    # The new generation starts at the first frame the stalled one never stepped over.
+    resumed_ms = int(gens[1]["generation"]) and int(gens[0]["steps"]) * STEP_MS
+    words = [w for s in finals(run) for w in s.words]
+    assert Word("hello", resumed_ms + 560, resumed_ms + 960) in words

@@ -49,8 +49,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, {"BRIDGE_PORT": "eighty"})
     assert info.value.problems == [
-        f"{path}: unknown setting asr.modle (known: api_key, delay_ms, max_buffer_s, model, "
-        "recycle_after_s, stall_timeout_s, url)",
+        f"{path}: unknown setting asr.modle (known: api_key, delay_ms, language, max_buffer_s, "
+        "model, recycle_after_s, stall_timeout_s, url)",
         f"{path}: unknown setting nope.x (unknown section)",
         "BRIDGE_PORT='eighty': expected int",
         "ASR url 'http://x': expected ws://host:port/v1/realtime (or wss://)",
