@@ -1,0 +1,76 @@
+"""Settings of the embedded speech engine (``bridge asr-server`` and the in-process server)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.engine.align import WordAnchor
+from bridge.errors import ConfigError
+
+__all__ = ["DEFAULT_LEGS_PER_CORE", "EngineConfig", "default_max_legs"]
+
+# Legs one CPU core keeps in real time, measured with bridge/engine/bench.py on the project's
+# 2-core machine (shared, load ~2), every leg speaking continuously (the worst case): base held
+# 2 legs (lag p50 2.6 s, not growing), 3 legs drifted; tiny.en was no better in this pipeline
+# (a decode costs ~0.6-0.75 s either way: whisper's encoder always sees 30 s).  Conversation
+# legs talk about half the time and silence costs nothing, so real calls usually fit more.
+DEFAULT_LEGS_PER_CORE: dict[str, float] = {"base": 1.0, "tiny.en": 1.0}
+
+
+def default_max_legs(model: str, cores: int | None = None) -> int:
+    cores = cores or os.cpu_count() or 1
+    name = Path(model).name.removeprefix("whisper-")
+    return max(1, int(DEFAULT_LEGS_PER_CORE.get(name, 1.0) * cores))
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Everything ``start_engine_server`` needs; the defaults suit a 2-core CPU box."""
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: any free port (in-process); the CLI defaults to 8000 like vLLM
+    model: str = "base"  # packaged name (base, tiny.en), model directory, or faster-whisper name
+    served_model_name: str | None = None  # default: whisper-<model name>
+    language: str | None = None  # e.g. "en"; None: detected per generation
+    api_key: str | None = None  # Bearer key for /v1/* (HTTP 401 otherwise), like vLLM --api-key
+    max_legs: int | None = None  # None: default_max_legs(model)
+    max_model_len: int = 131_072  # Voxtral's default: a generation stops itself after ~2 h 54 m
+    transcription_delay_ms: int = 480
+    cpu_threads: int = 0  # CTranslate2 threads; 0: all cores
+    decode_workers: int = 1  # parallel decodes (each with cpu_threads threads)
+    beam_size: int = 1
+    decode_interval_ms: int = 1000
+    word_anchor: WordAnchor = "start"  # Voxtral: step k carries the text of frame k
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port must be 0..65535, got {self.port}")
+        if self.max_legs is not None and self.max_legs < 1:
+            problems.append(f"max_legs must be at least 1, got {self.max_legs}")
+        delay = self.transcription_delay_ms
+        if delay % 80 or not 80 <= delay <= 2400:
+            problems.append(f"transcription_delay_ms must be a multiple of 80 in 80..2400: {delay}")
+        prompt = 1 + 32 + delay // 80
+        if self.max_model_len <= prompt:
+            problems.append(f"max_model_len must exceed the {prompt}-token prompt")
+        if self.word_anchor not in ("end", "start"):
+            problems.append(f"word_anchor must be 'end' or 'start', got {self.word_anchor!r}")
+        if self.decode_workers < 1 or self.beam_size < 1 or self.decode_interval_ms < 80:
+            problems.append("decode_workers and beam_size >= 1, decode_interval_ms >= 80")
+        if problems:
+            raise ConfigError(problems)
+
+    @property
+    def model_name(self) -> str:
+        """The served model name ``session.update`` must carry (or an empty one)."""
+        if self.served_model_name is not None:
+            return self.served_model_name
+        name = Path(self.model).name or self.model
+        return name if name.startswith("whisper-") else f"whisper-{name}"
+
+    @property
+    def legs(self) -> int:
+        return self.max_legs if self.max_legs is not None else default_max_legs(self.model)
