@@ -18,4 +18,5 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
 bash scripts/install.sh test
+bash .ci/setup-whisper.sh
 bash .ci/setup-vllm.sh

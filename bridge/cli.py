@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--from", dest="source", type=Path, help="model snapshot (default: the local HF cache)"
     )
 
+    p = commands.add_parser(
+        "asr-server",
+        help="the embedded CPU speech engine behind vLLM's /v1/realtime protocol",
+        add_help=False,
+    )
+    p.add_argument("engine_args", nargs=argparse.REMAINDER, help="see bridge asr-server --help")
+
     p = commands.add_parser("serve", help="run the bridge service")
     asr_options(p)
     db_option(p)
@@ -93,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["asr-server"]:
+        # Its own options (argparse would take a leading --help for ours).
+        from bridge.engine import main_asr_server  # loads the recognizer stack only when used
+
+        return main_asr_server(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 import time
 import urllib.error
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from bridge.check import check_server, fetch_models, http_base
 from bridge.config import BridgeConfig, load_config
 from bridge.core.transcript import SegmentPolicy
-from bridge.core.types import AudioEncoding
+from bridge.core.types import AudioEncoding, LegRole
 from bridge.errors import AsrConnectionError, ConfigError, StorageError
 from bridge.export import fmt_ms, iso_utc, render
 from bridge.io.asr_client import AsrEndpoint
@@ -40,14 +42,9 @@ def config_from(args: argparse.Namespace) -> BridgeConfig:
     return load_config(args.config, os.environ, overrides)
 
 
-def endpoint_from(config: BridgeConfig, **overrides: float | None) -> AsrEndpoint:
-    if config.asr.url is None:
-        raise ConfigError(
-            "no ASR server configured: pass --asr-url ws://HOST:8000/v1/realtime or set "
-            "BRIDGE_ASR_URL (start vLLM with the Procfile's vllm line)"
-        )
+def endpoint_from(config: BridgeConfig, url: str, **overrides: float | None) -> AsrEndpoint:
     return AsrEndpoint(
-        url=config.asr.url,
+        url=url,
         model=config.asr.model,
         api_key=config.asr.api_key,
         delay_ms=config.asr.delay_ms,
@@ -55,6 +52,47 @@ def endpoint_from(config: BridgeConfig, **overrides: float | None) -> AsrEndpoin
         stall_timeout_s=config.asr.stall_timeout_s,
         give_up_after_s=overrides.get("give_up_after_s"),
     )
+
+
+@contextlib.asynccontextmanager
+async def asr_endpoint(
+    config: BridgeConfig, **overrides: float | None
+) -> AsyncIterator[AsrEndpoint]:
+    """The configured vLLM server, or the embedded CPU engine started in-process.
+
+    Without ``asr.url`` the bridge serves itself with faster-whisper on the CPU (the
+    ``bridge asr-server`` engine, same protocol): real words with no GPU, fewer legs.
+    """
+    if config.asr.url is not None:
+        yield endpoint_from(config, config.asr.url, **overrides)
+        return
+    from bridge.engine import EngineConfig, start_engine_server
+    from bridge.engine.weights import ModelWeightsError
+
+    print(
+        "bridge: no ASR server configured (BRIDGE_ASR_URL): starting the embedded CPU engine "
+        "(faster-whisper base); for Voxtral on a GPU run the Procfile's vllm line",
+        file=sys.stderr,
+    )
+    try:
+        engine = await start_engine_server(EngineConfig(language=config.asr.language))
+    except ModelWeightsError as exc:
+        raise ConfigError(f"{exc} (or set BRIDGE_ASR_URL to a vLLM server)") from exc
+    print(
+        f"bridge: embedded engine {engine.model} at {engine.url}, {engine.max_legs} "
+        "leg(s) in real time",
+        file=sys.stderr,
+    )
+    try:
+        yield AsrEndpoint(
+            url=engine.url,
+            model=engine.model,
+            language=config.asr.language,
+            stall_timeout_s=config.asr.stall_timeout_s,
+            give_up_after_s=overrides.get("give_up_after_s"),
+        )
+    finally:
+        await engine.close()
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -121,9 +159,19 @@ async def transcribe(args: argparse.Namespace) -> int:
     config = config_from(args)
     roles = parse_roles(args.roles)
     files = open_inputs(args)  # every bad file is reported before any work starts
-    # A file may wait out a short ASR outage; then it stops, keeping what it has.
-    endpoint = endpoint_from(config, give_up_after_s=60.0)
-    await preflight(endpoint)
+    async with asr_endpoint(config, give_up_after_s=60.0) as endpoint:
+        # A file may wait out a short ASR outage; then it stops, keeping what it has.
+        await preflight(endpoint)
+        return await _transcribe(args, config, files, roles, endpoint)
+
+
+async def _transcribe(
+    args: argparse.Namespace,
+    config: BridgeConfig,
+    files: list[AudioFile],
+    roles: tuple[LegRole, ...],
+    endpoint: AsrEndpoint,
+) -> int:
     tty = sys.stderr.isatty()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -233,7 +281,8 @@ async def export(args: argparse.Namespace) -> int:
 
 async def check(args: argparse.Namespace) -> int:
     config = config_from(args)
-    report = await check_server(endpoint_from(config))
+    async with asr_endpoint(config) as endpoint:
+        report = await check_server(endpoint)
     print("\n".join(report.lines))
     return 0 if report.ok else 1
 
@@ -250,7 +299,6 @@ async def model(args: argparse.Namespace) -> int:
 
 async def serve(args: argparse.Namespace) -> int:
     config = config_from(args)
-    endpoint = endpoint_from(config) if config.asr.url else None
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with await TranscriptStore.open(config.db_path) as store:
@@ -264,24 +312,18 @@ async def serve(args: argparse.Namespace) -> int:
                 "(bridge-restarted)",
                 file=sys.stderr,
             )
-        if endpoint is None:
-            print(
-                "bridge: no ASR server configured: set BRIDGE_ASR_URL (or --asr-url) to a vLLM "
-                "/v1/realtime endpoint; calls cannot be transcribed until then",
-                file=sys.stderr,
-            )
-        else:
+        async with asr_endpoint(config) as endpoint:
             report = await check_server(endpoint)
             print("\n".join(report.lines), file=sys.stderr)
             if not report.ok:
                 print(
                     "bridge: the ASR server is not ready; calls will wait for it", file=sys.stderr
                 )
-        print(
-            "bridge: serving; no ingest is enabled in this build yet (SIP and WebRTC ingest "
-            "come next). Stop with Ctrl-C.",
-            file=sys.stderr,
-        )
-        await stop.wait()
+            print(
+                "bridge: serving; no ingest is enabled in this build yet (SIP and WebRTC ingest "
+                "come next). Stop with Ctrl-C.",
+                file=sys.stderr,
+            )
+            await stop.wait()
     print("bridge: stopped", file=sys.stderr)
     return 0

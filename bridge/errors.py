@@ -79,6 +79,8 @@ ASR_ERROR_ACTIONS: dict[str, tuple[bool, str]] = {
     "processing_error": (True, "the ASR engine failed; retrying on a new session"),
     "buffer_full": (True, "the server's audio queue is full; retrying after a pause"),
     "idle_timeout": (True, "the server closed an idle session; reopening"),
+    # The embedded CPU engine (bridge.engine): every leg it can keep in real time is taken.
+    "capacity_exceeded": (True, "the speech engine has no free leg; retrying later"),
 }
 
 

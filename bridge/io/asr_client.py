@@ -19,7 +19,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, InvalidURI
 
-from bridge.core.asr_protocol import AsrEvent, AsrState, AsrStream, ServerError
+from bridge.core.asr_protocol import AsrEvent, AsrState, AsrStream, ServerError, StepText
 from bridge.errors import AsrConnectionError, AsrProtocolError
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ class AsrClient:
         self._progress = asyncio.Event()  # set on every server message (flow control)
         self.failure: str | None = None  # why the client gave up, if it did
         self.reconnects = 0
+        self._steps = 0  # deltas received, all connections
 
     # -- called by the leg ---------------------------------------------------------------------
 
@@ -145,6 +146,11 @@ class AsrClient:
             self._progress.clear()
             await self._progress.wait()
 
+    @property
+    def closed(self) -> bool:
+        """The leg's stream is over (finished, or given up)."""
+        return self.stream.state is AsrState.CLOSED
+
     # -- the connection loop -------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -172,8 +178,12 @@ class AsrClient:
                 await asyncio.sleep(delay)
                 continue
             down_since = None
-            self._delays = backoff_delays()
-            await self._serve(ws)
+            if await self._serve(ws):
+                self._delays = backoff_delays()
+            elif not self.closed:
+                # The server took the connection but stepped no audio (at capacity, failing):
+                # do not hammer it.
+                await asyncio.sleep(next(self._delays))
 
     async def _open(self) -> ClientConnection:
         headers = {}
@@ -188,8 +198,10 @@ class AsrClient:
         )
         return ws
 
-    async def _serve(self, ws: ClientConnection) -> None:
+    async def _serve(self, ws: ClientConnection) -> bool:
+        """One connection; returns whether the server stepped any audio on it."""
         self.stream.receive_connected()
+        steps_before = self._steps
         self._log.info("ASR connected to %s", self.endpoint.url)
         writer = asyncio.create_task(self._write(ws))
         reason = "closed"
@@ -204,6 +216,7 @@ class AsrClient:
             self._log.warning("ASR connection lost (%s); reconnecting, audio is buffered", reason)
             self.stream.receive_connection_lost()
             self._dispatch()
+        return self._steps > steps_before
 
     async def _read(self, ws: ClientConnection) -> str:
         """Feed server frames to the stream; returns why the connection should be dropped."""
@@ -245,7 +258,9 @@ class AsrClient:
         self._wake.set()
         drop = None
         for event in self.stream.events_received():
-            if isinstance(event, ServerError):
+            if isinstance(event, StepText):
+                self._steps += 1
+            elif isinstance(event, ServerError):
                 error = event.error
                 if error.retryable:
                     self._log.warning("%s", error)
