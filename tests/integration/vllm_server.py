@@ -39,6 +39,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import ModuleType, TracebackType
+from typing import Protocol
 
 #: The transcript every request of the test server "says" (``|`` = empty delta).
 SCRIPT = "|||||| hello world.|||||||||||||||| how are you?||||||||||||||||"
@@ -150,7 +151,12 @@ def expected_text(n_steps: int, script: str = SCRIPT) -> str:
     return data.decode("utf-8", errors="ignore")
 
 
-def auth_headers(server: VllmServer) -> dict[str, str]:
+class _HasApiKey(Protocol):
+    @property
+    def api_key(self) -> str | None: ...
+
+
+def auth_headers(server: _HasApiKey) -> dict[str, str]:
     """The ``Authorization`` header a client of ``server`` must send (none without a key)."""
     return {"Authorization": f"Bearer {server.api_key}"} if server.api_key else {}
 
