@@ -203,7 +203,6 @@ def test_bad_input_gets_one_clear_line_and_an_exit_code(
         (["transcribe", tmp_path / "missing.wav", "--db", db], 1, "missing.wav: no such file"),
         (["transcribe", wav, "--db", db, "--delay-ms", "500"], 2, "must be a multiple of 80"),
         (["transcribe", wav, "--db", db, "--asr-url", "http://x"], 2, "expected ws://"),
-        (["transcribe", wav, "--db", db], 2, "no ASR server configured"),
         (["show", "nope", "--db", empty_db], 2, "no call 'nope'"),
         (["calls", "--db", tmp_path / "none.db"], 1, "no transcript database yet"),
     ]
