@@ -11,7 +11,7 @@ Example ``bridge.toml``::
     model = "mistralai/Voxtral-Mini-4B-Realtime-2602"  # BRIDGE_ASR_MODEL
     # api_key: set BRIDGE_ASR_API_KEY instead of writing secrets into files
     delay_ms = 480               # the server's transcription delay (tekken.json)
-    recycle_after_s = 300        # start a fresh ASR generation at the next pause after this
+    recycle_after_s = 120        # start a fresh ASR generation at the next pause after this
     max_buffer_s = 60            # audio kept per leg while the ASR server is unreachable
 
     [storage]
@@ -54,7 +54,7 @@ class AsrConfig:
     api_key: str | None = None
     language: str | None = None  # ISO 639-1 hint, for engines that use it
     delay_ms: int = 480
-    recycle_after_s: float = 300.0
+    recycle_after_s: float = 120.0
     max_buffer_s: float = 60.0
     stall_timeout_s: float = 30.0
 
@@ -190,7 +190,7 @@ def _build(
         api_key=get("asr", "api_key", None),
         language=get("asr", "language", None),
         delay_ms=get("asr", "delay_ms", 480),
-        recycle_after_s=get("asr", "recycle_after_s", 300.0),
+        recycle_after_s=get("asr", "recycle_after_s", 120.0),
         max_buffer_s=get("asr", "max_buffer_s", 60.0),
         stall_timeout_s=get("asr", "stall_timeout_s", 30.0),
     )

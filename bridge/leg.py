@@ -18,8 +18,10 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from websockets.asyncio.client import connect
 
 from bridge.core.asr_protocol import (
     AsrEvent,
@@ -52,7 +54,10 @@ logger = logging.getLogger(__name__)
 class LegSettings:
     """How a leg talks to the ASR server and cuts its transcript."""
 
-    recycle_after_s: float = 300.0  # start a fresh generation at the next pause after this
+    # Start a fresh generation at the next pause after this: a vLLM session's cost per step
+    # grows with its length (vLLM #58324; benchmarks/README.md: 15 ms -> 55 ms mean per step
+    # over 5 min on CPU, flat with recycling), and a recycle costs only one prefill.
+    recycle_after_s: float = 120.0
     recycle_pause_ms: int = 480  # quiet audio that counts as a pause
     quiet_dbfs: float = -45.0  # RMS below this is quiet
     max_buffer_s: float = 60.0  # audio kept while the server is unreachable
@@ -85,6 +90,7 @@ class Leg:
         *,
         settings: LegSettings | None = None,
         listener: Listener | None = None,
+        connect_fn: Callable[..., Any] = connect,
     ) -> None:
         self.info = info
         self.audio = audio
@@ -98,7 +104,9 @@ class Leg:
             max_buffer_samples=int(self.settings.max_buffer_s * ASR_SAMPLE_RATE_HZ),
             language=endpoint.language,
         )
-        self.client = AsrClient(self.stream, endpoint, self._on_event, log=self.log)
+        self.client = AsrClient(
+            self.stream, endpoint, self._on_event, connect_fn=connect_fn, log=self.log
+        )
         self.assembler = TranscriptAssembler(
             info.call_id, info.leg_id, policy=self.settings.segments
         )

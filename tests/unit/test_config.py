@@ -13,7 +13,7 @@ from bridge.errors import ConfigError
 def test_defaults_without_file_or_environment() -> None:
     config = load_config(None, {"HOME": "/home/a"})
     assert config.asr.url is None and config.asr.model == DEFAULT_MODEL
-    assert config.asr.delay_ms == 480 and config.asr.recycle_after_s == 300.0
+    assert config.asr.delay_ms == 480 and config.asr.recycle_after_s == 120.0
     assert config.db_path == Path("/home/a/.local/share/call-bridge/transcripts.db")
     assert config.source == "defaults"
 
