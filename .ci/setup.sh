@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '[setup] %s\n' "$*"; }
 
-APT_PACKAGES=(sox flite)
+APT_PACKAGES=(sox flite chromium)  # chromium: the dashboard tests (Playwright drives it)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -15,6 +15,7 @@ from pathlib import Path
 from bridge import __version__, commands
 from bridge.core.types import AudioEncoding
 from bridge.errors import BridgeError, ConfigError
+from bridge.export import FORMATS as EXPORT_FORMATS
 from bridge.log import setup_logging
 
 
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("export", help="export a call's transcript")
     p.add_argument("call", metavar="CALL", help="call id (a unique prefix is enough)")
-    p.add_argument("--format", "-f", choices=["json", "txt"], default="json")
+    p.add_argument("--format", "-f", choices=list(EXPORT_FORMATS), default="json")
+    p.add_argument("--leg", help="only this leg (its id or role); default: all legs merged")
     p.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
     db_option(p)
 

@@ -270,7 +270,10 @@ async def export(args: argparse.Namespace) -> int:
     async with store:
         transcript = await store.get_call(call_id)
     assert transcript is not None
-    text = render(transcript, args.format)
+    try:
+        text = render(transcript, args.format, leg=args.leg)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if args.output:
         args.output.write_text(text, encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)
@@ -319,11 +322,17 @@ async def serve(args: argparse.Namespace) -> int:
                 print(
                     "bridge: the ASR server is not ready; calls will wait for it", file=sys.stderr
                 )
-            print(
-                "bridge: serving; no ingest is enabled in this build yet (SIP and WebRTC ingest "
-                "come next). Stop with Ctrl-C.",
-                file=sys.stderr,
+            from bridge.http.server import run_http
+            from bridge.live import LiveHub
+
+            hub = LiveHub()
+            await run_http(
+                config,
+                store=store,
+                hub=hub,
+                endpoint=endpoint,
+                stop=stop,
+                settings=leg_settings(config),
             )
-            await stop.wait()
     print("bridge: stopped", file=sys.stderr)
     return 0

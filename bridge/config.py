@@ -24,6 +24,13 @@ Example ``bridge.toml``::
     [serve]
     host = "127.0.0.1"           # BRIDGE_HOST
     port = 8080                  # BRIDGE_PORT
+
+    [http]
+    # api_tokens: set BRIDGE_API_TOKENS="TOKEN:supervisor,TOKEN2:agent:alice" (not in files)
+    retention_days = 90          # BRIDGE_RETENTION_DAYS; delete ended calls older (0: keep all)
+    public_url = "https://bridge.example.com"  # BRIDGE_PUBLIC_URL, for links in webhooks
+    webhook_url = "https://crm.example.com/hooks/calls"  # BRIDGE_WEBHOOK_URL (optional)
+    # webhook_secret: set BRIDGE_WEBHOOK_SECRET (HMAC-SHA256 key for X-Bridge-Signature)
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import ConfigError
+from bridge.http.auth import Principal, parse_tokens
 
 DEFAULT_MODEL = "mistralai/Voxtral-Mini-4B-Realtime-2602"
 VALID_DELAYS_MS = tuple(range(80, 1201, 80)) + (2400,)
@@ -72,11 +80,21 @@ class ServeConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HttpConfig:
+    api_tokens: dict[str, Principal] = field(default_factory=dict)  # token -> who
+    retention_days: float = 0.0  # 0: keep every call
+    public_url: str | None = None  # base of links in webhooks; default http://host:port
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BridgeConfig:
     asr: AsrConfig = field(default_factory=AsrConfig)
     db_path: Path = Path("transcripts.db")
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     source: str = "defaults"  # where the settings came from, for the start-up summary
 
 
@@ -95,6 +113,11 @@ _KEYS: dict[tuple[str, str], tuple[str | None, type]] = {
     ("segments", "max_segment_s"): ("BRIDGE_SEGMENT_MAX_S", float),
     ("serve", "host"): ("BRIDGE_HOST", str),
     ("serve", "port"): ("BRIDGE_PORT", int),
+    ("http", "api_tokens"): ("BRIDGE_API_TOKENS", str),
+    ("http", "retention_days"): ("BRIDGE_RETENTION_DAYS", float),
+    ("http", "public_url"): ("BRIDGE_PUBLIC_URL", str),
+    ("http", "webhook_url"): ("BRIDGE_WEBHOOK_URL", str),
+    ("http", "webhook_secret"): ("BRIDGE_WEBHOOK_SECRET", str),
 }
 
 
@@ -214,4 +237,24 @@ def _build(
         problems.append(f"serve port {serve.port}: must be 0..65535")
     db = get("storage", "db", None)
     db_path = Path(db).expanduser() if db else default_db_path(environ)
-    return BridgeConfig(asr=asr, db_path=db_path, segments=segments, serve=serve)
+    tokens, token_problems = parse_tokens(get("http", "api_tokens", ""))
+    problems.extend(f"http api_tokens: {p}" for p in token_problems)
+    http = HttpConfig(
+        api_tokens=tokens,
+        retention_days=get("http", "retention_days", 0.0),
+        public_url=get("http", "public_url", None),
+        webhook_url=get("http", "webhook_url", None),
+        webhook_secret=get("http", "webhook_secret", None),
+    )
+    if http.retention_days < 0:
+        problems.append(f"http retention_days must be >= 0, got {http.retention_days}")
+    for name in ("public_url", "webhook_url"):
+        url = getattr(http, name)
+        if url is not None and not url.startswith(("http://", "https://")):
+            problems.append(f"http {name} {url!r}: expected an http:// or https:// URL")
+    if http.webhook_url and not http.webhook_secret:
+        problems.append(
+            "http webhook_url is set but no webhook_secret: set BRIDGE_WEBHOOK_SECRET so "
+            "receivers can verify X-Bridge-Signature"
+        )
+    return BridgeConfig(asr=asr, db_path=db_path, segments=segments, serve=serve, http=http)

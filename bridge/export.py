@@ -18,11 +18,17 @@ JSON schema ``call-bridge.transcript/1``::
 and gaps are on the leg clock (milliseconds of audio since the leg started); ``offset_ms`` of a
 leg is when it started relative to the call, so ``offset_ms + start_ms`` orders all legs on one
 call timeline (segments are listed in that order).
+
+Subtitles: ``vtt`` is WebVTT (https://www.w3.org/TR/webvtt1/) with one cue per segment and the
+speaker's role as a voice span (``<v agent>``, §4.2.2); ``srt`` is SubRip with the role as a
+``agent:`` prefix.  Both are on the call timeline, merged over all legs or for one leg (``leg``:
+a leg id or a role).  :func:`iter_render` yields the document in pieces for streaming downloads.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +36,13 @@ from bridge.core.types import Segment
 from storage import CallTranscript
 
 SCHEMA = "call-bridge.transcript/1"
-FORMATS = ("json", "txt")
+FORMATS = ("json", "txt", "vtt", "srt")
+MEDIA_TYPES = {
+    "json": "application/json",
+    "txt": "text/plain; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+    "srt": "application/x-subrip; charset=utf-8",
+}
 
 
 def iso_utc(ms: int | None) -> str | None:
@@ -144,12 +156,94 @@ def to_txt(transcript: CallTranscript) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(transcript: CallTranscript, fmt: str) -> str:
-    if fmt == "json":
-        return to_json(transcript)
-    if fmt == "txt":
-        return to_txt(transcript)
-    raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+def select_leg(transcript: CallTranscript, leg: str | None) -> CallTranscript:
+    """Only the leg ``leg`` (its id, or its role if one leg has it); ``None``: all legs.
+
+    Raises ValueError naming the call's legs when no leg matches.
+    """
+    if leg is None:
+        return transcript
+    chosen = [x for x in transcript.legs if x.leg_id == leg] or [
+        x for x in transcript.legs if x.role.value == leg
+    ]
+    if not chosen:
+        known = ", ".join(f"{x.leg_id} ({x.role.value})" for x in transcript.legs) or "none"
+        raise ValueError(f"call {transcript.call.call_id} has no leg {leg!r}; its legs: {known}")
+    ids = {x.leg_id for x in chosen}
+    return CallTranscript(
+        call=transcript.call,
+        legs=tuple(chosen),
+        segments=tuple(s for s in transcript.segments if s.leg_id in ids),
+        gaps=tuple(g for g in transcript.gaps if g.leg_id in ids),
+        events=tuple(e for e in transcript.events if e.leg_id is None or e.leg_id in ids),
+    )
+
+
+def _cues(transcript: CallTranscript) -> Iterator[tuple[int, int, str, str]]:
+    """(start, end on the call timeline, role, text) of every segment with text."""
+    roles = {leg.leg_id: leg.role.value for leg in transcript.legs}
+    offsets = leg_offsets(transcript)
+    for s in ordered_segments(transcript):
+        text = " ".join(s.text.split())
+        if not text:
+            continue
+        offset = offsets.get(s.leg_id, 0)
+        start = offset + s.start_ms
+        yield start, max(start + 1, offset + s.end_ms), roles.get(s.leg_id, "unknown"), text
+
+
+def _clock(ms: int, sep: str) -> str:
+    seconds, millis = divmod(ms, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{sep}{millis:03d}"
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def iter_vtt(transcript: CallTranscript) -> Iterator[str]:
+    call = transcript.call
+    title = " ".join(f"{call.title} ({call.call_id})".split()).replace("-->", "->")
+    yield f"WEBVTT - {title}\n\n"
+    for i, (start, end, role, text) in enumerate(_cues(transcript), 1):
+        yield (
+            f"{i}\n{_clock(start, '.')} --> {_clock(end, '.')}\n"
+            f"<v {_vtt_escape(role)}>{_vtt_escape(text)}</v>\n\n"
+        )
+
+
+def iter_srt(transcript: CallTranscript) -> Iterator[str]:
+    for i, (start, end, role, text) in enumerate(_cues(transcript), 1):
+        yield f"{i}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{role}: {text}\n\n"
+
+
+def to_vtt(transcript: CallTranscript) -> str:
+    return "".join(iter_vtt(transcript))
+
+
+def to_srt(transcript: CallTranscript) -> str:
+    return "".join(iter_srt(transcript))
+
+
+def iter_render(transcript: CallTranscript, fmt: str, *, leg: str | None = None) -> Iterator[str]:
+    """The export in pieces (one per cue for subtitles), for streaming downloads.
+
+    Raises ValueError for an unknown format or leg (before yielding anything).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    transcript = select_leg(transcript, leg)
+    if fmt == "vtt":
+        return iter_vtt(transcript)
+    if fmt == "srt":
+        return iter_srt(transcript)
+    return iter([to_json(transcript) if fmt == "json" else to_txt(transcript)])
+
+
+def render(transcript: CallTranscript, fmt: str, *, leg: str | None = None) -> str:
+    return "".join(iter_render(transcript, fmt, leg=leg))
 
 
 def fmt_ms(ms: int) -> str:

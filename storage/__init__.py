@@ -8,6 +8,13 @@ Modules: ``store`` (the interface and the readers), ``writer`` (the one batching
 """
 
 from .migrate import latest_version
-from .store import CallRecord, CallTranscript, LegRecord, TranscriptStore
+from .store import CallPage, CallRecord, CallTranscript, LegRecord, TranscriptStore
 
-__all__ = ["CallRecord", "CallTranscript", "LegRecord", "TranscriptStore", "latest_version"]
+__all__ = [
+    "CallPage",
+    "CallRecord",
+    "CallTranscript",
+    "LegRecord",
+    "TranscriptStore",
+    "latest_version",
+]

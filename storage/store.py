@@ -60,6 +60,15 @@ class CallRecord:
     leg_count: int
     duration_ms: int | None
     active: bool
+    agent: str | None = None  # the agent the call belongs to (schema 2); None: supervisors only
+
+
+@dataclass(frozen=True, slots=True)
+class CallPage:
+    """One page of :meth:`TranscriptStore.search_calls`: the calls and how many match in all."""
+
+    calls: list[CallRecord]
+    total: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +108,13 @@ class CallTranscript:
 
 _CALL_COLUMNS = """
     c.call_id, c.source, c.title, c.started_at_ms, c.ended_at_ms, c.end_cause,
-    (SELECT count(*) FROM legs AS l WHERE l.call_id = c.call_id) AS leg_count
+    (SELECT count(*) FROM legs AS l WHERE l.call_id = c.call_id) AS leg_count, c.agent
 """
+
+
+def fts_query(text: str) -> str:
+    """User words as an FTS5 query: every word must occur (each quoted, so no FTS syntax)."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
 
 
 class TranscriptStore:
@@ -265,6 +279,43 @@ class TranscriptStore:
         await self._writer.end_active_calls(ended_at_ms=ended_at_ms, cause=cause)
         return int(rows[0][0])
 
+    async def set_call_agent(self, call_id: str, agent: str | None) -> None:
+        """Assign the call to an agent (who may then see it).  Returns once committed."""
+        await self._writer._submit(
+            f"set the agent of call {call_id}",
+            "UPDATE calls SET agent = :agent WHERE call_id = :call_id",
+            {"agent": agent, "call_id": call_id},
+        )
+
+    async def delete_call(self, call_id: str) -> bool:
+        """Delete a call with its legs, segments, words, gaps and events; False if unknown."""
+        rows = await self._read("SELECT 1 FROM calls WHERE call_id = ?", (call_id,))
+        if not rows:
+            return False
+        await self._writer._submit(
+            f"delete call {call_id}",
+            "DELETE FROM calls WHERE call_id = :call_id",
+            {"call_id": call_id},
+            must_change=False,
+        )
+        return True
+
+    async def delete_ended_before(self, cutoff_ms: int) -> int:
+        """Retention: delete every call that ended before ``cutoff_ms``; returns how many."""
+        rows = await self._read(
+            "SELECT count(*) FROM calls WHERE ended_at_ms IS NOT NULL AND ended_at_ms < ?",
+            (cutoff_ms,),
+        )
+        count = int(rows[0][0])
+        if count:
+            await self._writer._submit(
+                f"delete calls ended before {cutoff_ms}",
+                "DELETE FROM calls WHERE ended_at_ms IS NOT NULL AND ended_at_ms < :cutoff",
+                {"cutoff": cutoff_ms},
+                must_change=False,
+            )
+        return count
+
     async def flush(self) -> None:
         """Return once everything queued before this call is committed."""
         await self._writer.flush()
@@ -281,6 +332,62 @@ class TranscriptStore:
             (limit, offset),
         )
         return [_call_record(row) for row in rows]
+
+    async def search_calls(
+        self,
+        *,
+        active: bool | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        text: str | None = None,
+        who: str | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> CallPage:
+        """Calls newest first, filtered; ``total`` counts every match (for pagination).
+
+        ``active``: only active (True) or ended (False) calls.  ``since_ms``/``until_ms``: calls
+        that started in ``[since_ms, until_ms)``.  ``text``: final segment text contains every
+        word (FTS5).  ``who``: the title or a leg label contains it (participants, numbers).
+        ``agent``: only that agent's calls.
+        """
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got limit={limit} offset={offset}")
+        where: list[str] = []
+        params: list[Any] = []
+        if active is not None:
+            where.append("c.ended_at_ms IS NULL" if active else "c.ended_at_ms IS NOT NULL")
+        if since_ms is not None:
+            where.append("c.started_at_ms >= ?")
+            params.append(since_ms)
+        if until_ms is not None:
+            where.append("c.started_at_ms < ?")
+            params.append(until_ms)
+        if agent is not None:
+            where.append("c.agent = ?")
+            params.append(agent)
+        if who:
+            pattern = "%" + who.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append(
+                "(c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM legs AS l2"
+                " WHERE l2.call_id = c.call_id AND l2.label LIKE ? ESCAPE '\\'))"
+            )
+            params += [pattern, pattern]
+        if text and text.split():
+            where.append(
+                "c.call_id IN (SELECT t.call_id FROM segments_fts JOIN segment_text AS t"
+                " ON t.id = segments_fts.rowid WHERE segments_fts MATCH ?)"
+            )
+            params.append(fts_query(text))
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        total = await self._read(f"SELECT count(*) FROM calls AS c{clause}", tuple(params))
+        rows = await self._read(
+            f"SELECT {_CALL_COLUMNS} FROM calls AS c{clause}"
+            " ORDER BY c.started_at_ms DESC, c.call_id DESC LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        )
+        return CallPage([_call_record(row) for row in rows], int(total[0][0]))
 
     async def get_call(self, call_id: str) -> CallTranscript | None:
         """Everything stored about ``call_id`` (one consistent snapshot), or None if unknown."""
@@ -386,6 +493,7 @@ def _call_record(row: sqlite3.Row) -> CallRecord:
         leg_count=int(row[6]),
         duration_ms=None if ended_at_ms is None else ended_at_ms - started_at_ms,
         active=ended_at_ms is None,
+        agent=row[7],
     )
 
 

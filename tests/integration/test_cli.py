@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,6 +295,8 @@ def test_serve_starts_closes_dangling_calls_and_stops_on_sigterm(
 
     asyncio.run(dangling())
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    port = free_port()
+    environ.update(BRIDGE_PORT=str(port), BRIDGE_API_TOKENS="test-supervisor-token:supervisor")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bridge", "serve", "--db", str(db), *asr],
         stderr=subprocess.PIPE,
@@ -305,8 +308,10 @@ def test_serve_starts_closes_dangling_calls_and_stops_on_sigterm(
         assert proc.stderr is not None
         for line in proc.stderr:
             lines.append(line)
-            if "serving" in line:
+            if "dashboards and API at" in line:
                 break
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            assert response.status == 200
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     finally:

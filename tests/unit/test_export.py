@@ -75,8 +75,8 @@ def test_txt_is_speaker_labelled_on_the_call_timeline() -> None:
 
 
 def test_unknown_format() -> None:
-    with pytest.raises(ValueError, match="unknown export format 'srt'"):
-        render(TRANSCRIPT, "srt")
+    with pytest.raises(ValueError, match="unknown export format 'docx'"):
+        render(TRANSCRIPT, "docx")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,484 @@
+"""The bridge's HTTP routes on Starlette.
+
+Why Starlette + uvicorn: one small, established ASGI stack whose WebSocket support, streaming
+responses and test client are first class; handlers are plain ``async def`` functions, so the
+thin-adapter style of the rest of the bridge (design.md §5) carries over: each handler parses the
+request, calls the store or the hub, and formats the answer.  aiohttp would do the same with a
+second HTTP client/server stack beside ``websockets``; FastAPI would add pydantic and a framework
+layer for a dozen routes whose OpenAPI document is written by hand (``openapi.py``).
+
+Routes (all JSON errors are RFC 9457 problem documents; ``problems.py``)::
+
+    GET  /health, /ready                       no token
+    GET  /openapi.json, /metrics               token
+    GET  /api/v1/calls                         list/search (status, since, until, q, who, agent)
+    POST /api/v1/calls                         a recording as a live call (202 + Location)
+    GET  /api/v1/calls/{id}                    the call: legs, segments, words, gaps, events
+    GET  /api/v1/calls/{id}/export             json|txt|vtt|srt, streamed
+    DELETE /api/v1/calls/{id}                  supervisors only
+    GET  /api/v1/live/snapshot                 active calls, latest lines, ASR health, seq
+    WS   /api/v1/live                          live events (``bridge.live``)
+    GET  /, /calls/{id}, /history, /login      dashboard pages (static; data needs a token)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
+
+from bridge import metrics
+from bridge.core.types import LegRole
+from bridge.errors import BridgeError, ConfigError, MediaError, StorageError
+from bridge.export import MEDIA_TYPES, iter_render, to_json
+from bridge.io.asr_client import AsrEndpoint
+from bridge.leg import LegSettings
+from bridge.live import LiveFilter, LiveHub
+from bridge.transcribe import parse_roles
+from storage import TranscriptStore
+
+from .auth import Principal, authenticate, bearer_token
+from .live_ws import serve_subscription
+from .openapi import openapi_document
+from .problems import HttpProblem, problem_body, problem_response
+from .uploads import UploadRunner
+
+logger = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+MAX_UPLOAD_BYTES = 200 * 1024 * 1024
+MAX_PAGE = 200
+
+
+@dataclass(slots=True)
+class AppState:
+    store: TranscriptStore
+    hub: LiveHub
+    tokens: dict[str, Principal]
+    uploads: UploadRunner
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _state(request: Request | WebSocket) -> AppState:
+    state: AppState = request.app.state.bridge
+    return state
+
+
+def _principal(request: Request | WebSocket) -> Principal:
+    state = _state(request)
+    token = bearer_token(request.headers, request.query_params)
+    if token is None:
+        raise HttpProblem(
+            401,
+            "this endpoint needs an API token: send 'Authorization: Bearer TOKEN' (or ?token= "
+            "for browser links); tokens are configured in BRIDGE_API_TOKENS",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="bridge"'},
+        )
+    principal = authenticate(state.tokens, token)
+    if principal is None:
+        raise HttpProblem(
+            401,
+            "the API token is not valid: check it against BRIDGE_API_TOKENS",
+            kind="unauthorized",
+            headers={"WWW-Authenticate": 'Bearer realm="bridge", error="invalid_token"'},
+        )
+    return principal
+
+
+def _supervisor(request: Request) -> Principal:
+    principal = _principal(request)
+    if not principal.is_supervisor:
+        raise HttpProblem(403, "only supervisor tokens may do this", kind="forbidden")
+    return principal
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise HttpProblem(
+            400, f"query {name}={raw!r}: expected an integer {lo}..{hi}", kind="bad-query"
+        ) from None
+    if not lo <= value <= hi:
+        raise HttpProblem(400, f"query {name}={value}: must be in {lo}..{hi}", kind="bad-query")
+    return value
+
+
+def _time_param(request: Request, name: str) -> int | None:
+    """Epoch milliseconds, or an ISO 8601 instant (UTC if no offset)."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    if raw.isdigit():
+        return int(raw)
+    try:
+        instant = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise HttpProblem(
+            400,
+            f"query {name}={raw!r}: expected epoch milliseconds or ISO 8601 "
+            "(e.g. 2026-01-31T09:00:00Z)",
+            kind="bad-query",
+        ) from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=datetime.now().astimezone().tzinfo).astimezone()
+    return int(instant.timestamp() * 1000)
+
+
+def _call_json(record: Any) -> dict[str, Any]:
+    return {
+        "id": record.call_id,
+        "source": record.source.value,
+        "title": record.title,
+        "agent": record.agent,
+        "started_at_ms": record.started_at_ms,
+        "ended_at_ms": record.ended_at_ms,
+        "end_cause": record.end_cause,
+        "duration_ms": record.duration_ms,
+        "leg_count": record.leg_count,
+        "active": record.active,
+        "links": {
+            "self": f"/api/v1/calls/{record.call_id}",
+            "view": f"/calls/{record.call_id}",
+        },
+    }
+
+
+async def _visible_transcript(request: Request, call_id: str) -> Any:
+    principal = _principal(request)
+    transcript = await _state(request).store.get_call(call_id)
+    if transcript is None:
+        raise HttpProblem(404, f"no call {call_id!r}", kind="not-found")
+    if not principal.can_see(transcript.call.agent):
+        raise HttpProblem(403, f"call {call_id!r} belongs to another agent", kind="forbidden")
+    return transcript
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def ready(request: Request) -> Response:
+    state = _state(request)
+    if state.stopping.is_set():
+        raise HttpProblem(503, "the bridge is stopping", kind="not-ready")
+    try:
+        await state.store.list_calls(limit=1)
+    except StorageError as exc:
+        detail = f"the transcript store is not readable: {exc}"
+        raise HttpProblem(503, detail, kind="not-ready") from None
+    return JSONResponse({"status": "ready", "store_backlog": state.store.backlog})
+
+
+async def openapi(request: Request) -> Response:
+    _principal(request)
+    return JSONResponse(openapi_document())
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    _principal(request)
+    registry = request.app.state.registry
+    return Response(metrics.render(registry), media_type=metrics.CONTENT_TYPE)
+
+
+async def list_calls(request: Request) -> Response:
+    principal = _principal(request)
+    store = _state(request).store
+    status = request.query_params.get("status", "all")
+    if status not in ("all", "active", "ended"):
+        raise HttpProblem(
+            400, f"query status={status!r}: expected all, active or ended", kind="bad-query"
+        )
+    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
+    offset = _int_param(request, "offset", 0, 0, 10**9)
+    agent = request.query_params.get("agent") or None
+    if not principal.is_supervisor:
+        if agent is not None and agent != principal.agent:
+            raise HttpProblem(403, "agents may list only their own calls", kind="forbidden")
+        agent = principal.agent
+    page = await store.search_calls(
+        active=None if status == "all" else status == "active",
+        since_ms=_time_param(request, "since"),
+        until_ms=_time_param(request, "until"),
+        text=request.query_params.get("q") or None,
+        who=request.query_params.get("who") or None,
+        agent=agent,
+        limit=limit,
+        offset=offset,
+    )
+    next_link = None
+    if offset + len(page.calls) < page.total:
+        query = {k: v for k, v in request.query_params.items() if k not in ("offset", "token")}
+        query["offset"] = str(offset + len(page.calls))
+        next_link = f"/api/v1/calls?{urlencode(query)}"
+    return JSONResponse(
+        {
+            "calls": [_call_json(r) for r in page.calls],
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+            "next": next_link,
+        }
+    )
+
+
+async def get_call(request: Request) -> Response:
+    transcript = await _visible_transcript(request, request.path_params["call_id"])
+    document = json.loads(to_json(transcript))
+    document["call"]["agent"] = transcript.call.agent
+    document["call"]["active"] = transcript.call.active
+    return JSONResponse(document)
+
+
+async def export_call(request: Request) -> Response:
+    call_id = request.path_params["call_id"]
+    transcript = await _visible_transcript(request, call_id)
+    fmt = request.query_params.get("format", "json")
+    try:
+        chunks = iter_render(transcript, fmt, leg=request.query_params.get("leg") or None)
+    except ValueError as exc:
+        raise HttpProblem(400, str(exc), kind="bad-query") from None
+    suffix = "" if not request.query_params.get("leg") else "-" + request.query_params["leg"]
+    return StreamingResponse(
+        (chunk.encode("utf-8") for chunk in chunks),
+        media_type=MEDIA_TYPES[fmt],
+        headers={
+            "Content-Disposition": f'attachment; filename="call-{call_id[:12]}{suffix}.{fmt}"'
+        },
+    )
+
+
+async def delete_call(request: Request) -> Response:
+    _supervisor(request)
+    call_id = request.path_params["call_id"]
+    state = _state(request)
+    record = await state.store.get_call(call_id)
+    if record is None:
+        raise HttpProblem(404, f"no call {call_id!r}", kind="not-found")
+    if record.call.active:
+        raise HttpProblem(
+            409, f"call {call_id!r} is still active; delete it after it ends", kind="conflict"
+        )
+    await state.store.delete_call(call_id)
+    return Response(status_code=204)
+
+
+async def post_call(request: Request) -> Response:
+    principal = _principal(request)
+    state = _state(request)
+    agent = request.query_params.get("agent") or None
+    if not principal.is_supervisor:
+        if agent is not None and agent != principal.agent:
+            raise HttpProblem(403, "agents may start calls only for themselves", kind="forbidden")
+        agent = principal.agent
+    pace = request.query_params.get("pace", "realtime")
+    if pace not in ("realtime", "fast"):
+        raise HttpProblem(400, f"query pace={pace!r}: expected realtime or fast", kind="bad-query")
+    try:
+        roles: tuple[LegRole, ...] = parse_roles(request.query_params.get("roles", "caller,agent"))
+    except ConfigError as exc:
+        detail = str(exc).replace("--roles", "query roles")
+        raise HttpProblem(400, detail, kind="bad-query") from None
+    if state.uploads.running >= state.uploads.max_running:
+        raise HttpProblem(
+            503,
+            f"{state.uploads.running} uploaded calls are being transcribed already; retry later",
+            kind="busy",
+            headers={"Retry-After": "10"},
+        )
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form(max_files=1)
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise HttpProblem(400, "multipart body: put the recording in a field named 'file'")
+        data = await upload.read()
+        name = upload.filename or "upload.wav"
+    else:
+        if not content_type.startswith(("audio/wav", "audio/x-wav", "audio/wave")):
+            raise HttpProblem(
+                415,
+                f"Content-Type {content_type or 'missing'}: send audio/wav, or multipart/form-data"
+                " with a 'file' field",
+                kind="unsupported-media",
+            )
+        data = b""
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_UPLOAD_BYTES:
+                raise HttpProblem(413, f"recordings are limited to {MAX_UPLOAD_BYTES} bytes")
+        name = request.query_params.get("title") or "upload.wav"
+    if not data:
+        raise HttpProblem(400, "the request body is empty: send a WAV recording")
+    path = state.uploads.save(data, name)
+    try:
+        call_id = await state.uploads.start(path, fast=pace == "fast", roles=roles, agent=agent)
+    except MediaError as exc:
+        raise HttpProblem(422, str(exc), kind="bad-audio") from None
+    location = f"/api/v1/calls/{call_id}"
+    return JSONResponse(
+        {"id": call_id, "links": {"self": location, "view": f"/calls/{call_id}"}},
+        status_code=202,
+        headers={"Location": location},
+    )
+
+
+def _live_filter(conn: Request | WebSocket, principal: Principal) -> LiveFilter:
+    params = conn.query_params
+    call_id = params.get("call") or None
+    agent = params.get("agent") or None
+    if not principal.is_supervisor:
+        if agent is not None and agent != principal.agent:
+            raise HttpProblem(403, "agents may follow only their own calls", kind="forbidden")
+        if call_id is not None:
+            owner = _state(conn).hub.agent_of(call_id)
+            if owner is not None and owner != principal.agent:
+                raise HttpProblem(403, f"call {call_id!r} belongs to another agent")
+        agent = principal.agent
+    return LiveFilter(call_id=call_id, agent=agent)
+
+
+async def live_snapshot(request: Request) -> Response:
+    principal = _principal(request)
+    return JSONResponse(_state(request).hub.snapshot(_live_filter(request, principal)))
+
+
+async def live_socket(websocket: WebSocket) -> None:
+    state = _state(websocket)
+    try:
+        principal = _principal(websocket)
+        live_filter = _live_filter(websocket, principal)
+        raw = websocket.query_params.get("resume_from")
+        resume_from = None
+        if raw:
+            try:
+                resume_from = int(raw)
+            except ValueError:
+                detail = f"resume_from={raw!r}: expected a sequence number"
+                raise HttpProblem(400, detail) from None
+    except HttpProblem as problem:
+        # Before accept: an HTTP answer (starlette sends it as a denial response).
+        await websocket.send_denial_response(problem_response(problem))
+        return
+    await serve_subscription(websocket, state.hub, live_filter, resume_from, state.stopping)
+
+
+def _page(name: str) -> Handler:
+    async def page(request: Request) -> Response:
+        return FileResponse(WEB_DIR / name, headers={"Cache-Control": "no-cache"})
+
+    return page
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+async def _problem_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpProblem)
+    return problem_response(exc)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404:
+        detail = f"no route {request.method} {request.url.path}; see /openapi.json"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}; see /openapi.json"
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(HttpProblem(exc.status_code, detail, headers=headers))
+
+
+async def _bridge_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BridgeError)
+    status = 503 if getattr(exc, "retryable", False) else 500
+    logger.error("%s %s failed: %s", request.method, request.url.path, exc)
+    return problem_response(HttpProblem(status, str(exc), kind="bridge-error"))
+
+
+def create_app(
+    *,
+    store: TranscriptStore,
+    hub: LiveHub,
+    endpoint: AsrEndpoint,
+    tokens: dict[str, Principal],
+    settings: LegSettings | None = None,
+    on_call_ended: Callable[[str], None] | None = None,
+    max_uploads: int = 8,
+) -> Starlette:
+    """The ASGI app.  The caller owns ``store`` and ``hub``; :func:`close_app` stops uploads."""
+    uploads = UploadRunner(
+        store=store,
+        hub=hub,
+        endpoint=endpoint,
+        settings=settings or LegSettings(),
+        max_running=max_uploads,
+        on_call_ended=on_call_ended,
+    )
+    routes = [
+        Route("/health", health),
+        Route("/ready", ready),
+        Route("/openapi.json", openapi),
+        Route("/metrics", metrics_endpoint),
+        Route("/api/v1/calls", list_calls, methods=["GET"]),
+        Route("/api/v1/calls", post_call, methods=["POST"]),
+        Route("/api/v1/calls/{call_id}", get_call, methods=["GET"]),
+        Route("/api/v1/calls/{call_id}", delete_call, methods=["DELETE"]),
+        Route("/api/v1/calls/{call_id}/export", export_call, methods=["GET"]),
+        Route("/api/v1/live/snapshot", live_snapshot),
+        WebSocketRoute("/api/v1/live", live_socket),
+        Route("/", _page("supervisor.html")),
+        Route("/calls/{call_id}", _page("agent.html")),
+        Route("/history", _page("history.html")),
+        Route("/login", _page("login.html")),
+        Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            HttpProblem: _problem_handler,
+            HTTPException: _http_exception,
+            BridgeError: _bridge_error,
+        },
+    )
+    app.state.bridge = AppState(store=store, hub=hub, tokens=dict(tokens), uploads=uploads)
+    app.state.registry = metrics.make_registry(hub, store, lambda: uploads.running)
+    app.state.started_at = time.time()
+    return app
+
+
+async def close_app(app: Starlette) -> None:
+    """Tell live clients the bridge stops, cancel uploads (their calls end as interrupted)."""
+    state: AppState = app.state.bridge
+    state.stopping.set()
+    await state.uploads.close()
+
+
+def problem_json(status: int, detail: str) -> dict[str, Any]:
+    """A problem body (for tests and other adapters)."""
+    return problem_body(status, detail)

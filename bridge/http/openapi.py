@@ -1,0 +1,247 @@
+"""The OpenAPI 3.1 document of the HTTP API, written by hand next to the routes it describes.
+
+``tests/http/test_openapi.py`` checks that every route of the app is in it and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bridge import __version__
+
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _q(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+def _json(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": schema or {"type": "object"}}},
+    }
+
+
+_ERRORS = {"400": _PROBLEM, "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM}
+
+_CALL = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "source": {"type": "string", "enum": ["file", "sip", "siprec", "webrtc"]},
+        "title": {"type": "string"},
+        "agent": {"type": ["string", "null"]},
+        "started_at_ms": {"type": "integer"},
+        "ended_at_ms": {"type": ["integer", "null"]},
+        "end_cause": {"type": ["string", "null"]},
+        "duration_ms": {"type": ["integer", "null"]},
+        "leg_count": {"type": "integer"},
+        "active": {"type": "boolean"},
+        "links": {"type": "object"},
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    public: list[dict[str, Any]] = []
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Call transcription bridge",
+            "version": __version__,
+            "description": (
+                "Calls, live transcripts and exports.  Every endpoint except /health and /ready "
+                "needs an API token (Authorization: Bearer TOKEN, or ?token= for browser "
+                "links).  Errors are RFC 9457 problem documents.  The live API is a WebSocket "
+                "at /api/v1/live (see x-websocket)."
+            ),
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/health": {
+                "get": {
+                    "summary": "The process answers",
+                    "security": public,
+                    "responses": {"200": _json("alive")},
+                }
+            },
+            "/ready": {
+                "get": {
+                    "summary": "The store is readable and the bridge not stopping",
+                    "security": public,
+                    "responses": {"200": _json("ready"), "503": _PROBLEM},
+                }
+            },
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": _json("OpenAPI 3.1")}}
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        "401": _PROBLEM,
+                    },
+                }
+            },
+            "/api/v1/calls": {
+                "get": {
+                    "summary": "List and search calls, newest first",
+                    "parameters": [
+                        _q("status", "all, active or ended", enum=["all", "active", "ended"]),
+                        _q("since", "started at or after (epoch ms or ISO 8601)"),
+                        _q("until", "started before (epoch ms or ISO 8601)"),
+                        _q("q", "full-text search over final segment text: every word must occur"),
+                        _q("who", "participant: title or leg label contains this (name, number)"),
+                        _q("agent", "only this agent's calls (agents: always their own)"),
+                        _q("limit", "page size", type="integer", minimum=1, maximum=200),
+                        _q("offset", "calls to skip", type="integer", minimum=0),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "a page of calls",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "calls": {"type": "array", "items": _CALL},
+                                    "total": {"type": "integer"},
+                                    "limit": {"type": "integer"},
+                                    "offset": {"type": "integer"},
+                                    "next": {"type": ["string", "null"]},
+                                },
+                            },
+                        ),
+                        **_ERRORS,
+                    },
+                },
+                "post": {
+                    "summary": "Transcribe a recording as a live call (for tests and demos)",
+                    "parameters": [
+                        _q("pace", "realtime (like a call) or fast", enum=["realtime", "fast"]),
+                        _q("roles", "roles of the channels, e.g. caller,agent"),
+                        _q("agent", "the agent the call belongs to"),
+                        _q(
+                            "title",
+                            "the call's title for a raw audio/wav body (multipart: the file name)",
+                        ),
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"file": {"type": "string", "format": "binary"}},
+                                }
+                            },
+                        },
+                    },
+                    "responses": {
+                        "202": _json("started; Location is the call"),
+                        "413": _PROBLEM,
+                        "415": _PROBLEM,
+                        "422": _PROBLEM,
+                        "503": _PROBLEM,
+                        **_ERRORS,
+                    },
+                },
+            },
+            "/api/v1/calls/{call_id}": {
+                "parameters": [_ID],
+                "get": {
+                    "summary": "One call: legs, segments with words, gaps, events",
+                    "description": "Schema call-bridge.transcript/1 (bridge/export.py).",
+                    "responses": {"200": _json("the call"), **_ERRORS},
+                },
+                "delete": {
+                    "summary": "Delete an ended call and its transcript (supervisors)",
+                    "responses": {"204": {"description": "deleted"}, "409": _PROBLEM, **_ERRORS},
+                },
+            },
+            "/api/v1/calls/{call_id}/export": {
+                "parameters": [_ID],
+                "get": {
+                    "summary": "Download the transcript (streamed)",
+                    "parameters": [
+                        _q("format", "json, txt, vtt or srt", enum=["json", "txt", "vtt", "srt"]),
+                        _q("leg", "one leg (id or role); default: all legs merged in time order"),
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the transcript",
+                            "content": {
+                                "application/json": {},
+                                "text/plain": {},
+                                "text/vtt": {},
+                                "application/x-subrip": {},
+                            },
+                        },
+                        **_ERRORS,
+                    },
+                },
+            },
+            "/api/v1/live/snapshot": {
+                "get": {
+                    "summary": "Active calls with the latest line per leg, ASR health and seq",
+                    "parameters": [_q("call", "one call"), _q("agent", "one agent's calls")],
+                    "responses": {"200": _json("snapshot"), **_ERRORS},
+                }
+            },
+            "/api/v1/live": {
+                "get": {
+                    "summary": "Live events (WebSocket upgrade)",
+                    "description": (
+                        "JSON text messages, each with seq (hub-wide, increasing), type "
+                        "(call.started, call.ended, leg.started, leg.ended, segment.partial, "
+                        "segment.final, gap, dtmf, asr.health, resync) and call_id; payloads use "
+                        "the export JSON's field names.  Reconnect with resume_from=<last seq> to "
+                        "miss nothing; on resync re-read over REST.  Closed with 1013 "
+                        "'too-slow' when a client falls behind."
+                    ),
+                    "parameters": [
+                        _q("call", "one call"),
+                        _q("agent", "one agent's calls"),
+                        _q("all", "every call (the default for supervisors)"),
+                        _q("resume_from", "last seq seen", type="integer"),
+                        _q("token", "API token, for browsers"),
+                    ],
+                    "x-websocket": True,
+                    "responses": {"101": {"description": "switching protocols"}, **_ERRORS},
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Problem": {
+                    "description": "RFC 9457 problem details",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "type": {"type": "string"},
+                                    "title": {"type": "string"},
+                                    "status": {"type": "integer"},
+                                    "detail": {"type": "string"},
+                                },
+                                "required": ["type", "title", "status", "detail"],
+                            }
+                        }
+                    },
+                }
+            },
+        },
+    }

@@ -1,0 +1,102 @@
+"""Prometheus metrics at ``/metrics``, read from the live hub and the store at scrape time.
+
+A custom collector on a per-app registry (no global state, so tests can run several apps):
+nothing is counted twice, and the hot paths (legs publishing to the hub) pay only the hub's own
+integer increments.  Per-second rates (segment revisions/s = ASR deltas turned into text) are
+``rate()`` over the ``*_total`` counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bridge.live import LiveHub
+from storage import TranscriptStore
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class BridgeCollector(Collector):
+    def __init__(
+        self, hub: LiveHub, store: TranscriptStore, uploads_running: Callable[[], int]
+    ) -> None:
+        self.hub = hub
+        self.store = store
+        self.uploads_running = uploads_running
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub
+        calls = hub.active_calls()
+        yield GaugeMetricFamily("bridge_active_calls", "Calls in progress", value=len(calls))
+        yield GaugeMetricFamily(
+            "bridge_active_legs", "Legs in progress", value=sum(len(c.legs) for c in calls)
+        )
+        lags = [leg.lag_ms for c in calls for leg in c.legs.values() if leg.lag_ms is not None]
+        yield GaugeMetricFamily(
+            "bridge_text_lag_ms",
+            "Largest lag of transcript text behind live audio over active legs (ms)",
+            value=max(lags, default=0),
+        )
+        sessions = CounterMetricFamily(
+            "bridge_asr_events",
+            "ASR session events by kind (asr.session = sessions opened)",
+            labels=["kind"],
+        )
+        for kind, n in sorted(hub.asr_events.items()):
+            sessions.add_metric([kind], n)
+        yield sessions
+        errors = CounterMetricFamily("bridge_asr_errors", "ASR errors by code", labels=["code"])
+        for code, n in sorted(hub.asr_errors.items()):
+            errors.add_metric([code], n)
+        yield errors
+        revisions = CounterMetricFamily(
+            "bridge_segment_revisions",
+            "Segment revisions published (ASR deltas as text)",
+            labels=["final"],
+        )
+        revisions.add_metric(["false"], hub.counts["segment.partial"])
+        revisions.add_metric(["true"], hub.counts["segment.final"])
+        yield revisions
+        yield CounterMetricFamily(
+            "bridge_gaps", "Gaps (untranscribed audio)", value=hub.counts["gap"]
+        )
+        yield CounterMetricFamily(
+            "bridge_gap_ms", "Audio not transcribed (ms): dropped frames", value=hub.gap_ms_total
+        )
+        yield CounterMetricFamily(
+            "bridge_store_dropped_partials",
+            "Partial revisions the store dropped (queue full)",
+            value=self.store.dropped_partials,
+        )
+        yield GaugeMetricFamily(
+            "bridge_store_backlog", "Writes queued, not yet committed", value=self.store.backlog
+        )
+        yield GaugeMetricFamily(
+            "bridge_push_clients", "Connected live-API clients", value=hub.subscribers
+        )
+        yield CounterMetricFamily(
+            "bridge_push_slow_disconnects",
+            "Live clients closed for falling behind",
+            value=hub.slow_disconnects,
+        )
+        yield GaugeMetricFamily(
+            "bridge_uploads_running",
+            "Uploaded calls being transcribed",
+            value=self.uploads_running(),
+        )
+
+
+def make_registry(
+    hub: LiveHub, store: TranscriptStore, uploads_running: Callable[[], int]
+) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BridgeCollector(hub, store, uploads_running))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    return generate_latest(registry)

@@ -1,0 +1,66 @@
+// Shared by the dashboard pages: token handling, REST calls and the live socket with resume.
+"use strict";
+const Bridge = (() => {
+  const KEY = "bridgeToken";
+  function token() { return sessionStorage.getItem(KEY); }
+  function requireToken() {
+    const t = token();
+    if (!t) location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    return t;
+  }
+  async function api(path, options = {}) {
+    const headers = Object.assign({ Authorization: "Bearer " + token() }, options.headers || {});
+    const r = await fetch(path, Object.assign({}, options, { headers }));
+    if (r.status === 401) { sessionStorage.removeItem(KEY); requireToken(); throw new Error("unauthorized"); }
+    if (!r.ok) {
+      let detail = r.statusText;
+      try { detail = (await r.json()).detail; } catch (e) { /* not a problem body */ }
+      throw new Error(detail);
+    }
+    return r.status === 204 ? null : r.json();
+  }
+  function clock(ms) {
+    const s = Math.floor(ms / 1000), h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60;
+    const ss = String(s % 60).padStart(2, "0"), mm = String(m).padStart(2, "0");
+    return h ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
+  }
+  function el(tag, attrs = {}, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (k === "class") e.className = v; else if (k === "text") e.textContent = v; else e.setAttribute(k, v);
+    }
+    for (const c of children) e.append(c);
+    return e;
+  }
+  // A live subscription that reconnects (0.5 s doubling to 5 s) and resumes from the last seq.
+  class Live {
+    constructor(params, handlers) {
+      this.params = params; this.h = handlers; this.seq = null; this.delay = 500; this.closed = false;
+    }
+    start(seq) { this.seq = seq; this.connect(); }
+    connect() {
+      const q = new URLSearchParams(this.params);
+      q.set("token", token());
+      if (this.seq !== null) q.set("resume_from", this.seq);
+      const proto = location.protocol === "https:" ? "wss:" : "ws:";
+      const ws = new WebSocket(`${proto}//${location.host}/api/v1/live?${q}`);
+      this.ws = ws;
+      ws.onopen = () => { this.delay = 500; this.h.status("live"); };
+      ws.onmessage = (m) => {
+        const ev = JSON.parse(m.data);
+        if (ev.type === "resync") { this.seq = ev.seq; this.h.resync(ev); return; }
+        this.seq = ev.seq;
+        this.h.event(ev);
+      };
+      ws.onclose = () => {
+        if (this.closed) return;
+        this.h.status("reconnecting");
+        setTimeout(() => this.connect(), this.delay);
+        this.delay = Math.min(this.delay * 2, 5000);
+      };
+    }
+    close() { this.closed = true; if (this.ws) this.ws.close(); }
+  }
+  function logout() { sessionStorage.removeItem(KEY); location.href = "/login"; }
+  return { token, requireToken, api, clock, el, Live, logout, KEY };
+})();

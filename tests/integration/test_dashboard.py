@@ -1,0 +1,137 @@
+"""The dashboards in a real browser: headless Chromium (Debian ``chromium``) driven by Playwright.
+
+A recording is POSTed to the bridge at real-time pace; the ASR is the session's real vLLM CPU
+server (scripted text " hello world. ... how are you?").  The supervisor view lists the live
+call, a click opens the agent view, which shows partial text that turns final.  Screenshots are
+written to ``<tmp_path>/artifacts/`` (printed; kept under pytest's basetemp).
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from playwright.async_api import async_playwright
+from vllm_server import VllmServer
+
+from bridge.io.asr_client import AsrEndpoint
+from tests.http.served import ALICE, SUPERVISOR, serve_bridge
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Records every partial text the page ever shows (a partial may live for only a few steps).
+WATCH_PARTIALS = """
+window.__partials = [];
+new MutationObserver(() => {
+  for (const e of document.querySelectorAll('.seg.partial .text')) {
+    if (window.__partials[window.__partials.length - 1] !== e.textContent)
+      window.__partials.push(e.textContent);
+  }
+}).observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
+"""
+
+
+def wav_bytes(seconds: float = 8.0, rate: int = 16_000) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (0.1 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return out.getvalue()
+
+
+async def test_agent_view_shows_partials_turning_final_and_supervisor_lists_the_call(
+    vllm_server: VllmServer, tmp_path: Path, user_data_dir: None = None
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    endpoint = AsrEndpoint(
+        url=vllm_server.url,
+        model=vllm_server.model,
+        api_key=vllm_server.api_key,
+        stall_timeout_s=10,
+    )
+    async with (
+        serve_bridge(tmp_path / "t.db", endpoint=endpoint) as served,
+        async_playwright() as pw,
+    ):
+        browser = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            args=ARGS,
+            headless=True,
+            viewport={"width": 1366, "height": 768},
+        )
+        try:
+            page = browser.pages[0] if browser.pages else await browser.new_page()
+            await page.add_init_script(WATCH_PARTIALS)
+            # Log in (the token lives in this tab's sessionStorage).
+            await page.goto(served.base + "/")
+            await page.wait_for_url("**/login?next=*")
+            await page.fill("#token", "wrong-token")
+            await page.press("#token", "Enter")
+            await page.wait_for_selector("text=not valid")
+            await page.fill("#token", SUPERVISOR)
+            await page.press("#token", "Enter")
+            await page.wait_for_url(served.base + "/")
+            await page.wait_for_selector("#status.live")
+
+            async with httpx.AsyncClient(base_url=served.base) as client:
+                r = await client.post(
+                    "/api/v1/calls?pace=realtime&roles=agent&agent=alice&title=support-call.wav",
+                    content=wav_bytes(),
+                    headers={"Content-Type": "audio/wav", "Authorization": f"Bearer {ALICE}"},
+                )
+            assert r.status_code == 202, r.text
+            call_id = r.json()["id"]
+            assert r.headers["location"] == f"/api/v1/calls/{call_id}"
+
+            row = page.locator("tr.call-row", has_text="agent alice")
+            await row.wait_for(timeout=10_000)
+            assert "support-call.wav" in await row.inner_text()  # the title the client gave
+            await page.locator("tr.call-row .line .t", has_text="hello").first.wait_for(
+                timeout=15_000
+            )
+            await page.screenshot(path=artifacts / "supervisor.png")
+
+            await row.locator("a").click()  # click-through to the agent view
+            await page.wait_for_url(f"**/calls/{call_id}")
+            final = page.locator(".seg.final .text", has_text="hello world.")
+            await final.wait_for(timeout=20_000)
+            await page.screenshot(path=artifacts / "agent-final.png")
+            await page.locator(".seg.final .text", has_text="how are you?").wait_for(timeout=30_000)
+            await page.locator("#status.ended").wait_for(timeout=30_000)
+            await page.screenshot(path=artifacts / "agent-ended.png")
+            partials = await page.evaluate("window.__partials")
+            # Partials were shown as they grew (on the supervisor view and/or the agent view).
+            texts = [t for t in partials if "hello" in t or "how" in t]
+            assert texts, partials
+            rows = await page.locator(".seg").all_inner_texts()
+            assert not await page.locator(".seg.partial").count()
+            assert any("agent" in r and "hello world." in r for r in rows), rows
+            # Export buttons link to working downloads.
+            href = await page.get_attribute("#export-vtt", "href")
+            async with httpx.AsyncClient(base_url=served.base) as client:
+                vtt = (await client.get(href)).text
+            assert "<v agent>" in vtt and "hello world." in vtt
+        finally:
+            await browser.close()
+    print(f"\nscreenshots: {artifacts}")
