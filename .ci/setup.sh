@@ -18,4 +18,5 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
 bash scripts/install.sh test   # with the embedded engine's Whisper weights
+bash .ci/setup-sip.sh          # sipp, baresip, pjsua2 for the SIP tests
 bash .ci/setup-vllm.sh

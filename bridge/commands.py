@@ -11,8 +11,9 @@ import signal
 import sys
 import time
 import urllib.error
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any, cast
 
 from bridge.check import check_server, fetch_models, http_base
 from bridge.config import BridgeConfig, load_config
@@ -300,8 +301,28 @@ async def model(args: argparse.Namespace) -> int:
     return 0
 
 
+async def run_until_stopped(services: list[Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
+    """Run every service until ``stop``; if one fails, stop the others and raise its error."""
+    tasks = [asyncio.create_task(service) for service in services]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            error = task.exception()
+            if error is not None:
+                raise error
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def serve(args: argparse.Namespace) -> int:
     config = config_from(args)
+    from sip_config import load_sip_settings
+
+    config_path = args.config or (
+        Path(os.environ["BRIDGE_CONFIG"]) if os.environ.get("BRIDGE_CONFIG") else None
+    )
+    sip = load_sip_settings(config_path, os.environ)  # every problem before anything starts
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with await TranscriptStore.open(config.db_path) as store:
@@ -323,16 +344,42 @@ async def serve(args: argparse.Namespace) -> int:
                     "bridge: the ASR server is not ready; calls will wait for it", file=sys.stderr
                 )
             from bridge.http.server import run_http
+            from bridge.http.tee import PublishingStore
             from bridge.live import LiveHub
 
             hub = LiveHub()
-            await run_http(
-                config,
-                store=store,
-                hub=hub,
-                endpoint=endpoint,
-                stop=stop,
-                settings=leg_settings(config),
-            )
+            services = [
+                run_http(
+                    config,
+                    store=store,
+                    hub=hub,
+                    endpoint=endpoint,
+                    stop=stop,
+                    settings=leg_settings(config),
+                )
+            ]
+            if sip.enabled:
+                from bridge.ingest import run_sip_ingest
+
+                print(
+                    f"bridge: SIP on {sip.host}:{sip.port}..{sip.port + sip.workers - 1} "
+                    f"({'+'.join(sip.transports)}), {sip.workers} worker(s)",
+                    file=sys.stderr,
+                )
+                services.append(
+                    run_sip_ingest(
+                        sip,
+                        store=cast(TranscriptStore, PublishingStore(store, hub)),
+                        endpoint=endpoint,
+                        stop=stop,
+                        leg_settings=leg_settings(config),
+                        listener=hub.listener,
+                    )
+                )
+            else:
+                print(
+                    "bridge: SIP ingest is off ([sip] enabled = true to start it)", file=sys.stderr
+                )
+            await run_until_stopped(services, stop)
     print("bridge: stopped", file=sys.stderr)
     return 0

@@ -168,6 +168,8 @@ def _read_file(
         problems.append(f"{path}: not valid TOML: {exc}")
         return
     for section, table in data.items():
+        if section == "sip":
+            continue  # read by sip_config.load_sip_settings
         if not isinstance(table, dict):
             problems.append(f"{path}: [{section}] must be a table")
             continue

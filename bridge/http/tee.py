@@ -51,6 +51,7 @@ class PublishingStore:
 
     async def end_leg(self, leg_id: str, *, ended_at_ms: int, duration_ms: int) -> None:
         await self.store.end_leg(leg_id, ended_at_ms=ended_at_ms, duration_ms=duration_ms)
+        self._legs.pop(leg_id, None)  # one store serves every SIP call of a long run
         self.hub.leg_ended(leg_id, duration_ms)
 
     async def end_call(self, call_id: str, *, ended_at_ms: int, cause: str) -> None:

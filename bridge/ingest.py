@@ -1,0 +1,459 @@
+"""SIP ingest in the main process: SIP worker processes in, one transcribed leg per call out.
+
+::
+
+    pjsua2 worker k (python -m bridge.sip.worker, SIP port + k)     one per 4 calls (pjsua2.md §4)
+      -- SOCK_SEQPACKET socket pair (bridge.sip.wire) -->
+    SipIngest (asyncio, this module)
+      CallStarted -> store.add_call + add_leg, Leg(PCM16 at the tap rate).start()
+      Frame       -> leg.receive_frame(pcm, position)      on the loop, no await
+      CallEnded   -> leg.finish() (final, done, finals durable) -> store.end_call(cause)
+      worker gone -> its calls end as "worker-crashed"; the worker is started again
+
+Mode ``direct`` only (this slice): the remote party is one leg with the configured role.
+Overflow rule: frames that arrive before a call's leg is ready wait in a bounded queue
+(:data:`PENDING_FRAMES`, oldest dropped); their positions make the leg fill what was dropped
+with silence, so the leg clock never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import socket
+import sys
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.core.audio import LegAudio
+from bridge.core.types import (
+    AudioEncoding,
+    CallId,
+    CallInfo,
+    LegEvent,
+    LegId,
+    LegInfo,
+    LegSource,
+)
+from bridge.errors import BridgeError, ConfigError, RemoteProtocolError, TransportError
+from bridge.io.asr_client import AsrEndpoint
+from bridge.leg import Leg, LegSettings, Listener
+from bridge.sip import wire
+from bridge.sip.spec import WorkerSpec, worker_spec
+from sip_config import SipSettings
+from storage import TranscriptStore
+
+logger = logging.getLogger(__name__)
+
+PENDING_FRAMES = 500  # 10 s of 20 ms frames per call while its leg is being created
+READY_TIMEOUT_S = 30.0  # a worker's start-up (pjsua init) on a loaded box
+STOP_TIMEOUT_S = 10.0  # a worker's hang-up-and-exit after Quit
+MAX_MESSAGES_PER_READ = 1000  # fairness: one read callback handles at most this many
+RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # a worker that keeps dying is retried this often
+SOCKET_BUFFER_BYTES = 1 << 20
+PJSUA2_REQUIREMENT = "pjsua2-python==2.15.1.post1"  # the wheel pjsua2.md was measured with
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(eq=False)
+class _Call:
+    """One SIP call of one worker, as the main process sees it."""
+
+    worker: int
+    started: wire.CallStarted
+    call_id: CallId
+    leg: Leg | None = None
+    pending: deque[wire.Frame] = field(default_factory=lambda: deque(maxlen=PENDING_FRAMES))
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    cause: str = "error"
+    detail: str = ""
+
+    def end(self, cause: str, detail: str) -> None:
+        if not self.ended.is_set():
+            self.cause, self.detail = cause, detail
+            self.ended.set()
+
+
+@dataclass(eq=False)
+class _Worker:
+    spec: WorkerSpec
+    process: asyncio.subprocess.Process | None = None
+    sock: socket.socket | None = None
+    ready: asyncio.Future[wire.Ready] | None = None
+    calls: dict[int, _Call] = field(default_factory=dict)
+    restarts: int = 0
+
+
+class SipIngest:
+    """The SIP worker processes and the calls they hand over.
+
+    ``await start()`` returns once every worker listens; ``await close()`` hangs up every call,
+    finishes the legs (their finals stored) and stops the workers.
+    """
+
+    def __init__(
+        self,
+        sip: SipSettings,
+        *,
+        store: TranscriptStore,
+        endpoint: AsrEndpoint,
+        leg_settings: LegSettings | None = None,
+        listener: Listener | None = None,
+        finish_timeout_s: float = 60.0,
+        python: str = sys.executable,
+        pj_log_level: int = 2,
+    ) -> None:
+        self.sip = sip
+        self.store = store
+        self.endpoint = endpoint
+        self.leg_settings = leg_settings
+        self.listener = listener
+        self.finish_timeout_s = finish_timeout_s
+        self.python = python
+        self.pj_log_level = pj_log_level
+        self.workers = [_Worker(worker_spec(sip, k)) for k in range(sip.workers)]
+        self._closing = False
+        self._supervisors: list[asyncio.Task[None]] = []
+        self._call_tasks: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every worker and wait until each listens.
+
+        Raises:
+            ConfigError: the pjsua2 wheel is not installed.
+            TransportError: a worker could not start (e.g. its SIP port is taken).
+        """
+        if importlib.util.find_spec("pjsua2") is None:  # checked without loading it here
+            raise ConfigError(
+                f"SIP ingest needs the pjsua2 wheel in {sys.prefix}: "
+                f"pip install {PJSUA2_REQUIREMENT} (or bash .ci/setup-sip.sh)"
+            )
+        for worker in self.workers:
+            await self._spawn(worker)
+        try:
+            for worker in self.workers:
+                await self._wait_ready(worker)
+        except BaseException:
+            await self.close()
+            raise
+        self._supervisors = [
+            asyncio.create_task(self._supervise(w), name=f"sip-worker-{w.spec.index}")
+            for w in self.workers
+        ]
+
+    async def close(self) -> None:
+        self._closing = True
+        for worker in self.workers:
+            self._send(worker, wire.Quit())
+        for worker in self.workers:
+            await self._stop_process(worker)
+        for task in self._supervisors:
+            task.cancel()
+        await asyncio.gather(*self._supervisors, return_exceptions=True)
+        for worker in self.workers:
+            self._worker_gone(worker, "bridge-stopping")
+        if self._call_tasks:
+            await asyncio.gather(*list(self._call_tasks), return_exceptions=True)
+
+    @property
+    def active_calls(self) -> int:
+        return sum(len(w.calls) for w in self.workers)
+
+    # -- worker processes ------------------------------------------------------------------------
+
+    async def _spawn(self, worker: _Worker) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        worker.ready = loop.create_future()
+        worker.sock = ours
+        try:
+            worker.process = await asyncio.create_subprocess_exec(
+                self.python,
+                "-m",
+                "bridge.sip.worker",
+                "--spec",
+                worker.spec.to_json(),
+                "--fd",
+                str(theirs.fileno()),
+                "--pj-log-level",
+                str(self.pj_log_level),
+                "--log-level",
+                logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+                pass_fds=(theirs.fileno(),),
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        loop.add_reader(ours.fileno(), self._on_readable, worker)
+        logger.info(
+            "SIP worker %d started (pid %d) for port %d",
+            worker.spec.index,
+            worker.process.pid,
+            worker.spec.sip_port,
+        )
+
+    async def _wait_ready(self, worker: _Worker) -> None:
+        assert worker.ready is not None and worker.process is not None
+        exited = asyncio.ensure_future(worker.process.wait())
+        waiters: set[asyncio.Future[Any]] = {worker.ready, exited}
+        try:
+            done, _ = await asyncio.wait(
+                waiters,
+                timeout=READY_TIMEOUT_S,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            exited.cancel()
+        if worker.ready in done and not worker.ready.cancelled():
+            return
+        if worker.process.returncode is None and worker.ready.cancelled():
+            with contextlib.suppress(TimeoutError):  # EOF came first; the exit code follows
+                await asyncio.wait_for(worker.process.wait(), 5.0)
+        where = f"{worker.spec.host}:{worker.spec.sip_port}"
+        if worker.process.returncode is not None:
+            raise TransportError(
+                f"SIP worker {worker.spec.index} for {where} exited with code "
+                f"{worker.process.returncode} before listening (port taken? see its log above)",
+                retryable=False,
+            )
+        raise TransportError(
+            f"SIP worker {worker.spec.index} for {where} did not start within {READY_TIMEOUT_S} s"
+        )
+
+    async def _supervise(self, worker: _Worker) -> None:
+        """Wait for the worker to exit; close its calls; start it again unless stopping."""
+        while not self._closing:
+            assert worker.process is not None
+            code = await worker.process.wait()
+            if self._closing:
+                return
+            logger.error(
+                "SIP worker %d (pid %d) exited with code %s; its %d call(s) end as worker-crashed",
+                worker.spec.index,
+                worker.process.pid,
+                code,
+                len(worker.calls),
+            )
+            self._worker_gone(worker, "worker-crashed")
+            delay = RESTART_DELAYS_S[min(worker.restarts, len(RESTART_DELAYS_S) - 1)]
+            worker.restarts += 1
+            await asyncio.sleep(delay)
+            if self._closing:
+                return
+            await self._spawn(worker)
+            try:
+                await self._wait_ready(worker)
+            except TransportError as exc:
+                logger.error("%s; trying again", exc)
+                continue
+            worker.restarts = 0
+            logger.info("SIP worker %d is back on port %d", worker.spec.index, worker.spec.sip_port)
+
+    async def _stop_process(self, worker: _Worker) -> None:
+        process = worker.process
+        if process is None or process.returncode is not None:
+            return
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+            return
+        except TimeoutError:
+            logger.warning("SIP worker %d did not stop; terminating it", worker.spec.index)
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), 3.0)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    def _send(self, worker: _Worker, message: wire.Message) -> None:
+        if worker.sock is None:
+            return
+        try:
+            worker.sock.send(wire.encode(message))
+        except OSError as exc:
+            logger.debug("SIP worker %d: cannot send %s: %s", worker.spec.index, message, exc)
+
+    def _worker_gone(self, worker: _Worker, cause: str) -> None:
+        if worker.sock is not None:
+            asyncio.get_running_loop().remove_reader(worker.sock.fileno())
+            worker.sock.close()
+            worker.sock = None
+        if worker.ready is not None and not worker.ready.done():
+            worker.ready.cancel()
+        for call in list(worker.calls.values()):
+            call.end(cause, f"worker {worker.spec.index} exited")
+        worker.calls.clear()
+
+    # -- messages from the workers (on the loop, synchronous) -----------------------------------
+
+    def _on_readable(self, worker: _Worker) -> None:
+        sock = worker.sock
+        if sock is None:
+            return
+        for _ in range(MAX_MESSAGES_PER_READ):
+            try:
+                data = sock.recv(wire.MAX_MESSAGE_BYTES)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.warning("SIP worker %d: socket failed: %s", worker.spec.index, exc)
+                data = b""
+            if not data:  # EOF: the worker exited (the supervisor restarts it)
+                self._worker_gone(worker, "bridge-stopping" if self._closing else "worker-crashed")
+                return
+            try:
+                message = wire.decode(data)
+            except RemoteProtocolError as exc:
+                logger.error("SIP worker %d: %s", worker.spec.index, exc)
+                continue
+            self._receive(worker, message)
+
+    def _receive(self, worker: _Worker, message: wire.Message) -> None:
+        if isinstance(message, wire.Frame):
+            call = worker.calls.get(message.key)
+            if call is None:
+                return
+            if call.leg is None:
+                call.pending.append(message)
+                return
+            self._feed(call, call.leg, message)
+        elif isinstance(message, wire.CallStarted):
+            call = _Call(worker.spec.index, message, CallId(uuid.uuid4().hex))
+            worker.calls[message.key] = call
+            task = asyncio.create_task(self._run_call(call), name=f"sip-call-{call.call_id}")
+            self._call_tasks.add(task)
+            task.add_done_callback(self._call_tasks.discard)
+        elif isinstance(message, wire.CallEnded):
+            ended = worker.calls.pop(message.key, None)
+            if ended is not None:
+                ended.end(
+                    message.cause,
+                    f"status={message.status} reason={message.reason!r} "
+                    f"frames_dropped={message.frames_dropped}",
+                )
+        elif isinstance(message, wire.Ready):
+            if worker.ready is not None and not worker.ready.done():
+                worker.ready.set_result(message)
+
+    def _feed(self, call: _Call, leg: Leg, frame: wire.Frame) -> None:
+        try:
+            leg.receive_frame(frame.pcm, position=frame.position)
+        except (BridgeError, ValueError) as exc:
+            logger.warning("call %s: frame refused: %s", call.started.sip_call_id, exc)
+
+    # -- one call ------------------------------------------------------------------------------
+
+    async def _run_call(self, call: _Call) -> None:
+        started = call.started
+        log_id = f"{started.sip_call_id} ({call.call_id[:8]})"
+        at_ms = now_ms()
+        leg: Leg | None = None
+        try:
+            await self.store.add_call(
+                CallInfo(
+                    call.call_id,
+                    LegSource.SIP,
+                    at_ms,
+                    title=f"{started.from_uri} -> {started.to_uri}",
+                )
+            )
+            info = LegInfo(
+                call.call_id,
+                LegId(uuid.uuid4().hex),
+                self.sip.direct_role,
+                started.from_uri,
+                started.codec,
+                LegSource.SIP,
+                at_ms,
+            )
+            await self.store.add_leg(info)
+            self.store.put_event(
+                LegEvent(
+                    call.call_id,
+                    None,
+                    at_ms,
+                    "sip.call",
+                    f"call-id={started.sip_call_id} from={started.from_uri} to={started.to_uri} "
+                    f"source={started.source} codec={started.codec} worker={call.worker}",
+                )
+            )
+            leg = Leg(
+                info,
+                LegAudio(started.rate_hz, AudioEncoding.PCM16),
+                self.endpoint,
+                self.store,
+                settings=self.leg_settings,
+                listener=self.listener,
+            )
+            leg.start()
+            logger.info(
+                "call %s: %s -> %s, %s, leg %s as %s",
+                log_id,
+                started.from_uri,
+                started.to_uri,
+                started.codec,
+                info.leg_id[:8],
+                info.role.value,
+            )
+            call.leg = leg
+            while call.pending:
+                self._feed(call, leg, call.pending.popleft())
+            await call.ended.wait()
+        finally:
+            await self._end_call(call, leg, log_id)
+
+    async def _end_call(self, call: _Call, leg: Leg | None, log_id: str) -> None:
+        try:
+            if leg is not None:
+                result = await leg.finish(timeout_s=self.finish_timeout_s)
+                logger.info(
+                    "call %s: leg finished, %d ms, %d final segment(s)%s",
+                    log_id,
+                    result.samples // 16,
+                    result.segments_final,
+                    f", ASR failed: {result.failure}" if result.failure else "",
+                )
+            self.store.put_event(LegEvent(call.call_id, None, now_ms(), "sip.ended", call.detail))
+            await self.store.end_call(call.call_id, ended_at_ms=now_ms(), cause=call.cause)
+            logger.info("call %s: ended (%s)", log_id, call.cause)
+        except BridgeError as exc:
+            logger.error("call %s: could not be closed cleanly: %s", log_id, exc)
+
+
+async def run_sip_ingest(
+    sip: SipSettings,
+    *,
+    store: TranscriptStore,
+    endpoint: AsrEndpoint,
+    stop: asyncio.Event,
+    leg_settings: LegSettings | None = None,
+    listener: Listener | None = None,
+) -> None:
+    """Serve SIP calls until ``stop`` is set; then hang up, finish every leg and stop.
+
+    ``listener`` sees every segment and gap as it happens (the live hub's).
+
+    Raises:
+        ConfigError: the pjsua2 wheel is not installed.
+        TransportError: a worker could not start (e.g. its SIP port is taken).
+    """
+    ingest = SipIngest(
+        sip, store=store, endpoint=endpoint, leg_settings=leg_settings, listener=listener
+    )
+    await ingest.start()
+    try:
+        await stop.wait()
+    finally:
+        await ingest.close()

@@ -1,0 +1,140 @@
+"""The SDP offer of an incoming INVITE and the codec the bridge will answer with (sans-I/O).
+
+pjsua negotiates the media itself, and with the wheel's codecs limited to the configured ones it
+refuses an offer it cannot parse (400 "Bad SDP") or match (488) before the application sees the
+INVITE (those refusals reach the log through the worker's pjsua log writer, without the Call-ID).
+What gets through is checked again here, so any refusal of ours carries a clear status and
+reason (RFC 3261 §21.4.26 488 Not Acceptable Here, §21.4.1 400 Bad Request) and is logged with
+the Call-ID, and the accepted codec is logged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bridge.errors import RemoteProtocolError
+
+# RFC 3551 §6 static audio payload types (name, RTP clock).  G.722's RTP clock is 8000 although
+# it samples at 16 kHz (RFC 3551 §4.5.2).
+STATIC_PAYLOADS: dict[int, tuple[str, int]] = {
+    0: ("PCMU", 8000),
+    3: ("GSM", 8000),
+    4: ("G723", 8000),
+    8: ("PCMA", 8000),
+    9: ("G722", 8000),
+    13: ("CN", 8000),
+    18: ("G729", 8000),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadFormat:
+    payload_type: int
+    encoding: str  # upper case, e.g. "PCMU", "TELEPHONE-EVENT"
+    rtp_clock_hz: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaOffer:
+    kind: str  # "audio", "video", ...
+    port: int
+    protocol: str  # "RTP/AVP", ...
+    formats: tuple[PayloadFormat, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SdpOffer:
+    media: tuple[MediaOffer, ...]
+
+    @property
+    def audio(self) -> tuple[MediaOffer, ...]:
+        return tuple(m for m in self.media if m.kind == "audio" and m.port != 0)
+
+
+def bad_sdp(what: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"malformed SDP: {what}", status_hint=400)
+
+
+def parse_sdp(text: str) -> SdpOffer:
+    """The media lines of an SDP body (RFC 8866 §5).
+
+    Raises:
+        RemoteProtocolError: ``status_hint=400``, naming the first thing that is wrong.
+    """
+    lines = [line.strip() for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
+    if not lines or lines[0] != "v=0":
+        raise bad_sdp("must start with v=0 (RFC 8866 §5.1)")
+    media: list[tuple[str, int, str, list[int], dict[int, tuple[str, int]]]] = []
+    for n, line in enumerate(lines, 1):
+        if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
+            raise bad_sdp(f"line {n} {line[:40]!r} is not <type>=<value>")
+        kind, value = line[0], line[2:]
+        if kind == "m":
+            parts = value.split()
+            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+                raise bad_sdp(f"line {n} m={value[:40]!r}: expected m=<media> <port> <proto> <fmt>")
+            pts = [int(p) for p in parts[3:] if p.isdigit()] if parts[2].startswith("RTP/") else []
+            media.append((parts[0], int(parts[1].split("/")[0]), parts[2], pts, {}))
+        elif kind == "c":
+            if len(value.split()) != 3:
+                raise bad_sdp(f"line {n} c={value[:40]!r}: expected c=IN IP4 <address>")
+        elif kind == "a" and value.startswith("rtpmap:") and media:
+            head, _, codec = value[7:].partition(" ")
+            name, _, rate = codec.partition("/")
+            if not head.isdigit() or not rate.split("/")[0].isdigit():
+                raise bad_sdp(f"line {n} a={value[:40]!r}: expected a=rtpmap:<pt> <name>/<rate>")
+            media[-1][4][int(head)] = (name.upper(), int(rate.split("/")[0]))
+    if not media:
+        raise bad_sdp("no m= line")
+    offers = []
+    for kind, port, proto, pts, rtpmap in media:
+        formats = []
+        for pt in pts:
+            if pt in rtpmap:
+                formats.append(PayloadFormat(pt, *rtpmap[pt]))
+            elif pt in STATIC_PAYLOADS:
+                formats.append(PayloadFormat(pt, *STATIC_PAYLOADS[pt]))
+        offers.append(MediaOffer(kind, port, proto, tuple(formats)))
+    if not any(line.startswith("c=") for line in lines):
+        raise bad_sdp("no c= line (RFC 8866 §5.7)")
+    return SdpOffer(tuple(offers))
+
+
+def choose_codec(offer: SdpOffer, allowed: tuple[str, ...]) -> str:
+    """The first codec of the first audio stream that the bridge allows, in the offer's order.
+
+    pjmedia answers in the offerer's order too (``PJMEDIA_SDP_NEG_PREFER_REMOTE_CODEC_ORDER``).
+
+    Raises:
+        RemoteProtocolError: ``status_hint=488`` when nothing offered can be taken.
+    """
+    audio = offer.audio
+    if not audio:
+        raise RemoteProtocolError("the offer has no audio stream", status_hint=488)
+    offered = [f.encoding for f in audio[0].formats]
+    for name in offered:
+        if name in allowed:
+            return name
+    shown = ", ".join(n for n in offered if n != "TELEPHONE-EVENT") or "nothing"
+    raise RemoteProtocolError(
+        f"no acceptable codec: offered {shown}; the bridge takes {', '.join(allowed)}",
+        status_hint=488,
+    )
+
+
+def sdp_body(whole_msg: str) -> str | None:
+    """The body of a raw SIP message when it is ``application/sdp``; ``None`` without a body."""
+    parts = re.split(r"\r?\n\r?\n", whole_msg, maxsplit=1)
+    if len(parts) < 2 or not parts[1].strip():
+        return None
+    head, body = parts
+    for line in head.splitlines()[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() in ("content-type", "c"):
+            if value.split(";")[0].strip().lower() != "application/sdp":
+                raise RemoteProtocolError(
+                    f"unsupported body {value.strip()!r}: expected application/sdp",
+                    status_hint=415,
+                )
+    return body

@@ -1,0 +1,132 @@
+"""The worker -> main process protocol over one ``AF_UNIX`` ``SOCK_SEQPACKET`` socket pair.
+
+SEQPACKET keeps message boundaries, order and reliability, so one message is one datagram and
+there is no length prefix.  The first byte is the kind::
+
+    FRAME    b"F" <u32 key> <u32 position> <PCM16 little-endian, mono, at the tap's rate>
+    control  <kind> <u32 key> <UTF-8 JSON object>      kinds: R(eady) S(tarted) E(nded) Q(uit)
+
+``key`` names a call inside one worker (pjsua's call slot is reused, so the worker counts its
+own keys).  ``position`` is the frame's first sample on the tap clock, counted from the call's
+first tapped frame: a frame the worker had to drop (socket full) leaves a hole that the leg fills
+with silence, so the leg clock never skips (design.md §2).  Frames are the hot path (50 per
+second per call); control messages are rare, so they carry JSON for easy growth (DTMF next).
+
+Pure: bytes in, messages out.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bridge.errors import RemoteProtocolError
+
+FRAME_HEADER = struct.Struct("<cII")
+CONTROL_HEADER = struct.Struct("<cI")
+KIND_FRAME = b"F"
+KIND_READY = b"R"
+KIND_STARTED = b"S"
+KIND_ENDED = b"E"
+KIND_QUIT = b"Q"
+
+# A 20 ms frame at 16 kHz is 640 bytes; the socket buffers are sized for ~1 s of all calls.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    """The worker listens (``sip_port``) and can take calls."""
+
+    worker: int
+    sip_port: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    """A call was answered and its media is up; frames with this ``key`` follow."""
+
+    key: int
+    sip_call_id: str
+    from_uri: str
+    to_uri: str
+    source: str  # "ip:port" the INVITE came from
+    codec: str  # "pcmu/8000", "pcma/8000", "g722/16000"
+    rate_hz: int  # rate of the PCM16 frames (the tap port's clock rate)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    key: int
+    position: int  # first sample of the frame on the tap clock
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """No more frames for ``key``."""
+
+    key: int
+    cause: str  # "bye-remote", "cancel", "error", "bridge-stopping", ...
+    status: int  # last SIP status of the dialog
+    reason: str  # its reason phrase
+    frames_dropped: int = 0  # frames the worker could not hand over (socket full)
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    """Main process -> worker: hang up every call and exit."""
+
+
+Message = Ready | CallStarted | Frame | CallEnded | Quit
+
+_CONTROL: dict[bytes, type[Ready] | type[CallStarted] | type[CallEnded] | type[Quit]] = {
+    KIND_READY: Ready,
+    KIND_STARTED: CallStarted,
+    KIND_ENDED: CallEnded,
+    KIND_QUIT: Quit,
+}
+_KIND_OF = {cls: kind for kind, cls in _CONTROL.items()}
+
+
+def encode_frame(key: int, position: int, pcm: bytes) -> bytes:
+    return FRAME_HEADER.pack(KIND_FRAME, key, position & 0xFFFFFFFF) + pcm
+
+
+def encode(message: Message) -> bytes:
+    if isinstance(message, Frame):
+        return encode_frame(message.key, message.position, message.pcm)
+    fields = asdict(message)
+    key = fields.pop("key", 0)
+    body = json.dumps(fields, separators=(",", ":")).encode()
+    return CONTROL_HEADER.pack(_KIND_OF[type(message)], key) + body
+
+
+def decode(data: bytes) -> Message:
+    """One datagram -> one message.
+
+    Raises:
+        RemoteProtocolError: the datagram is not a message of this protocol.
+    """
+    if len(data) < CONTROL_HEADER.size:
+        raise RemoteProtocolError(f"SIP worker message of {len(data)} bytes: too short")
+    kind = data[:1]
+    if kind == KIND_FRAME:
+        if len(data) < FRAME_HEADER.size:
+            raise RemoteProtocolError(f"SIP worker frame of {len(data)} bytes: header is 9")
+        _, key, position = FRAME_HEADER.unpack_from(data)
+        return Frame(key, position, data[FRAME_HEADER.size :])
+    cls = _CONTROL.get(kind)
+    if cls is None:
+        raise RemoteProtocolError(f"SIP worker message of unknown kind {kind!r}")
+    _, key = CONTROL_HEADER.unpack_from(data)
+    try:
+        fields: dict[str, Any] = json.loads(data[CONTROL_HEADER.size :])
+        if cls is CallStarted or cls is CallEnded:
+            fields["key"] = key
+        return cls(**fields)
+    except (ValueError, TypeError) as exc:
+        raise RemoteProtocolError(f"SIP worker {cls.__name__} message is malformed: {exc}") from exc

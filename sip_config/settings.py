@@ -1,0 +1,264 @@
+"""SIP settings: the ``[sip]`` table of the bridge's TOML file, then ``BRIDGE_SIP_*`` variables.
+
+Like :mod:`bridge.config`, every problem is collected and reported at once
+(:class:`~bridge.errors.ConfigError` ``.problems``), each naming where the value came from and
+what is expected.  The environment is passed in, never read here.
+
+Example::
+
+    [sip]
+    enabled = true                # BRIDGE_SIP_ENABLED=1: `bridge serve` answers SIP calls
+    host = "127.0.0.1"            # BRIDGE_SIP_HOST: address the workers bind (SIP and RTP)
+    public_address = ""           # BRIDGE_SIP_PUBLIC_ADDRESS: address put in Contact/SDP (NAT)
+    port = 5080                   # BRIDGE_SIP_PORT: worker k listens on port + k
+    transports = ["udp", "tcp"]   # BRIDGE_SIP_TRANSPORTS="udp,tcp"
+    rtp_port_min = 40000          # BRIDGE_SIP_RTP_PORT_MIN: split evenly over the workers
+    rtp_port_max = 40999          # BRIDGE_SIP_RTP_PORT_MAX
+    codecs = ["PCMU", "PCMA", "G722"]  # BRIDGE_SIP_CODECS, in order of preference
+    allowed_sources = ["127.0.0.0/8"]  # BRIDGE_SIP_ALLOWED_SOURCES: others get 403
+    workers = 1                   # BRIDGE_SIP_WORKERS: pjsua2 processes
+    max_calls_per_worker = 4      # BRIDGE_SIP_MAX_CALLS_PER_WORKER: the wheel's cap is 4
+    retry_after_s = 5             # BRIDGE_SIP_RETRY_AFTER_S: in 503 answers when full
+    direct_role = "caller"        # BRIDGE_SIP_DIRECT_ROLE: who the remote party is
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.core.types import LegRole
+from bridge.errors import ConfigError
+
+# pjsua2-python 2.15.1: PJSUA_MAX_CALLS is a compile-time 4; maxCalls is clamped silently
+# (pjsua2.md §4.1), so more calls need more worker processes.
+PJSUA_MAX_CALLS = 4
+
+# Codecs the bridge can tap (pjsua2.md §3); everything else in the wheel stays off.
+SUPPORTED_CODECS = ("PCMU", "PCMA", "G722")
+TRANSPORTS = ("udp", "tcp")
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SipSettings:
+    """What the SIP workers listen on, accept and how they label what they hear."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    public_address: str | None = None
+    port: int = 5080
+    transports: tuple[str, ...] = ("udp",)
+    rtp_port_min: int = 40000
+    rtp_port_max: int = 40999
+    codecs: tuple[str, ...] = SUPPORTED_CODECS
+    allowed_sources: tuple[IpNetwork, ...] = (ipaddress.ip_network("127.0.0.0/8"),)
+    workers: int = 1
+    max_calls_per_worker: int = PJSUA_MAX_CALLS
+    retry_after_s: int = 5
+    direct_role: LegRole = LegRole.CALLER
+
+    def worker_port(self, index: int) -> int:
+        """SIP port of worker ``index`` (UDP and TCP share it)."""
+        return self.port + index
+
+    def worker_rtp_ports(self, index: int) -> tuple[int, int]:
+        """``(first, count)`` of the RTP ports of worker ``index``: an even share of the range."""
+        share = (self.rtp_port_max - self.rtp_port_min + 1) // self.workers
+        return self.rtp_port_min + index * share, share
+
+
+# key -> (environment variable, kind)
+_KEYS: dict[str, tuple[str, type]] = {
+    "enabled": ("BRIDGE_SIP_ENABLED", bool),
+    "host": ("BRIDGE_SIP_HOST", str),
+    "public_address": ("BRIDGE_SIP_PUBLIC_ADDRESS", str),
+    "port": ("BRIDGE_SIP_PORT", int),
+    "transports": ("BRIDGE_SIP_TRANSPORTS", list),
+    "rtp_port_min": ("BRIDGE_SIP_RTP_PORT_MIN", int),
+    "rtp_port_max": ("BRIDGE_SIP_RTP_PORT_MAX", int),
+    "codecs": ("BRIDGE_SIP_CODECS", list),
+    "allowed_sources": ("BRIDGE_SIP_ALLOWED_SOURCES", list),
+    "workers": ("BRIDGE_SIP_WORKERS", int),
+    "max_calls_per_worker": ("BRIDGE_SIP_MAX_CALLS_PER_WORKER", int),
+    "retry_after_s": ("BRIDGE_SIP_RETRY_AFTER_S", int),
+    "direct_role": ("BRIDGE_SIP_DIRECT_ROLE", str),
+}
+
+
+_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def load_sip_settings(path: Path | None, environ: Mapping[str, str]) -> SipSettings:
+    """The ``[sip]`` table of ``path`` (other tables are ignored), then the environment.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    problems: list[str] = []
+    values: dict[str, tuple[object, str]] = {}
+    if path is not None:
+        _read_file(path, values, problems)
+    for key, (env, kind) in _KEYS.items():
+        raw = environ.get(env, "")
+        if raw == "":
+            continue
+        if kind is int:
+            try:
+                values[key] = (int(raw), env)
+            except ValueError:
+                problems.append(f"{env}={raw!r}: expected int")
+        elif kind is bool:
+            if raw.lower() in _BOOLS:
+                values[key] = (_BOOLS[raw.lower()], env)
+            else:
+                problems.append(f"{env}={raw!r}: expected 1/0, true/false, yes/no")
+        elif kind is list:
+            values[key] = ([item.strip() for item in raw.split(",") if item.strip()], env)
+        else:
+            values[key] = (raw, env)
+    settings = settings_from(values, problems)
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _read_file(path: Path, values: dict[str, tuple[object, str]], problems: list[str]) -> None:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{path}: config file not found")
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: cannot read: {exc}")
+        return
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+        return
+    table = data.get("sip", {})
+    if not isinstance(table, dict):
+        problems.append(f"{path}: [sip] must be a table")
+        return
+    for key, value in table.items():
+        if key not in _KEYS:
+            problems.append(
+                f"{path}: unknown setting sip.{key} (known: {', '.join(sorted(_KEYS))})"
+            )
+            continue
+        values[key] = (value, f"{path}: sip.{key}")
+
+
+def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str]) -> SipSettings:
+    """Check raw ``key -> (value, origin)`` pairs; append every problem to ``problems``."""
+    defaults = SipSettings()
+
+    def get(key: str) -> Any:
+        default = getattr(defaults, key)
+        if key not in values:
+            return default
+        value, origin = values[key]
+        kind = _KEYS[key][1]
+        if kind is list:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                problems.append(f"{origin}: expected a list of strings, got {value!r}")
+                return default
+            return tuple(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            problems.append(f"{origin}: expected {kind.__name__}, got {value!r}")
+            return default
+        return value
+
+    def origin(key: str) -> str:
+        return values[key][1] if key in values else f"sip.{key}"
+
+    transports = tuple(t.lower() for t in get("transports"))
+    for t in transports:
+        if t not in TRANSPORTS:
+            problems.append(f"{origin('transports')}: unknown transport {t!r} (use udp, tcp)")
+    if not transports:
+        problems.append(f"{origin('transports')}: needs at least one of udp, tcp")
+    codecs = tuple(c.upper() for c in get("codecs"))
+    for c in codecs:
+        if c not in SUPPORTED_CODECS:
+            problems.append(
+                f"{origin('codecs')}: codec {c!r} is not supported "
+                f"(use {', '.join(SUPPORTED_CODECS)})"
+            )
+    if not codecs:
+        problems.append(f"{origin('codecs')}: needs at least one codec")
+    networks: list[IpNetwork] = []
+    raw_sources = get("allowed_sources")
+    if not raw_sources:
+        problems.append(
+            f"{origin('allowed_sources')}: an empty list refuses every call; use ['0.0.0.0/0'] "
+            "to allow all"
+        )
+    for net in raw_sources:
+        if isinstance(net, str):
+            try:
+                networks.append(ipaddress.ip_network(net, strict=False))
+            except ValueError:
+                problems.append(
+                    f"{origin('allowed_sources')}: {net!r} is not an IP address or network "
+                    "(e.g. 10.0.0.0/8)"
+                )
+        else:
+            networks.append(net)
+    role_name = get("direct_role")
+    try:
+        role = role_name if isinstance(role_name, LegRole) else LegRole(role_name)
+    except ValueError:
+        problems.append(
+            f"{origin('direct_role')}: unknown role {role_name!r} "
+            f"(use {', '.join(r.value for r in LegRole)})"
+        )
+        role = defaults.direct_role
+    settings = SipSettings(
+        enabled=get("enabled"),
+        host=get("host"),
+        public_address=get("public_address") or None,
+        port=get("port"),
+        transports=transports,
+        rtp_port_min=get("rtp_port_min"),
+        rtp_port_max=get("rtp_port_max"),
+        codecs=codecs,
+        allowed_sources=tuple(networks),
+        workers=get("workers"),
+        max_calls_per_worker=get("max_calls_per_worker"),
+        retry_after_s=get("retry_after_s"),
+        direct_role=role,
+    )
+    _check_ranges(settings, origin, problems)
+    return settings
+
+
+def _check_ranges(s: SipSettings, origin: Any, problems: list[str]) -> None:
+    if not 1 <= s.workers <= 64:
+        problems.append(f"{origin('workers')}: must be 1..64, got {s.workers}")
+    if not 1 <= s.max_calls_per_worker <= PJSUA_MAX_CALLS:
+        problems.append(
+            f"{origin('max_calls_per_worker')}: must be 1..{PJSUA_MAX_CALLS} (the pjsua2 wheel's "
+            f"compile-time cap; add workers for more calls), got {s.max_calls_per_worker}"
+        )
+    if not 1 <= s.port or s.port + max(s.workers, 1) - 1 > 65535:
+        problems.append(f"{origin('port')}: port + workers - 1 must be in 1..65535, got {s.port}")
+    if not 1024 <= s.rtp_port_min <= s.rtp_port_max <= 65535:
+        problems.append(
+            f"{origin('rtp_port_min')}..{origin('rtp_port_max')}: need "
+            f"1024 <= min <= max <= 65535, got {s.rtp_port_min}..{s.rtp_port_max}"
+        )
+    elif s.workers >= 1:
+        share = (s.rtp_port_max - s.rtp_port_min + 1) // s.workers
+        # pjsua takes 2 ports (RTP + RTCP) per call, starting at an even port.
+        if share < 2 * s.max_calls_per_worker + 2:
+            problems.append(
+                f"RTP port range {s.rtp_port_min}..{s.rtp_port_max}: {share} port(s) per worker, "
+                f"need at least {2 * s.max_calls_per_worker + 2} (2 per call)"
+            )
+    if s.retry_after_s < 0:
+        problems.append(f"{origin('retry_after_s')}: must be >= 0, got {s.retry_after_s}")

@@ -1,0 +1,116 @@
+"""``bridge serve`` as deployed: a sipp call in, its text out over the live API and REST."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from vllm_server import VllmServer
+from websockets.asyncio.client import connect
+
+from bridge.core.g711 import encode_ulaw
+from tests.sip.sipp import free_port, free_port_block, run_scenario
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "serve-test-supervisor-token"
+
+
+def events_of(message: str | bytes) -> list[dict[str, Any]]:
+    """One live-API message: an event, or a batch of them."""
+    data = json.loads(message)
+    return data if isinstance(data, list) else [data]
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], http_port: int, sip_port: int) -> None:
+        self.proc, self.http_port, self.sip_port = proc, http_port, sip_port
+
+    def get(self, path: str) -> Any:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.http_port}{path}",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.communicate(timeout=60)
+        return self.proc.returncode
+
+
+@pytest.fixture
+def served(vllm_server: VllmServer, tmp_path: Path) -> Iterator[Served]:
+    """``bridge serve`` with SIP on, on free ports, ASR = the session's vLLM server."""
+    http_port, sip_port, rtp = free_port(), free_port(), free_port_block(100)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    environ.update(
+        BRIDGE_PORT=str(http_port),
+        BRIDGE_API_TOKENS=f"{TOKEN}:supervisor",
+        BRIDGE_SIP_ENABLED="1",
+        BRIDGE_SIP_PORT=str(sip_port),
+        BRIDGE_SIP_RTP_PORT_MIN=str(rtp),
+        BRIDGE_SIP_RTP_PORT_MAX=str(rtp + 99),
+    )
+    command = [sys.executable, "-m", "bridge", "serve", "--db", str(tmp_path / "c.db")]
+    command += ["--asr-url", vllm_server.url, "--model", vllm_server.model]
+    command += ["--api-key", str(vllm_server.api_key)]
+    proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environ)
+    try:
+        assert proc.stderr is not None
+        lines = []
+        for line in proc.stderr:
+            lines.append(line)
+            if "dashboards and API at" in line:
+                break
+        assert any(f"SIP on 127.0.0.1:{sip_port}" in line for line in lines), lines
+        yield Served(proc, http_port, sip_port)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_a_sip_call_is_pushed_live_and_listed(served: Served, tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = []
+    t = np.arange(3 * 8000) / 8000
+    pcm = (3000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    work = tmp_path / "sipp"
+    work.mkdir()
+    (work / "audio.raw").write_bytes(encode_ulaw(pcm))
+    url = f"ws://127.0.0.1:{served.http_port}/api/v1/live?token={TOKEN}"
+    async with connect(url) as ws:
+        call = asyncio.create_task(
+            asyncio.to_thread(
+                run_scenario,
+                work,
+                "uac_stream",
+                f"127.0.0.1:{served.sip_port}",
+                fill={"FILE": "audio.raw", "PT": "0", "CODEC": "PCMU"},
+                extra=["-d", "3000"],
+            )
+        )
+        async with asyncio.timeout(90):
+            while not any(e["type"] == "call.ended" for e in events):
+                events += events_of(await ws.recv())
+        result = await call
+    assert result.returncode == 0, result.output + result.errors
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "call.started" and "leg.started" in kinds
+    finals = [e["segment"]["text"] for e in events if e["type"] == "segment.final"]
+    assert finals[:1] == ["hello world."]
+    assert "segment.partial" in kinds  # the text grew live before it was final
+    listed = await asyncio.to_thread(served.get, "/api/v1/calls")
+    [stored] = listed["calls"]
+    assert (stored["source"], stored["end_cause"]) == ("sip", "bye-remote")
+    assert await asyncio.to_thread(served.terminate) == 0

@@ -1,0 +1,90 @@
+"""SIP settings (sip_config) and the worker specs derived from them (bridge.sip.spec)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from bridge.core.types import LegRole
+from bridge.errors import ConfigError
+from bridge.sip.spec import WorkerSpec, worker_spec
+from sip_config import SipSettings, load_sip_settings
+
+
+def test_defaults_take_g711_and_g722_from_loopback_only() -> None:
+    s = load_sip_settings(None, {})
+    assert s == SipSettings()
+    assert s.codecs == ("PCMU", "PCMA", "G722")
+    assert s.allowed_sources == (ipaddress.ip_network("127.0.0.0/8"),)
+    assert (s.max_calls_per_worker, s.direct_role) == (4, LegRole.CALLER)
+    assert not s.enabled  # `bridge serve` answers SIP only when asked to
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(
+        '[asr]\nurl = "ws://x/v1/realtime"\n'  # other tables belong to bridge.config
+        '[sip]\nenabled = true\nport = 6000\nworkers = 3\ncodecs = ["pcma"]\n'
+        'transports = ["udp", "tcp"]\n'
+        'allowed_sources = ["10.0.0.0/8", "192.0.2.7"]\ndirect_role = "agent"\n'
+    )
+    s = load_sip_settings(path, {"BRIDGE_SIP_PORT": "7000", "BRIDGE_SIP_CODECS": "PCMU, G722"})
+    assert (s.port, s.workers, s.codecs, s.transports) == (
+        7000,
+        3,
+        ("PCMU", "G722"),
+        ("udp", "tcp"),
+    )
+    assert s.allowed_sources[1] == ipaddress.ip_network("192.0.2.7/32")
+    assert s.direct_role is LegRole.AGENT
+    assert s.enabled
+    assert not load_sip_settings(path, {"BRIDGE_SIP_ENABLED": "no"}).enabled
+    assert [s.worker_port(k) for k in range(3)] == [7000, 7001, 7002]
+    assert [s.worker_rtp_ports(k) for k in range(3)] == [(40000, 333), (40333, 333), (40666, 333)]
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(
+        '[sip]\nmax_calls_per_worker = 8\ncodecs = ["opus"]\nallowed_sources = ["nope"]\n'
+        'portz = 1\ndirect_role = "boss"\ntransports = ["tls"]\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_sip_settings(path, {"BRIDGE_SIP_WORKERS": "two", "BRIDGE_SIP_ENABLED": "maybe"})
+    text = "\n".join(info.value.problems)
+    for expected in (
+        "BRIDGE_SIP_WORKERS='two': expected int",
+        "BRIDGE_SIP_ENABLED='maybe': expected 1/0, true/false, yes/no",
+        "sip.max_calls_per_worker: must be 1..4 (the pjsua2 wheel's compile-time cap",
+        "codec 'OPUS' is not supported (use PCMU, PCMA, G722)",
+        "'nope' is not an IP address or network",
+        "unknown setting sip.portz",
+        "unknown role 'boss'",
+        "unknown transport 'tls'",
+    ):
+        assert expected in text
+    assert len(info.value.problems) == 8
+
+
+def test_rtp_range_must_hold_every_call() -> None:
+    with pytest.raises(ConfigError, match="need at least 10 \\(2 per call\\)"):
+        load_sip_settings(
+            None,
+            {
+                "BRIDGE_SIP_RTP_PORT_MIN": "40000",
+                "BRIDGE_SIP_RTP_PORT_MAX": "40019",
+                "BRIDGE_SIP_WORKERS": "4",
+            },
+        )
+
+
+def test_worker_spec_round_trips_and_picks_the_bridge_rate() -> None:
+    settings = SipSettings(workers=2, codecs=("PCMU",), public_address="203.0.113.5")
+    spec = worker_spec(settings, 1)
+    assert WorkerSpec.from_json(spec.to_json()) == spec
+    assert (spec.sip_port, spec.rtp_port, spec.rtp_port_range) == (5081, 40500, 500)
+    assert spec.bridge_rate_hz == 8000  # G.711 only: the cheaper 8 kHz conference bridge
+    assert worker_spec(SipSettings(), 0).bridge_rate_hz == 16000  # G.722 keeps its high band
+    assert spec.networks() == (ipaddress.ip_network("127.0.0.0/8"),)

@@ -1,0 +1,58 @@
+"""The worker -> main process framing (bridge.sip.wire): pure, no sockets."""
+
+from __future__ import annotations
+
+import pytest
+
+from bridge.errors import RemoteProtocolError
+from bridge.sip import wire
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        wire.Ready(worker=2, sip_port=5082, pid=1234),
+        wire.CallStarted(
+            key=7,
+            sip_call_id="1-2@127.0.0.1",
+            from_uri='"Ann" <sip:ann@example.com>',
+            to_uri="<sip:bridge@127.0.0.1:5080>",
+            source="127.0.0.1:5070",
+            codec="g722/16000",
+            rate_hz=16000,
+        ),
+        wire.Frame(key=7, position=160, pcm=bytes(range(256)) * 2 + b"\x00" * 128),
+        wire.CallEnded(key=7, cause="bye-remote", status=200, reason="Normal call clearing"),
+        wire.CallEnded(key=1, cause="error", status=500, reason="é", frames_dropped=3),
+        wire.Quit(),
+    ],
+)
+def test_every_message_survives_the_round_trip(message: wire.Message) -> None:
+    assert wire.decode(wire.encode(message)) == message
+
+
+def test_a_frame_is_a_9_byte_header_and_the_pcm() -> None:
+    data = wire.encode_frame(3, 320, b"\x01\x02" * 160)
+    assert data[:9] == b"F\x03\x00\x00\x00\x40\x01\x00\x00"
+    assert len(data) == 9 + 320
+
+
+def test_frame_positions_wrap_at_32_bits() -> None:
+    frame = wire.decode(wire.encode_frame(1, 2**32 + 5, b""))
+    assert frame == wire.Frame(1, 5, b"")
+
+
+@pytest.mark.parametrize(
+    ("data", "what"),
+    [
+        (b"", "too short"),
+        (b"F\x00", "too short"),
+        (b"F\x00\x00\x00\x00\x00", "header is 9"),
+        (b"Z\x00\x00\x00\x00{}", "unknown kind"),
+        (b"S\x00\x00\x00\x00{not json", "CallStarted message is malformed"),
+        (b'E\x00\x00\x00\x00{"cause": 1}', "CallEnded message is malformed"),
+    ],
+)
+def test_garbage_is_a_remote_protocol_error(data: bytes, what: str) -> None:
+    with pytest.raises(RemoteProtocolError, match=what):
+        wire.decode(data)
