@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,7 @@ from bridge.core.asr_protocol import (
     ServerError,
     SessionStarted,
     StepText,
+    first_step_samples,
 )
 from bridge.core.audio import LegAudio
 from bridge.core.transcript import SegmentPolicy, TranscriptAssembler
@@ -78,6 +81,23 @@ class LegResult:
 Listener = Callable[[LegInfo, Segment | Gap], None]
 
 
+@dataclass
+class LegCounters:
+    """Process-wide totals for ``/metrics`` (counters only grow; gauges come from live legs)."""
+
+    deltas: int = 0  # transcription.delta events received, all legs
+    samples_dropped: int = 0  # input samples the legs' audio paths dropped (overlaps, dups)
+
+
+COUNTERS = LegCounters()
+_LIVE: weakref.WeakSet[Leg] = weakref.WeakSet()
+
+
+def live_legs() -> list[Leg]:
+    """Legs started and not yet finished, in this process."""
+    return list(_LIVE)
+
+
 class Leg:
     """Audio of one speaker direction on its way to a stored transcript."""
 
@@ -120,6 +140,11 @@ class Leg:
         self._gap_samples = 0
         self._generations = 0
         self._open_gap: tuple[int, int, str] | None = None  # start, samples, reason
+        # Step lag: when the audio each step needs was handed to the client (leg samples, time).
+        self._clock = time.monotonic
+        self._sent_at: deque[tuple[int, float]] = deque(maxlen=256)  # ~20 s of 80 ms chunks
+        self._first_step = first_step_samples(endpoint.delay_ms)
+        self.step_lag_ms: float | None = None  # text behind audio, from the last step
         self._task: asyncio.Task[None] | None = None
 
     # -- audio in ------------------------------------------------------------------------------
@@ -145,6 +170,7 @@ class Leg:
             self._extend_gap(self.audio.samples_out - len(pcm), len(pcm), self.client.failure)
             return
         self.client.send_audio(chunk)
+        self._sent_at.append((self.stream.samples_received, self._clock()))
         age = self.stream.samples_received - self.stream.generation_start
         if age >= self._recycle_samples and self._quiet_samples >= self._pause_samples:
             # design.md §2: sessions slow down as they grow (vLLM #58324); recycle at a pause.
@@ -155,6 +181,7 @@ class Leg:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.client.run(), name=f"asr-{self.info.leg_id}")
+        _LIVE.add(self)
 
     async def finish(self, *, timeout_s: float | None = None) -> LegResult:
         """No more audio: flush, wait for the last text, store the leg's end."""
@@ -182,6 +209,8 @@ class Leg:
         for segment in self.assembler.finish():
             self._publish(segment)
         self._flush_gap()
+        _LIVE.discard(self)
+        COUNTERS.samples_dropped += self.audio.samples_dropped
         samples = self.audio.samples_out
         await self.store.end_leg(
             self.info.leg_id,
@@ -202,6 +231,9 @@ class Leg:
     def _on_event(self, event: AsrEvent) -> None:
         match event:
             case StepText():
+                COUNTERS.deltas += 1
+                if event.frame_end > event.frame_start:  # not a right-padding step
+                    self._measure_step_lag(event.frame_start + self._first_step)
                 for segment in self.assembler.receive_step(event):
                     self._publish(segment)
             case GenerationEnded():
@@ -233,6 +265,14 @@ class Leg:
             case Closed():
                 self._flush_gap()
                 self.log.info("ASR stream closed: %s", event.reason)
+
+    def _measure_step_lag(self, needed: int) -> None:
+        """The step for audio up to ``needed`` samples came now: how long after that audio?"""
+        sent = self._sent_at
+        while sent and sent[0][0] < needed:  # chunks before the one that completed the step
+            sent.popleft()
+        if sent:
+            self.step_lag_ms = (self._clock() - sent[0][1]) * 1000
 
     def _extend_gap(self, start: int, samples: int, reason: str) -> None:
         """Contiguous drops (one per 80 ms chunk while the server is away) make one gap."""

@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bridge.core.asr_protocol import AsrState
+from bridge.leg import COUNTERS, live_legs
 from bridge.live import LiveHub
 from storage import TranscriptStore
 
@@ -74,6 +76,28 @@ class BridgeCollector(Collector):
         )
         yield GaugeMetricFamily(
             "bridge_store_backlog", "Writes queued, not yet committed", value=self.store.backlog
+        )
+        legs = live_legs()
+        yield CounterMetricFamily(
+            "bridge_asr_deltas",
+            "transcription.delta events received (one per 80 ms step; rate() = deltas/s)",
+            value=COUNTERS.deltas,
+        )
+        step_lags = [leg.step_lag_ms for leg in legs if leg.step_lag_ms is not None]
+        yield GaugeMetricFamily(
+            "bridge_asr_step_lag_ms",
+            "Largest delay over live legs from a step's audio being sent to its delta (ms)",
+            value=max(step_lags, default=0),
+        )
+        yield CounterMetricFamily(
+            "bridge_samples_dropped",
+            "Input samples the legs' audio paths dropped (duplicate/overlapping frames)",
+            value=COUNTERS.samples_dropped + sum(leg.audio.samples_dropped for leg in legs),
+        )
+        yield GaugeMetricFamily(
+            "bridge_asr_legs_reconnecting",
+            "Live legs whose ASR connection is down (audio buffered)",
+            value=sum(1 for leg in legs if leg.stream.state is AsrState.DISCONNECTED),
         )
         yield GaugeMetricFamily(
             "bridge_push_clients", "Connected live-API clients", value=hub.subscribers

@@ -40,7 +40,7 @@ from bridge.core.types import (
     Word,
 )
 from bridge.io.asr_client import AsrEndpoint
-from bridge.leg import Leg, LegResult, LegSettings
+from bridge.leg import COUNTERS, Leg, LegResult, LegSettings, live_legs
 from storage import CallTranscript, TranscriptStore
 
 pytestmark = pytest.mark.integration
@@ -443,3 +443,25 @@ async def test_stalled_server_is_left_and_the_leg_resumes_without_loss(
     resumed_ms = int(gens[0]["steps"]) * STEP_MS
     words = [w for s in finals(run) for w in s.words]
     assert Word("hello", resumed_ms + 560, resumed_ms + 960) in words
+
+
+async def test_metrics_count_every_delta_and_measure_step_lag(
+    vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    lags: list[float | None] = []
+
+    async def sample() -> None:
+        lags.extend(leg.step_lag_ms for leg in live_legs())
+
+    before = COUNTERS.deltas
+    await run_leg(
+        tmp_path / "t.db",
+        tone(2.0),
+        realtime=True,
+        endpoint=endpoint_for(vllm_server),
+        at_second={2: sample},
+    )
+    assert COUNTERS.deltas - before == expected_steps(2 * RATE) == 35
+    [lag] = lags  # the one live leg, sampled while it ran
+    assert lag is not None and 0 <= lag < 60_000
+    assert live_legs() == []  # finished legs leave the live set
