@@ -5,6 +5,15 @@ lifecycle); subscribers drain a :class:`Subscription` whose ``on_ready`` callbac
 adapter (``bridge.http.live_ws``) turns into a wake-up.  No sockets, no tasks, no clock reads
 except through the injected ``clock_ms``.
 
+Wire format
+-----------
+Each event is serialised to JSON once, at publish time (``LiveEvent.text``), and that one string
+is shared by every subscriber.  A live-API message is a JSON array of events, oldest first:
+:meth:`Subscription.drain_message` joins the pre-serialised texts of everything the client has
+queued into ``[e1,e2,...]`` (no re-encoding), so a client woken after a burst of events gets one
+message, not one per event.  A message holds at most ``max_events`` events and about
+``max_chars`` characters (always at least one event); the rest follows in the next message.
+
 Sequence numbers
 ----------------
 Every published event gets the next hub-wide ``seq`` (1, 2, 3, ...).  A client remembers the last
@@ -45,6 +54,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_RING_SIZE = 10_000
 DEFAULT_MAX_PENDING = 2_000
 DEFAULT_MAX_PARTIALS = 500
+DEFAULT_MESSAGE_EVENTS = 1_000
+DEFAULT_MESSAGE_CHARS = 256 * 1024
 
 EVENT_TYPES = (
     "call.started",
@@ -185,6 +196,38 @@ class Subscription:
                 self._partials -= 1
             out.append(event)
         return out
+
+    def drain_message(
+        self,
+        max_events: int = DEFAULT_MESSAGE_EVENTS,
+        max_chars: int = DEFAULT_MESSAGE_CHARS,
+    ) -> str | None:
+        """What is queued as one live-API message: a JSON array of the events' shared texts,
+        oldest first, or ``None`` when nothing waits.  At most ``max_events`` events and, past
+        the first, no more than ``max_chars`` characters; the rest stays queued (in order, still
+        coalescing) for the next message."""
+        queue = self._queue
+        if not queue:
+            return None
+        if len(queue) <= max_events:  # the usual case: everything, in one pass
+            texts = [event.text for event in queue.values()]
+            if len(texts) == 1 or sum(map(len, texts)) + len(texts) + 1 <= max_chars:
+                queue.clear()
+                self._partials = 0
+                return "[" + ",".join(texts) + "]"
+        texts = []
+        size = 2
+        while queue and len(texts) < max_events:
+            key, event = queue.popitem(last=False)
+            size += len(event.text) + 1
+            if texts and size > max_chars:
+                queue[key] = event  # back to the front: the next message starts with it
+                queue.move_to_end(key, last=False)
+                break
+            if isinstance(key, tuple):
+                self._partials -= 1
+            texts.append(event.text)
+        return "[" + ",".join(texts) + "]"
 
     def close(self, reason: str) -> None:
         """Stop queueing; the adapter closes the socket with ``reason``."""

@@ -1,10 +1,16 @@
 """The live API's WebSocket adapter: one hub subscription per connection.
 
 Each connection has two tasks: one sends what the subscription queued (woken by its
-``on_ready``), one reads from the client only to notice a disconnect.  A client that does not
-read blocks only its own sender; the hub keeps queueing for it by the subscription's overflow
-rule (``bridge.live``) and closes it with ``too-slow`` (code 1013, try again later) when it falls
-too far behind.  It then reconnects with ``resume_from`` and misses nothing.
+``on_ready``), one reads from the client only to notice a disconnect.  On each wake-up the sender
+sends everything queued as one message, a JSON array of events (``Subscription.drain_message``:
+the events' shared JSON texts joined, no per-client encoding).  There is no timer: the wake-up
+comes on the loop's next turn after a publish, so a burst of events published together (one leg
+step, one replay) goes out as one message.  A sender has at most one write in progress; what is
+published meanwhile waits, coalescing, in the subscription and goes out in the next message.
+A client that does not read blocks only its own sender; the hub keeps queueing for it by the
+subscription's overflow rule (``bridge.live``) and closes it with ``too-slow`` (code 1013, try
+again later) when it falls too far behind.  It then reconnects with ``resume_from`` and misses
+nothing.
 """
 
 from __future__ import annotations
@@ -57,8 +63,8 @@ async def serve_subscription(
         while not gone.is_set() and not stopping.is_set():
             await wake.wait()
             wake.clear()
-            for event in sub.drain():
-                await websocket.send_text(event.text)
+            while (message := sub.drain_message()) is not None:
+                await websocket.send_text(message)
             if sub.closed_reason is not None:
                 logger.info("live client closed: %s", sub.closed_reason)
                 await websocket.close(CLOSE_TRY_AGAIN_LATER, sub.closed_reason)

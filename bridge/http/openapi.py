@@ -192,6 +192,55 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            "/api/v1/whip": {
+                "post": {
+                    "summary": "WebRTC ingest (WHIP, RFC 9725): an SDP offer becomes a live call",
+                    "description": (
+                        "Body: the SDP offer (Content-Type application/sdp, non-trickle: all "
+                        "candidates included).  201 with the SDP answer, Location (the session "
+                        "URL for DELETE), ETag and Bridge-Call-Id.  Each sending audio track is "
+                        "one leg, roles by track order (roles=agent,customer by default); codecs "
+                        "Opus, PCMU, PCMA.  415 not application/sdp, 400 malformed SDP, 406 no "
+                        "usable audio track (or video offered, or more tracks than roles), 503 "
+                        "with Retry-After over the session limit.  Trickle ICE/ICE restart "
+                        "(PATCH) is not supported."
+                    ),
+                    "parameters": [
+                        _q("agent", "owner of the call (supervisor tokens only)"),
+                        _q("call", "the call's title"),
+                        _q("roles", "leg roles in track order, e.g. agent,customer"),
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/sdp": {"schema": {"type": "string"}}},
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "SDP answer",
+                            "content": {"application/sdp": {"schema": {"type": "string"}}},
+                        },
+                        **_ERRORS,
+                    },
+                },
+                "options": {
+                    "summary": "CORS preflight (no token)",
+                    "responses": {"204": {"description": "allowed methods and headers"}},
+                },
+            },
+            "/api/v1/whip/{session_id}": {
+                "delete": {
+                    "summary": "End a WHIP session: legs finalise, the call ends 'whip-delete'",
+                    "parameters": [
+                        {
+                            "name": "session_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {"200": {"description": "ended"}, **_ERRORS},
+                }
+            },
             "/api/v1/live/snapshot": {
                 "get": {
                     "summary": "Active calls with the latest line per leg, ASR health and seq",
@@ -203,12 +252,16 @@ def openapi_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Live events (WebSocket upgrade)",
                     "description": (
-                        "JSON text messages, each with seq (hub-wide, increasing), type "
-                        "(call.started, call.ended, leg.started, leg.ended, segment.partial, "
-                        "segment.final, gap, dtmf, asr.health, resync) and call_id; payloads use "
-                        "the export JSON's field names.  Reconnect with resume_from=<last seq> to "
-                        "miss nothing; on resync re-read over REST.  Closed with 1013 "
-                        "'too-slow' when a client falls behind."
+                        "Each message is a JSON text: an array of one or more events, oldest "
+                        "first (everything pending for the client when it is sent; at most 1000 "
+                        "events or about 256 KiB, the rest follows in the next message).  Each "
+                        "event has seq (hub-wide, increasing), type (call.started, call.ended, "
+                        "leg.started, leg.ended, segment.partial, segment.final, gap, dtmf, "
+                        "asr.health, resync) and call_id; payloads use the export JSON's field "
+                        "names.  A partial may be replaced by a newer revision of the same "
+                        "segment before it is sent; finals are never dropped.  Reconnect with "
+                        "resume_from=<last seq> to miss nothing; on resync re-read over REST.  "
+                        "Closed with 1013 'too-slow' when a client falls behind."
                     ),
                     "parameters": [
                         _q("call", "one call"),

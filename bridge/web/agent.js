@@ -93,8 +93,8 @@
       else if (ev.type === "gap") gap(ev.gap);
       else if (ev.type === "call.ended") setStatus("ended");
       else if (ev.type === "call.started") setStatus("live");
-      scroll();
     },
+    batch: scroll, // once per message
   });
   document.getElementById("copy").addEventListener("click", async () => {
     const text = [...box.querySelectorAll(".seg.final, .seg.gap")].map((r) =>

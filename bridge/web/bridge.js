@@ -33,6 +33,8 @@ const Bridge = (() => {
     return e;
   }
   // A live subscription that reconnects (0.5 s doubling to 5 s) and resumes from the last seq.
+  // Each message is a JSON array of events, oldest first: handlers.event(ev) runs per event,
+  // then handlers.batch() (if given) once per message, to update the page once per burst.
   class Live {
     constructor(params, handlers) {
       this.params = params; this.h = handlers; this.seq = null; this.delay = 500; this.closed = false;
@@ -47,10 +49,11 @@ const Bridge = (() => {
       this.ws = ws;
       ws.onopen = () => { this.delay = 500; this.h.status("live"); };
       ws.onmessage = (m) => {
-        const ev = JSON.parse(m.data);
-        if (ev.type === "resync") { this.seq = ev.seq; this.h.resync(ev); return; }
-        this.seq = ev.seq;
-        this.h.event(ev);
+        for (const ev of JSON.parse(m.data)) {
+          this.seq = ev.seq;
+          if (ev.type === "resync") this.h.resync(ev); else this.h.event(ev);
+        }
+        if (this.h.batch) this.h.batch();
       };
       ws.onclose = () => {
         if (this.closed) return;

@@ -38,14 +38,15 @@
     }
     document.getElementById("empty").hidden = calls.size > 0;
   }
+  const dirty = new Set(); // calls changed by the events of the current message
   const live = new Bridge.Live({ all: "1" }, {
     status: (s) => { status.textContent = s; status.className = "status " + s; },
     resync: async () => reset(await Bridge.api("/api/v1/live/snapshot")),
     event: (ev) => {
-      if (ev.type === "call.started") { calls.set(ev.call_id, { call: ev.call, legs: new Map() }); render(calls.get(ev.call_id)); return; }
+      if (ev.type === "call.started") { calls.set(ev.call_id, { call: ev.call, legs: new Map() }); dirty.add(ev.call_id); return; }
       const c = calls.get(ev.call_id);
       if (!c) return;
-      if (ev.type === "call.ended") { c.row && c.row.remove(); calls.delete(ev.call_id); document.getElementById("empty").hidden = calls.size > 0; return; }
+      if (ev.type === "call.ended") { c.row && c.row.remove(); calls.delete(ev.call_id); dirty.delete(ev.call_id); document.getElementById("empty").hidden = calls.size > 0; return; }
       if (ev.type === "leg.started") c.legs.set(ev.leg.id, Object.assign(ev.leg, { health: { lag_ms: null, errors: 0, gaps: 0 } }));
       else if (ev.type === "leg.ended") c.legs.delete(ev.leg.id);
       else if (ev.type === "segment.partial" || ev.type === "segment.final") {
@@ -56,7 +57,11 @@
         }
       } else if (ev.type === "gap") { const l = c.legs.get(ev.gap.leg_id); if (l) l.health.gaps++; }
       else if (ev.type === "asr.health") { const l = c.legs.get(ev.health.leg_id); if (l) l.health.errors = ev.health.errors; }
-      render(c);
+      dirty.add(ev.call_id);
+    },
+    batch: () => { // one render per changed call per message
+      for (const id of dirty) { const c = calls.get(id); if (c) render(c); }
+      dirty.clear();
     },
   });
   setInterval(() => { for (const c of calls.values()) { const d = c.row && c.row.querySelector(".dur"); if (d) d.textContent = Bridge.clock(Date.now() - c.call.started_at_ms); } }, 1000);

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from bridge.core.types import Gap, LegRole
 from bridge.live import LiveFilter, LiveHub
 
@@ -64,6 +66,55 @@ def test_partials_of_one_segment_coalesce_and_finals_are_kept() -> None:
     ]
     assert sub.coalesced == 98
     assert types(events)[-1] == "segment.final"
+
+
+def test_a_message_is_one_json_array_of_everything_queued() -> None:
+    hub = LiveHub(clock_ms=lambda: 0, max_partials=2)
+    sub = hub.subscribe()
+    hub.call_started(call())
+    for i in range(3):
+        hub.segment(leg(), seg("w " * (i + 1)))
+    hub.segment(leg(leg_id="leg-b", role=LegRole.AGENT), seg("x", leg_id="leg-b"))
+    hub.segment(leg(), seg("w w w w", final=True))
+    ring = {e.seq: e for e in hub.events_since(0)}
+    message = sub.drain_message()
+    assert message is not None and sub.pending == 0 and sub.drain_message() is None
+    events = json.loads(message)
+    # Oldest first; the partials of leg-a's segment were replaced by its final.
+    assert [(e["seq"], e["type"]) for e in events] == [
+        (1, "call.started"),
+        (5, "segment.partial"),
+        (6, "segment.final"),
+    ]
+    # The events' shared texts, joined: nothing is re-encoded per client.
+    assert message == "[" + ",".join(ring[e["seq"]].text for e in events) + "]"
+    # Draining freed the partial slots: two new partials fit without dropping.
+    hub.segment(leg(), seg("y", seq=1))
+    hub.segment(leg(leg_id="leg-b", role=LegRole.AGENT), seg("z", seq=1, leg_id="leg-b"))
+    assert sub.pending == 2 and sub.dropped_partials == 0
+
+
+def test_messages_are_bounded_in_order_and_what_waits_still_coalesces() -> None:
+    hub = LiveHub()
+    sub = hub.subscribe()
+    hub.call_started(call())
+    for i in range(10):
+        hub.segment(leg(), seg(f"final {i}", seq=i, final=True))
+    hub.segment(leg(), seg("par", seq=10))
+    first = json.loads(sub.drain_message(max_events=4) or "")
+    assert [e["seq"] for e in first] == [1, 2, 3, 4]
+    one_text = len(next(iter(hub.events_since(4))).text)
+    second = json.loads(sub.drain_message(max_chars=2 * one_text) or "")
+    assert [e["seq"] for e in second] == [5]  # a second event would pass max_chars
+    tiny = json.loads(sub.drain_message(max_chars=1) or "")
+    assert [e["seq"] for e in tiny] == [6]  # but a message always carries one event
+    # The queued partial is still replaced by its newer revision, then by its final.
+    hub.segment(leg(), seg("partial", seq=10))
+    hub.segment(leg(), seg("partial final", seq=10, final=True))
+    rest = json.loads(sub.drain_message() or "")
+    assert [e["seq"] for e in rest] == [7, 8, 9, 10, 11, 14]
+    assert rest[-1]["segment"]["text"] == "partial final" and sub.coalesced == 2
+    assert sub.drain_message() is None
 
 
 def test_resume_replays_what_was_missed_and_resync_when_too_old() -> None:

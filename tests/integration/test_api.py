@@ -204,7 +204,30 @@ async def test_metrics_and_readiness(tmp_path: Path) -> None:
 
 async def read_until(ws, seq: int, out: list[dict]) -> None:  # type: ignore[no-untyped-def]
     while not out or out[-1]["seq"] < seq:
-        out.append(json.loads(await ws.recv()))
+        events = json.loads(await ws.recv())
+        assert isinstance(events, list) and events  # each message: a JSON array of events
+        out.extend(events)
+
+
+async def test_a_burst_of_events_is_one_message_partials_coalesced(tmp_path: Path) -> None:
+    async with serve_bridge(tmp_path / "t.db") as served:
+        hub = served.hub
+        async with connect(f"{served.ws}/api/v1/live?token={SUPERVISOR}") as ws:
+            # Published in one go (as one leg step does): the sender wakes once, after it.
+            hub.call_started(call())
+            for i in range(20):
+                hub.segment(leg(), seg("word " * (i + 1)))
+            hub.segment(leg(), seg("the final text", final=True))
+            hub.segment(leg(), seg("next", seq=1))
+            events = json.loads(await ws.recv())
+            assert [e["type"] for e in events] == [
+                "call.started",
+                "segment.final",
+                "segment.partial",
+            ]
+            assert [e["seq"] for e in events] == [1, 22, 23]
+            hub.segment(leg(), seg("next one", seq=1))
+            assert [e["seq"] for e in json.loads(await ws.recv())] == [24]
 
 
 async def test_resume_after_reconnect_misses_no_final(tmp_path: Path) -> None:
@@ -246,15 +269,15 @@ async def test_a_slow_client_does_not_slow_others(tmp_path: Path) -> None:
             await asyncio.sleep(0.1)
             assert hub.subscribers == 2
             hub.call_started(call())
-            assert json.loads(await fast.recv())["type"] == "call.started"
+            assert [e["type"] for e in json.loads(await fast.recv())] == ["call.started"]
             latencies = []
             i = 0
             while hub.slow_disconnects == 0 and i < 20_000:
                 sent = time.perf_counter()
                 hub.segment(leg(), seg(f"{i} {text}", seq=i, final=True))
-                event = json.loads(await asyncio.wait_for(fast.recv(), 5))
+                events = json.loads(await asyncio.wait_for(fast.recv(), 5))
                 latencies.append(time.perf_counter() - sent)
-                assert event["segment"]["seq"] == i
+                assert [e["segment"]["seq"] for e in events] == [i]
                 i += 1
             # The slow client was closed; the fast one got every final, in order, each within
             # the 5 s wait above while the slow one was stuck (latency figures:
