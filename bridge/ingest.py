@@ -367,6 +367,7 @@ class SipIngest:
                     LegSource.SIP,
                     at_ms,
                     title=f"{started.from_uri} -> {started.to_uri}",
+                    agent=self.sip.agent_for(started.from_uri, started.to_uri),
                 )
             )
             info = LegInfo(

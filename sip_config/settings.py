@@ -20,6 +20,10 @@ Example::
     max_calls_per_worker = 4      # BRIDGE_SIP_MAX_CALLS_PER_WORKER: the wheel's cap is 4
     retry_after_s = 5             # BRIDGE_SIP_RETRY_AFTER_S: in 503 answers when full
     direct_role = "caller"        # BRIDGE_SIP_DIRECT_ROLE: who the remote party is
+
+    [sip.agents]                  # BRIDGE_SIP_AGENTS="1001=alice,1002=bob"
+    "1001" = "alice"              # the extension (To user, else From user) -> the agent who
+                                  # sees the call in the dashboards and live API
 """
 
 from __future__ import annotations
@@ -62,6 +66,21 @@ class SipSettings:
     max_calls_per_worker: int = PJSUA_MAX_CALLS
     retry_after_s: int = 5
     direct_role: LegRole = LegRole.CALLER
+    agents: tuple[tuple[str, str], ...] = ()  # (SIP user or URI, agent)
+
+    def agent_for(self, from_uri: str, to_uri: str) -> str | None:
+        """The agent of a call: by the dialed extension (To user), else the caller (From user).
+
+        Keys match a URI's user part (``sip:1001@pbx`` -> ``1001``) or the whole URI.
+        """
+        table = dict(self.agents)
+        for uri in (to_uri, from_uri):
+            address = uri.strip().strip("<>").split(";")[0]
+            user = address.split(":", 1)[-1].split("@", 1)[0]
+            for key in (address, user):
+                if key in table:
+                    return table[key]
+        return None
 
     def worker_port(self, index: int) -> int:
         """SIP port of worker ``index`` (UDP and TCP share it)."""
@@ -88,6 +107,7 @@ _KEYS: dict[str, tuple[str, type]] = {
     "max_calls_per_worker": ("BRIDGE_SIP_MAX_CALLS_PER_WORKER", int),
     "retry_after_s": ("BRIDGE_SIP_RETRY_AFTER_S", int),
     "direct_role": ("BRIDGE_SIP_DIRECT_ROLE", str),
+    "agents": ("BRIDGE_SIP_AGENTS", list),
 }
 
 
@@ -163,6 +183,8 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
             return default
         value, origin = values[key]
         kind = _KEYS[key][1]
+        if key == "agents" and isinstance(value, dict):  # the [sip.agents] table
+            return value
         if kind is list:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 problems.append(f"{origin}: expected a list of strings, got {value!r}")
@@ -218,6 +240,20 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
             f"(use {', '.join(r.value for r in LegRole)})"
         )
         role = defaults.direct_role
+    agents: list[tuple[str, str]] = []
+    raw_agents = get("agents")
+    if isinstance(raw_agents, dict):
+        pairs = [(str(k), v if isinstance(v, str) else "") for k, v in raw_agents.items()]
+    else:
+        pairs = [tuple(item.partition("=")[::2]) for item in raw_agents]
+    for extension, agent in pairs:
+        if not extension.strip() or not agent.strip():
+            problems.append(
+                f"{origin('agents')}: {extension!r}={agent!r} is not extension=agent "
+                "(e.g. 1001=alice)"
+            )
+        else:
+            agents.append((extension.strip(), agent.strip()))
     settings = SipSettings(
         enabled=get("enabled"),
         host=get("host"),
@@ -232,6 +268,7 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
         max_calls_per_worker=get("max_calls_per_worker"),
         retry_after_s=get("retry_after_s"),
         direct_role=role,
+        agents=tuple(agents),
     )
     _check_ranges(settings, origin, problems)
     return settings

@@ -65,9 +65,10 @@ _CLOSE_GIVE_UP_S = 10.0
 # -- SQL ------------------------------------------------------------------------------------------
 
 _ADD_CALL = """
-INSERT INTO calls (call_id, source, title, started_at_ms)
-VALUES (:call_id, :source, :title, :started_at_ms)
-ON CONFLICT (call_id) DO UPDATE SET source = excluded.source, title = excluded.title
+INSERT INTO calls (call_id, source, title, started_at_ms, agent)
+VALUES (:call_id, :source, :title, :started_at_ms, :agent)
+ON CONFLICT (call_id) DO UPDATE SET source = excluded.source, title = excluded.title,
+    agent = coalesce(excluded.agent, calls.agent)
 """
 
 # Re-adding a leg updates its description; moving it to another call changes no row (an error).
@@ -276,6 +277,7 @@ class Writer:
             "source": call.source.value,
             "title": call.title,
             "started_at_ms": call.started_at_ms,
+            "agent": call.agent,
         }
         await self._submit(f"add call {call.call_id}", _ADD_CALL, params)
 

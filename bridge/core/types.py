@@ -104,6 +104,7 @@ class CallInfo:
     source: LegSource
     started_at_ms: int
     title: str = ""  # e.g. the file name or "From -> To"
+    agent: str | None = None  # the agent whose call it is (they may see it); None: supervisors
 
 
 @dataclass(frozen=True, slots=True)

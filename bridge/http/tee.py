@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from bridge.core.types import CallInfo, Gap, LegEvent, LegInfo, Segment
@@ -37,10 +38,10 @@ class PublishingStore:
         self._legs: dict[str, LegInfo] = {}
 
     async def add_call(self, call: CallInfo) -> None:
+        if self.agent is not None and call.agent is None:
+            call = replace(call, agent=self.agent)
         await self.store.add_call(call)
-        if self.agent is not None:
-            await self.store.set_call_agent(call.call_id, self.agent)
-        self.hub.call_started(call, agent=self.agent)
+        self.hub.call_started(call, agent=call.agent)
         if not self.call_id.done():
             self.call_id.set_result(call.call_id)
 

@@ -24,6 +24,8 @@ from tests.sip.sipp import free_port, free_port_block, run_scenario
 pytestmark = pytest.mark.integration
 
 TOKEN = "serve-test-supervisor-token"
+ALICE = "serve-test-alice-token"
+BOB = "serve-test-bob-token"
 
 
 def events_of(message: str | bytes) -> list[dict[str, Any]]:
@@ -36,10 +38,10 @@ class Served:
     def __init__(self, proc: subprocess.Popen[str], http_port: int, sip_port: int) -> None:
         self.proc, self.http_port, self.sip_port = proc, http_port, sip_port
 
-    def get(self, path: str) -> Any:
+    def get(self, path: str, token: str = TOKEN) -> Any:
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.http_port}{path}",
-            headers={"Authorization": f"Bearer {TOKEN}"},
+            headers={"Authorization": f"Bearer {token}"},
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
@@ -57,7 +59,8 @@ def served(vllm_server: VllmServer, tmp_path: Path) -> Iterator[Served]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     environ.update(
         BRIDGE_PORT=str(http_port),
-        BRIDGE_API_TOKENS=f"{TOKEN}:supervisor",
+        BRIDGE_API_TOKENS=f"{TOKEN}:supervisor,{ALICE}:agent:alice,{BOB}:agent:bob",
+        BRIDGE_SIP_AGENTS="bridge=alice",  # sipp dials sip:bridge@...: alice's extension
         BRIDGE_SIP_ENABLED="1",
         BRIDGE_SIP_PORT=str(sip_port),
         BRIDGE_SIP_RTP_PORT_MIN=str(rtp),
@@ -88,8 +91,8 @@ async def test_a_sip_call_is_pushed_live_and_listed(served: Served, tmp_path: Pa
     work = tmp_path / "sipp"
     work.mkdir()
     (work / "audio.raw").write_bytes(encode_ulaw(pcm))
-    url = f"ws://127.0.0.1:{served.http_port}/api/v1/live?token={TOKEN}"
-    async with connect(url) as ws:
+    url = f"ws://127.0.0.1:{served.http_port}/api/v1/live?token={ALICE}"
+    async with connect(url) as ws:  # alice's own calls only
         call = asyncio.create_task(
             asyncio.to_thread(
                 run_scenario,
@@ -113,4 +116,6 @@ async def test_a_sip_call_is_pushed_live_and_listed(served: Served, tmp_path: Pa
     listed = await asyncio.to_thread(served.get, "/api/v1/calls")
     [stored] = listed["calls"]
     assert (stored["source"], stored["end_cause"]) == ("sip", "bye-remote")
+    assert stored["agent"] == "alice"  # mapped from the dialed extension
+    assert (await asyncio.to_thread(served.get, "/api/v1/calls", BOB))["calls"] == []
     assert await asyncio.to_thread(served.terminate) == 0

@@ -88,3 +88,16 @@ def test_worker_spec_round_trips_and_picks_the_bridge_rate() -> None:
     assert spec.bridge_rate_hz == 8000  # G.711 only: the cheaper 8 kHz conference bridge
     assert worker_spec(SipSettings(), 0).bridge_rate_hz == 16000  # G.722 keeps its high band
     assert spec.networks() == (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+def test_agents_map_the_dialed_extension_then_the_caller(tmp_path: Path) -> None:
+    path = tmp_path / "b.toml"
+    path.write_text('[sip.agents]\n"1001" = "alice"\n"sip:bob@pbx.example.com" = "bob"\n')
+    sip = load_sip_settings(path, {})
+    assert sip.agent_for("sip:+4930123@trunk", "<sip:1001@pbx;user=phone>") == "alice"
+    assert sip.agent_for("sip:bob@pbx.example.com", "sip:+4930123@trunk") == "bob"
+    assert sip.agent_for("sip:x@y", "sip:z@y") is None
+    from_env = load_sip_settings(None, {"BRIDGE_SIP_AGENTS": "1001=alice, 1002=carol"})
+    assert from_env.agents == (("1001", "alice"), ("1002", "carol"))
+    with pytest.raises(ConfigError, match="'1003'='' is not extension=agent"):
+        load_sip_settings(None, {"BRIDGE_SIP_AGENTS": "1003"})
