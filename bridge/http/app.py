@@ -18,6 +18,7 @@ Routes (all JSON errors are RFC 9457 problem documents; ``problems.py``)::
     DELETE /api/v1/calls/{id}                  supervisors only
     GET  /api/v1/live/snapshot                 active calls, latest lines, ASR health, seq
     WS   /api/v1/live                          live events (``bridge.live``)
+    POST /api/v1/whip, DELETE /api/v1/whip/{s}  WebRTC ingest (WHIP; ``whip.py``)
     GET  /, /calls/{id}, /history, /login      dashboard pages (static; data needs a token)
 """
 
@@ -50,6 +51,7 @@ from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
 from bridge.live import LiveFilter, LiveHub
 from bridge.transcribe import parse_roles
+from bridge.webrtc.session import WhipSessions, WhipSettings
 from storage import TranscriptStore
 
 from .auth import Principal, authenticate, bearer_token
@@ -57,6 +59,7 @@ from .live_ws import serve_subscription
 from .openapi import openapi_document
 from .problems import HttpProblem, problem_body, problem_response
 from .uploads import UploadRunner
+from .whip import whip_routes
 
 logger = logging.getLogger(__name__)
 
@@ -430,6 +433,7 @@ def create_app(
     settings: LegSettings | None = None,
     on_call_ended: Callable[[str], None] | None = None,
     max_uploads: int = 8,
+    whip: WhipSettings | None = None,
 ) -> Starlette:
     """The ASGI app.  The caller owns ``store`` and ``hub``; :func:`close_app` stops uploads."""
     uploads = UploadRunner(
@@ -456,6 +460,7 @@ def create_app(
         Route("/calls/{call_id}", _page("agent.html")),
         Route("/history", _page("history.html")),
         Route("/login", _page("login.html")),
+        *whip_routes(),
         Mount("/static", StaticFiles(directory=WEB_DIR), name="static"),
     ]
     app = Starlette(
@@ -467,6 +472,14 @@ def create_app(
         },
     )
     app.state.bridge = AppState(store=store, hub=hub, tokens=dict(tokens), uploads=uploads)
+    app.state.whip = WhipSessions(
+        store=store,
+        hub=hub,
+        endpoint=endpoint,
+        leg_settings=settings or LegSettings(),
+        settings=whip,
+        on_call_ended=on_call_ended,
+    )
     app.state.registry = metrics.make_registry(hub, store, lambda: uploads.running)
     app.state.started_at = time.time()
     return app
@@ -477,6 +490,7 @@ async def close_app(app: Starlette) -> None:
     state: AppState = app.state.bridge
     state.stopping.set()
     await state.uploads.close()
+    await app.state.whip.close_all()
 
 
 def problem_json(status: int, detail: str) -> dict[str, Any]:

@@ -1,0 +1,210 @@
+"""Checking a WHIP offer before aiortc sees it (pure: text in, decision out).
+
+RFC 9725 §4.2: the client POSTs an SDP offer (``application/sdp``); the server answers 201 with
+the SDP answer, or an error.  We parse only what decides the answer: the audio ``m=`` sections,
+their codecs and directions.  aiortc decodes Opus, PCMU and PCMA (RFC 7874 §3: WebRTC endpoints
+must offer Opus and G.711), so an audio section without one of those cannot become a leg.
+
+Errors are :class:`OfferRejected` with ``status_hint``: 400 malformed SDP, 406 nothing usable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from bridge.errors import RemoteProtocolError
+
+# Codec names (lower case) / clock rates aiortc can decode, in our order of preference.
+USABLE_CODECS: tuple[tuple[str, int], ...] = (("opus", 48000), ("pcmu", 8000), ("pcma", 8000))
+SENDING = ("sendonly", "sendrecv")  # RFC 8866 §6.7: the client's view; it must send to us
+MAX_SDP_BYTES = 64 * 1024
+
+
+class OfferRejected(RemoteProtocolError):
+    """The offer cannot be answered; ``status_hint`` is 400 (malformed) or 406 (unusable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSection:
+    """One ``m=audio`` section of the offer."""
+
+    index: int  # position among all m= sections
+    mid: str | None
+    direction: str
+    codecs: tuple[str, ...]  # "opus/48000/2", "pcmu/8000", ... as offered, lower case
+    port: int
+
+    @property
+    def usable_codec(self) -> str | None:
+        """The codec aiortc will pick for this section (its preference: the offer's order)."""
+        for codec in self.codecs:
+            name, _, rest = codec.partition("/")
+            rate = rest.partition("/")[0]
+            if (name, int(rate or 0)) in USABLE_CODECS:
+                return codec
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What the bridge takes from an acceptable offer: the audio sections that become legs."""
+
+    tracks: tuple[AudioSection, ...]
+
+
+def check_offer(sdp: str, *, max_tracks: int) -> Offer:
+    """Parse ``sdp`` and decide: the audio sections to receive, or :class:`OfferRejected`."""
+    if len(sdp) > MAX_SDP_BYTES:
+        raise OfferRejected(f"the offer is larger than {MAX_SDP_BYTES} bytes", status_hint=400)
+    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line.strip()]
+    if not lines or lines[0].strip() != "v=0":
+        raise OfferRejected("not an SDP offer: the body must start with 'v=0'", status_hint=400)
+    session, sections = _split(lines)
+    if not sections:
+        raise OfferRejected("the offer has no media sections (m= lines)", status_hint=400)
+    media = [_media(section[0]) for section in sections]
+    if not _has(session, "a=fingerprint:") and not any(_has(s, "a=fingerprint:") for s in sections):
+        raise OfferRejected(
+            "the offer has no DTLS fingerprint (a=fingerprint): WebRTC media must be encrypted",
+            status_hint=400,
+        )
+    session_direction = _direction(session, "sendrecv")
+    audio: list[AudioSection] = []
+    for index, section in enumerate(sections):
+        kind, port = media[index]
+        if kind != "audio" or port == 0:
+            if kind == "video" and port != 0:
+                raise OfferRejected(
+                    "the offer sends video: the bridge transcribes audio only; offer audio "
+                    "tracks only (or set the video transceiver to inactive)",
+                    status_hint=406,
+                )
+            continue
+        direction = _direction(section, session_direction)
+        if direction not in SENDING:
+            continue
+        audio.append(
+            AudioSection(
+                index=index,
+                mid=_value(section, "a=mid:"),
+                direction=direction,
+                codecs=_codecs(section),
+                port=port,
+            )
+        )
+    if not audio:
+        raise OfferRejected(
+            "the offer sends no audio: add a microphone track with direction sendonly or sendrecv",
+            status_hint=406,
+        )
+    for track in audio:
+        if track.usable_codec is None:
+            offered = ", ".join(track.codecs) or "none"
+            raise OfferRejected(
+                f"audio section {track.index} offers no codec the bridge decodes "
+                f"(offered: {offered}; accepted: opus/48000, PCMU/8000, PCMA/8000)",
+                status_hint=406,
+            )
+    if len(audio) > max_tracks:
+        raise OfferRejected(
+            f"the offer sends {len(audio)} audio tracks; the bridge takes at most {max_tracks} "
+            "(one per speaker: see ?roles=)",
+            status_hint=406,
+        )
+    return Offer(tracks=tuple(audio))
+
+
+def keep_candidates(sdp: str, *, loopback_only: bool) -> str:
+    """The offer without ICE candidates we cannot use (tests run on 127.0.0.1 only)."""
+    if not loopback_only:
+        return sdp
+    out = []
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if len(parts) < 5 or not _is_loopback(parts[4]) or parts[2].lower() != "udp":
+                continue
+        out.append(line)
+    return "\r\n".join(out)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _split(lines: list[str]) -> tuple[list[str], list[list[str]]]:
+    session: list[str] = []
+    sections: list[list[str]] = []
+    for n, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
+            raise OfferRejected(
+                f"SDP line {n} is not 'x=value' (RFC 8866 §5): {line[:40]!r}", status_hint=400
+            )
+        if line.startswith("m="):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        else:
+            session.append(line)
+    return session, sections
+
+
+def _media(line: str) -> tuple[str, int]:
+    parts = line[2:].split()
+    if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+        raise OfferRejected(
+            f"bad media line {line[:60]!r}: expected 'm=<media> <port> <proto> <fmt> ...'",
+            status_hint=400,
+        )
+    return parts[0], int(parts[1].split("/")[0])
+
+
+def _codecs(section: list[str]) -> tuple[str, ...]:
+    codecs = []
+    for line in section:
+        if line.startswith("a=rtpmap:"):
+            parts = line[len("a=rtpmap:") :].split(None, 1)
+            if len(parts) != 2 or "/" not in parts[1] or not parts[0].isdigit():
+                raise OfferRejected(
+                    f"bad rtpmap {line[:60]!r}: expected 'a=rtpmap:<pt> <name>/<rate>'",
+                    status_hint=400,
+                )
+            rate = parts[1].split("/")[1]
+            if not rate.isdigit():
+                raise OfferRejected(f"bad clock rate in {line[:60]!r}", status_hint=400)
+            codecs.append(parts[1].strip().lower())
+    # RFC 3551 static payload types need no rtpmap: 0 = PCMU, 8 = PCMA.
+    formats = section[0].split()[3:]
+    named = {
+        line.split()[0][len("a=rtpmap:") :] for line in section if line.startswith("a=rtpmap:")
+    }
+    for pt, codec in (("0", "pcmu/8000"), ("8", "pcma/8000")):
+        if pt in formats and pt not in named:
+            codecs.append(codec)
+    return tuple(codecs)
+
+
+def _direction(lines: list[str], default: str) -> str:
+    for line in lines:
+        if line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
+            return line[2:]
+    return default
+
+
+def _value(lines: list[str], prefix: str) -> str | None:
+    for line in lines:
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    return None
+
+
+def _has(lines: list[str], prefix: str) -> bool:
+    return any(line.startswith(prefix) for line in lines)
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,97 @@
+"""bridge.webrtc.offer with a real Chromium 156 offer (two sendonly audio tracks, loopback run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.webrtc.offer import OfferRejected, check_offer, keep_candidates
+
+CHROME = (Path(__file__).parent / "chrome156_two_audio.sdp").read_text()
+
+
+def rejected(sdp: str, max_tracks: int = 2) -> OfferRejected:
+    with pytest.raises(OfferRejected) as info:
+        check_offer(sdp, max_tracks=max_tracks)
+    return info.value
+
+
+def test_chrome_offer_has_two_opus_tracks_in_order() -> None:
+    offer = check_offer(CHROME, max_tracks=2)
+    assert [t.mid for t in offer.tracks] == ["0", "1"]
+    assert all(t.direction == "sendonly" for t in offer.tracks)
+    assert all(t.usable_codec == "opus/48000/2" for t in offer.tracks)
+    assert "g722/8000" in offer.tracks[0].codecs
+
+
+def test_crlf_and_lf_parse_alike() -> None:
+    assert check_offer(CHROME.replace("\n", "\r\n"), max_tracks=2) == check_offer(
+        CHROME, max_tracks=2
+    )
+
+
+@pytest.mark.parametrize(
+    ("sdp", "words"),
+    [
+        ("", "v=0"),
+        ("hello", "v=0"),
+        ("v=0\nthis is not sdp\n", "line 2"),
+        ("v=0\no=- 1 2 IN IP4 127.0.0.1\ns=-\nt=0 0\n", "no media"),
+        ("v=0\nm=audio\n", "bad media line"),
+    ],
+)
+def test_malformed_is_400_with_reason(sdp: str, words: str) -> None:
+    error = rejected(sdp)
+    assert error.status_hint == 400 and words in str(error)
+
+
+def test_missing_fingerprint_is_400() -> None:
+    sdp = "\n".join(line for line in CHROME.splitlines() if not line.startswith("a=fingerprint"))
+    assert "fingerprint" in str(rejected(sdp))
+
+
+def test_bad_rtpmap_is_400() -> None:
+    error = rejected(CHROME.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 opus"))
+    assert error.status_hint == 400 and "rtpmap" in str(error)
+
+
+def test_no_usable_codec_is_406_naming_offered_and_accepted() -> None:
+    sdp = "\n".join(
+        line for line in CHROME.splitlines() if not line.startswith("a=rtpmap:") or "G722" in line
+    ).replace(" 111 63 9 0 8 13 110 126", " 9")
+    error = rejected(sdp)
+    assert error.status_hint == 406
+    assert "g722/8000" in str(error) and "opus/48000" in str(error)
+
+
+def test_static_pcmu_without_rtpmap_is_usable() -> None:
+    sdp = "\n".join(line for line in CHROME.splitlines() if not line.startswith("a=rtpmap:"))
+    sdp = sdp.replace(" 111 63 9 0 8 13 110 126", " 0")
+    assert check_offer(sdp, max_tracks=2).tracks[0].usable_codec == "pcmu/8000"
+
+
+def test_recvonly_and_inactive_sections_are_not_tracks() -> None:
+    first, second = CHROME.split("m=audio 40750")
+    sdp = first + "m=audio 40750" + second.replace("a=sendonly", "a=inactive")
+    assert len(check_offer(sdp, max_tracks=2).tracks) == 1
+    assert rejected(CHROME.replace("a=sendonly", "a=recvonly")).status_hint == 406
+
+
+def test_too_many_tracks_is_406() -> None:
+    error = rejected(CHROME, max_tracks=1)
+    assert error.status_hint == 406 and "at most 1" in str(error)
+
+
+def test_video_is_406() -> None:
+    sdp = CHROME + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\na=sendonly\r\n"
+    assert "video" in str(rejected(sdp))
+
+
+def test_keep_candidates_loopback_udp_only() -> None:
+    kept = keep_candidates(CHROME, loopback_only=True)
+    candidates = [line for line in kept.splitlines() if line.startswith("a=candidate:")]
+    assert candidates and all(
+        " udp " in c and (" 127.0.0.1 " in c or " ::1 " in c) for c in candidates
+    )
+    assert keep_candidates(CHROME, loopback_only=False) == CHROME
