@@ -7,13 +7,16 @@
     SipIngest (asyncio, this module)
       CallStarted -> store.add_call + add_leg, Leg(PCM16 at the tap rate).start()
       Frame       -> leg.receive_frame(pcm, position)      on the loop, no await
+      Dtmf        -> store.put_event(LegEvent(kind="dtmf", at_ms=<leg clock>)), and the live
+                     hub's "dtmf" event when the store publishes (DtmfPublisher)
       CallEnded   -> leg.finish() (final, done, finals durable) -> store.end_call(cause)
       worker gone -> its calls end as "worker-crashed"; the worker is started again
 
 Mode ``direct`` only (this slice): the remote party is one leg with the configured role.
 Overflow rule: frames that arrive before a call's leg is ready wait in a bounded queue
 (:data:`PENDING_FRAMES`, oldest dropped); their positions make the leg fill what was dropped
-with silence, so the leg clock never skips.
+with silence, so the leg clock never skips.  DTMF digits that arrive then wait the same way
+(:data:`PENDING_DTMF`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
@@ -51,6 +54,7 @@ from storage import TranscriptStore
 logger = logging.getLogger(__name__)
 
 PENDING_FRAMES = 500  # 10 s of 20 ms frames per call while its leg is being created
+PENDING_DTMF = 100  # DTMF digits per call while its leg is being created
 READY_TIMEOUT_S = 30.0  # a worker's start-up (pjsua init) on a loaded box
 STOP_TIMEOUT_S = 10.0  # a worker's hang-up-and-exit after Quit
 MAX_MESSAGES_PER_READ = 1000  # fairness: one read callback handles at most this many
@@ -63,6 +67,26 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@runtime_checkable
+class DtmfPublisher(Protocol):
+    """A store that also publishes DTMF digits live (``bridge.http.tee.PublishingStore``)."""
+
+    def put_dtmf(self, event: LegEvent, digit: str, duration_ms: int) -> None:
+        """Store ``event`` (kind ``dtmf``, on its leg's clock) and publish the digit."""
+
+
+def dtmf_event(call_id: CallId, leg_id: LegId, rate_hz: int, dtmf: wire.Dtmf) -> LegEvent:
+    """The stored form of a digit: ``at_ms`` on the leg clock (its start), details as
+    ``digit=5 method=rfc4733 duration_ms=160`` (``duration_ms=0``: its end was never seen)."""
+    return LegEvent(
+        call_id,
+        leg_id,
+        dtmf.position * 1000 // rate_hz,
+        "dtmf",
+        f"digit={dtmf.digit} method={dtmf.method} duration_ms={dtmf.duration_ms}",
+    )
+
+
 @dataclass(eq=False)
 class _Call:
     """One SIP call of one worker, as the main process sees it."""
@@ -71,7 +95,9 @@ class _Call:
     started: wire.CallStarted
     call_id: CallId
     leg: Leg | None = None
+    leg_id: LegId | None = None
     pending: deque[wire.Frame] = field(default_factory=lambda: deque(maxlen=PENDING_FRAMES))
+    pending_dtmf: deque[wire.Dtmf] = field(default_factory=lambda: deque(maxlen=PENDING_DTMF))
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     cause: str = "error"
     detail: str = ""
@@ -329,6 +355,14 @@ class SipIngest:
                 call.pending.append(message)
                 return
             self._feed(call, call.leg, message)
+        elif isinstance(message, wire.Dtmf):
+            call = worker.calls.get(message.key)
+            if call is None:
+                return
+            if call.leg_id is None:
+                call.pending_dtmf.append(message)
+                return
+            self._put_dtmf(call, call.leg_id, message)
         elif isinstance(message, wire.CallStarted):
             call = _Call(worker.spec.index, message, CallId(uuid.uuid4().hex))
             worker.calls[message.key] = call
@@ -352,6 +386,17 @@ class SipIngest:
             leg.receive_frame(frame.pcm, position=frame.position)
         except (BridgeError, ValueError) as exc:
             logger.warning("call %s: frame refused: %s", call.started.sip_call_id, exc)
+
+    def _put_dtmf(self, call: _Call, leg_id: LegId, dtmf: wire.Dtmf) -> None:
+        event = dtmf_event(call.call_id, leg_id, call.started.rate_hz, dtmf)
+        logger.info("call %s: DTMF %s", call.started.sip_call_id, event.detail)
+        try:
+            if isinstance(self.store, DtmfPublisher):
+                self.store.put_dtmf(event, dtmf.digit, dtmf.duration_ms)
+            else:
+                self.store.put_event(event)
+        except BridgeError as exc:
+            logger.error("call %s: DTMF not stored: %s", call.started.sip_call_id, exc)
 
     # -- one call ------------------------------------------------------------------------------
 
@@ -408,9 +453,11 @@ class SipIngest:
                 info.leg_id[:8],
                 info.role.value,
             )
-            call.leg = leg
+            call.leg, call.leg_id = leg, info.leg_id
             while call.pending:
                 self._feed(call, leg, call.pending.popleft())
+            while call.pending_dtmf:
+                self._put_dtmf(call, info.leg_id, call.pending_dtmf.popleft())
             await call.ended.wait()
         finally:
             await self._end_call(call, leg, log_id)

@@ -4,7 +4,8 @@
 :class:`~storage.TranscriptStore`; wrapping it in :class:`PublishingStore` publishes the same
 facts to the :class:`~bridge.live.LiveHub` once each is committed, so live clients never see a
 call that REST cannot return.  Segments and gaps reach the hub through the leg's listener
-(``hub.listener``), not through here.
+(``hub.listener``), not through here.  DTMF digits of SIP calls come through :meth:`put_dtmf`
+(``bridge.ingest.DtmfPublisher``).
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ class PublishingStore:
         leg = self._legs.get(event.leg_id or "")
         if leg is not None and event.kind.startswith("asr."):
             self.hub.asr_event(leg, event.kind, event.detail)
+
+    def put_dtmf(self, event: LegEvent, digit: str, duration_ms: int) -> None:
+        """Store a ``dtmf`` event (``at_ms`` on its leg's clock) and publish the digit."""
+        self.store.put_event(event)
+        leg = self._legs.get(event.leg_id or "")
+        if leg is not None:
+            self.hub.dtmf(leg, digit, event.at_ms, duration_ms)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

@@ -4,13 +4,15 @@ SEQPACKET keeps message boundaries, order and reliability, so one message is one
 there is no length prefix.  The first byte is the kind::
 
     FRAME    b"F" <u32 key> <u32 position> <PCM16 little-endian, mono, at the tap's rate>
-    control  <kind> <u32 key> <UTF-8 JSON object>      kinds: R(eady) S(tarted) E(nded) Q(uit)
+    control  <kind> <u32 key> <UTF-8 JSON object>   kinds: R(eady) S(tarted) D(tmf) E(nded) Q(uit)
 
 ``key`` names a call inside one worker (pjsua's call slot is reused, so the worker counts its
 own keys).  ``position`` is the frame's first sample on the tap clock, counted from the call's
 first tapped frame: a frame the worker had to drop (socket full) leaves a hole that the leg fills
 with silence, so the leg clock never skips (design.md §2).  Frames are the hot path (50 per
-second per call); control messages are rare, so they carry JSON for easy growth (DTMF next).
+second per call); control messages are rare, so they carry JSON for easy growth.  A DTMF digit
+(:class:`Dtmf`) carries a ``position`` on the same tap clock as the frames, so the main process
+places it on the leg clock.
 
 Pure: bytes in, messages out.
 """
@@ -29,6 +31,7 @@ CONTROL_HEADER = struct.Struct("<cI")
 KIND_FRAME = b"F"
 KIND_READY = b"R"
 KIND_STARTED = b"S"
+KIND_DTMF = b"D"
 KIND_ENDED = b"E"
 KIND_QUIT = b"Q"
 
@@ -65,6 +68,24 @@ class Frame:
     pcm: bytes
 
 
+DTMF_METHODS = ("rfc4733", "info")
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    """One DTMF digit of call ``key``, sent once the digit has ended (its duration is known).
+
+    ``position`` is the tap-clock sample (as in :class:`Frame`) at which the digit started: an
+    RFC 4733 event's first packet, or a SIP INFO's arrival.
+    """
+
+    key: int
+    digit: str  # "0".."9", "*", "#", "A".."D"
+    method: str  # one of DTMF_METHODS
+    duration_ms: int  # 0 when the digit's end was never seen
+    position: int
+
+
 @dataclass(frozen=True, slots=True)
 class CallEnded:
     """No more frames for ``key``."""
@@ -81,11 +102,13 @@ class Quit:
     """Main process -> worker: hang up every call and exit."""
 
 
-Message = Ready | CallStarted | Frame | CallEnded | Quit
+Message = Ready | CallStarted | Frame | Dtmf | CallEnded | Quit
 
-_CONTROL: dict[bytes, type[Ready] | type[CallStarted] | type[CallEnded] | type[Quit]] = {
+_Control = type[Ready] | type[CallStarted] | type[Dtmf] | type[CallEnded] | type[Quit]
+_CONTROL: dict[bytes, _Control] = {
     KIND_READY: Ready,
     KIND_STARTED: CallStarted,
+    KIND_DTMF: Dtmf,
     KIND_ENDED: CallEnded,
     KIND_QUIT: Quit,
 }
@@ -125,8 +148,23 @@ def decode(data: bytes) -> Message:
     _, key = CONTROL_HEADER.unpack_from(data)
     try:
         fields: dict[str, Any] = json.loads(data[CONTROL_HEADER.size :])
-        if cls is CallStarted or cls is CallEnded:
+        if cls is CallStarted or cls is CallEnded or cls is Dtmf:
             fields["key"] = key
-        return cls(**fields)
+        message = cls(**fields)
     except (ValueError, TypeError) as exc:
         raise RemoteProtocolError(f"SIP worker {cls.__name__} message is malformed: {exc}") from exc
+    if isinstance(message, Dtmf) and not _valid_dtmf(message):
+        raise RemoteProtocolError(f"SIP worker Dtmf message is malformed: {message}")
+    return message
+
+
+def _valid_dtmf(message: Dtmf) -> bool:
+    return (
+        isinstance(message.digit, str)
+        and len(message.digit) == 1
+        and message.method in DTMF_METHODS
+        and isinstance(message.duration_ms, int)
+        and message.duration_ms >= 0
+        and isinstance(message.position, int)
+        and message.position >= 0
+    )

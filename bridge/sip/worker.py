@@ -7,7 +7,10 @@ the main process sends ``Quit`` or closes the socket, or until SIGTERM/SIGINT.
 Threads (test-peers.md §2): ``onIncomingCall``/``onCallState``/``onCallMediaState`` run on
 pjsua's ``pjsua_0`` thread, ``onFrameReceived`` on the conference ``clock`` thread, which serves
 every call, so a frame callback only copies the bytes (ctypes, ~1.4 µs) and ``send()``s them
-(~2 µs, pjsua2.md §4.2).  Pitfalls handled here (pjsua2.md "Pitfalls"):
+(~2 µs, pjsua2.md §4.2).  ``onDtmfEvent`` runs on the ``media`` thread (RTP receive, for RFC 4733
+events) or on ``pjsua_0`` (SIP INFO ``application/dtmf-relay``, which pjsua answers 200 itself),
+pjsua2.md §5: it only reads the tap's position and hands a small message over, never waiting.
+Pitfalls handled here (pjsua2.md "Pitfalls"):
 
 * P1: ``getInfo()`` is kept in a local before touching ``.media``;
 * P2: an exception escaping a callback pins the ``Call`` and aborts ``libDestroy``: every
@@ -28,6 +31,7 @@ import select
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -48,6 +52,11 @@ STOP_GRACE_S = 0.5  # then keeps their objects this long before libDestroy
 POLL_S = 0.1
 CONTROL_WAIT_S = 2.0  # a control message waits this long for room in the socket buffer
 SOCKET_BUFFER_BYTES = 1 << 20
+# onDtmfEvent flags (pjmedia_stream_dtmf_event_flags; the wheel exports no names for them).
+DTMF_IS_UPDATE = 1
+DTMF_IS_END = 2
+DTMF_METHODS = {pj.PJSUA_DTMF_METHOD_RFC2833: "rfc4733", pj.PJSUA_DTMF_METHOD_SIP_INFO: "info"}
+DTMF_BACKLOG = 1000  # DTMF messages waiting for room in the socket (all calls)
 
 
 def frame_bytes(vec: Any) -> bytes:
@@ -96,18 +105,48 @@ class Outbox:
     Overflow rule: a frame that does not fit in the socket buffer (~1 s of all calls) is
     dropped and counted; its samples become silence on the leg (the frame positions say where).
     A control message waits up to :data:`CONTROL_WAIT_S` for room, then the main process is
-    taken as gone.
+    taken as gone.  A message from the media thread (:meth:`send_soon`, DTMF) never waits: when
+    the socket is full it joins a bounded backlog that the main thread's loop, or the next
+    control message, sends first (so a call's digits still precede its ``CallEnded``).
     """
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.send = sock.send  # non-blocking
         self.broken = False
+        self.backlog: deque[bytes] = deque(maxlen=DTMF_BACKLOG)
+        self.backlog_lock = threading.Lock()
+
+    def send_soon(self, message: wire.Message) -> None:
+        """Send now if the socket has room, else queue; O(µs), for pjsua's media thread."""
+        data = wire.encode(message)
+        if not self.backlog:
+            try:
+                self.send(data)
+                return
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.broken = True
+                return
+        self.backlog.append(data)
+
+    def flush(self) -> None:
+        """Send the backlog (waiting for room like a control message); any thread."""
+        with self.backlog_lock:
+            while self.backlog and not self.broken:
+                self._send_waiting(self.backlog[0])
+                if not self.broken:
+                    self.backlog.popleft()
 
     def send_control(self, message: wire.Message) -> None:
+        if self.backlog:
+            self.flush()
+        self._send_waiting(wire.encode(message))
+
+    def _send_waiting(self, data: bytes) -> None:
         if self.broken:
             return
-        data = wire.encode(message)
         for _ in range(int(CONTROL_WAIT_S / 0.005)):
             try:
                 self.send(data)
@@ -176,6 +215,8 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         self.accepted = False
         self.confirmed = False
         self.ended = False
+        # The RFC 4733 event under way: (RTP timestamp, digit, tap position at its start).
+        self.dtmf_open: tuple[int, str, int] | None = None
 
     def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
         try:
@@ -195,7 +236,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
             if self.tap is None:
                 si = self.getStreamInfo(mi.index)
                 codec, rate = si.codecName.lower(), int(si.codecClockRate)
-                self.tap = TapPort(self.worker.outbox, self.key, rate).create(f"tap{self.key}")
+                tap = TapPort(self.worker.outbox, self.key, rate).create(f"tap{self.key}")
                 logger.info(
                     "call %s: media up, %s/%d from %s", self.sip_call_id, codec, rate, self.source
                 )
@@ -210,8 +251,55 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
                         rate_hz=rate,
                     )
                 )
+                self.tap = tap  # after CallStarted: a DTMF message names a call the main knows
             media.startTransmit(self.tap)  # P3: a no-op when the link already exists
             return
+
+    def onDtmfEvent(self, prm: Any) -> None:  # noqa: N802 - 'media' (RFC 4733) or 'pjsua_0' (INFO)
+        """One DTMF event callback (pjsua2.md §5); a digit is handed over once it has ended.
+
+        RFC 4733: a start (flags 0), updates every packet (``DTMF_IS_UPDATE``, duration rising),
+        then one end (``DTMF_IS_END``, redundant end packets already de-duplicated by pjmedia).
+        The digit is timed at its start.  SIP INFO: one callback with the end flag and the
+        body's ``Duration``, timed at its arrival.
+        """
+        try:
+            tap = self.tap
+            method = DTMF_METHODS.get(prm.method)
+            if tap is None or method is None:  # no media tapped yet: no clock to place it on
+                return
+            position = tap.position
+            digit, duration, flags = str(prm.digit), int(prm.duration), int(prm.flags)
+            if method == "info":
+                self.worker.outbox.send_soon(
+                    wire.Dtmf(self.key, digit, method, _duration_ms(duration), position)
+                )
+                return
+            timestamp = int(prm.timestamp)
+            opened = self.dtmf_open
+            if opened is not None and opened[0] != timestamp:
+                self.close_dtmf()  # a new event before the last one's end: send it as it is
+                opened = None
+            if not flags & DTMF_IS_END:
+                if opened is None:
+                    self.dtmf_open = (timestamp, digit, position)
+                return
+            self.dtmf_open = None
+            duration_ms = _duration_ms(duration)
+            if opened is not None:
+                start = opened[2]
+            else:  # the start was lost: count back from the end
+                start = max(0, position - duration_ms * tap.rate_hz // 1000)
+            self.worker.outbox.send_soon(wire.Dtmf(self.key, digit, method, duration_ms, start))
+        except Exception:  # P2
+            logger.exception("call %s: DTMF callback failed", self.sip_call_id)
+
+    def close_dtmf(self) -> None:
+        """Hand over an RFC 4733 digit whose end never came (duration 0: unknown)."""
+        opened, self.dtmf_open = self.dtmf_open, None
+        if opened is not None:
+            _, digit, start = opened
+            self.worker.outbox.send_soon(wire.Dtmf(self.key, digit, "rfc4733", 0, start))
 
     def onCallState(self, prm: Any) -> None:  # noqa: N802
         try:
@@ -314,6 +402,8 @@ class Worker:
                     data = b""
                 if not data or isinstance(_safe_decode(data), wire.Quit):
                     break
+            if self.outbox.backlog:
+                self.outbox.flush()
             self.reap(time.monotonic())
 
     def shutdown(self) -> None:
@@ -391,6 +481,7 @@ class Worker:
         local = "bridge-stopping" if self.stopping else None
         cause = end_cause(confirmed=call.confirmed, hung_up_locally=local, status=status)
         if call.tap is not None:
+            call.close_dtmf()
             dropped = call.tap.dropped
             self.outbox.send_control(
                 wire.CallEnded(
@@ -406,6 +497,11 @@ class Worker:
                 dropped,
             )
         self.graveyard.append((time.monotonic(), call))
+
+
+def _duration_ms(duration: int) -> int:
+    """pjsua's DTMF duration in ms; 0 for its "unknown" (0xFFFFFFFF) or nonsense."""
+    return duration if 0 <= duration < 0xFFFF_0000 else 0
 
 
 def log_refusal(sip_call_id: str, source: str, decision: Decision) -> None:

@@ -56,3 +56,35 @@ def test_frame_positions_wrap_at_32_bits() -> None:
 def test_garbage_is_a_remote_protocol_error(data: bytes, what: str) -> None:
     with pytest.raises(RemoteProtocolError, match=what):
         wire.decode(data)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        wire.Dtmf(key=7, digit="5", method="rfc4733", duration_ms=160, position=8160),
+        wire.Dtmf(key=1, digit="#", method="info", duration_ms=250, position=0),
+        wire.Dtmf(key=2**32 - 1, digit="*", method="rfc4733", duration_ms=0, position=2**32 - 1),
+    ],
+)
+def test_dtmf_survives_the_round_trip(message: wire.Dtmf) -> None:
+    data = wire.encode(message)
+    assert data[:1] == wire.KIND_DTMF
+    assert wire.decode(data) == message
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"digit":"55","method":"info","duration_ms":1,"position":0}',
+        b'{"digit":"5","method":"inband","duration_ms":1,"position":0}',
+        b'{"digit":"5","method":"info","duration_ms":-1,"position":0}',
+        b'{"digit":"5","method":"info","duration_ms":1,"position":-8}',
+        b'{"digit":5,"method":"info","duration_ms":1,"position":0}',
+        b'{"digit":"5","method":"info","duration_ms":"1","position":0}',
+        b'{"digit":"5","method":"info","position":0}',
+        b"[1, 2]",
+    ],
+)
+def test_a_malformed_dtmf_is_a_remote_protocol_error(body: bytes) -> None:
+    with pytest.raises(RemoteProtocolError, match="Dtmf message is malformed"):
+        wire.decode(wire.CONTROL_HEADER.pack(wire.KIND_DTMF, 3) + body)
