@@ -2,17 +2,25 @@
 
 Run by hand (not in tests), on an otherwise idle machine if you can::
 
-    python -m bridge.engine.bench [--model base] [--legs 1,2,3] [--json out.json]
+    python -m bridge.engine.bench [--model base] [--legs 1,2,3] [--duty 1,0.5] [--json out.json]
 
 Needs Debian ``flite`` and ``sox`` for the speech.  Prints one JSON object:
 
 * ``rtf``: wall time / audio time for one leg streamed as fast as possible;
 * ``wer_clean`` / ``wer_mulaw``: word error rate of flite sentences, clean and after G.711 µ-law;
-* ``legs``: for N concurrent legs streamed in real time, the lag of deltas behind the audio
-  (p50/p95/max s) and whether it stayed bounded (``real_time``), the delay from a word's end
-  being sent to the delta carrying it (p50/p95 s), and RSS;
+* ``legs``: for N concurrent legs streamed in real time (``duty`` 1: every leg speaks all the
+  time, 0.8 s between sentences, the worst case; 0.5: a conversation, each sentence followed by
+  as much silence), the lag of deltas behind the audio (p50/p95/max s) and whether it stayed
+  bounded (``real_time``), the delay from a word being spoken to the delta carrying it (p50/p95
+  s) and RSS;
 * ``rss_mb``: after loading the model (per engine), and the growth per extra leg;
 * ``cpu_s_per_leg_s``: CPU seconds (all threads, client included) per second of leg audio.
+
+Delays, from a word being spoken to the delta carrying it: ``spoken_delay`` for every word,
+its end taken from Whisper's alignment of the sentence decoded on its own (~0.1 s); and
+``end_word_delay`` for the last word of each sentence, whose end is exact (where flite's audio
+ends).  ``word_delay`` is the older estimate from the time read back from the step clock (the
+word's *start* with the default ``start`` anchor, so it includes the word's length).
 
 Word times read back from the step clock exactly as the bridge does: delta ``k`` (0-based)
 ends at ``first_step_ms + 80 k`` of audio and describes audio one delay earlier.
@@ -42,7 +50,9 @@ import numpy as np
 import numpy.typing as npt
 from websockets.asyncio.client import connect
 
+from bridge.engine.config import EngineConfig
 from bridge.engine.protocol import StepClock
+from bridge.engine.recognizer import Recognizer
 
 __all__ = ["StreamResult", "stream_utterance", "word_error_rate"]
 
@@ -180,21 +190,42 @@ class Material:
     audio: npt.NDArray[np.float32]
     reference: str
     word_ends_ms: list[tuple[str, float]]  # the last word of each sentence and its end
+    sentences: list[tuple[int, npt.NDArray[np.float32]]] = field(default_factory=list)
+    # Every word and its end, from the recognizer's offline alignment (``time_words``).
+    all_word_ends_ms: list[tuple[str, float]] = field(default_factory=list)
 
 
-def make_material(voice: str = "slt", gap_s: float = 0.8) -> Material:
+def make_material(voice: str = "slt", gap_s: float = 0.8, duty: float = 1.0) -> Material:
+    """The sentences with ``gap_s`` between them, or (``duty`` < 1) speech that fraction of time."""
     parts = [np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)]
     at = SAMPLE_RATE_HZ
     ends: list[tuple[str, float]] = []
+    sentences = []
     for sentence in SENTENCES:
         audio = _flite(sentence, voice)
+        sentences.append((at, audio))
         parts.append(audio)
         at += audio.size
         ends.append((_norm(sentence).split()[-1], at * 1000 / SAMPLE_RATE_HZ))
-        gap = np.zeros(int(gap_s * SAMPLE_RATE_HZ), dtype=np.float32)
+        silence_s = gap_s if duty >= 1.0 else audio.size / SAMPLE_RATE_HZ * (1 / duty - 1)
+        gap = np.zeros(int(silence_s * SAMPLE_RATE_HZ), dtype=np.float32)
         parts.append(gap)
         at += gap.size
-    return Material(np.concatenate(parts), " ".join(SENTENCES), ends)
+    return Material(np.concatenate(parts), " ".join(SENTENCES), ends, sentences)
+
+
+def time_words(material: Material, recognizer: Recognizer) -> None:
+    """Fill ``all_word_ends_ms``: each sentence decoded on its own, words aligned by Whisper."""
+    transcribe = getattr(recognizer, "transcribe", None)
+    if transcribe is None:
+        return
+    pad = np.zeros(SAMPLE_RATE_HZ // 5, dtype=np.float32)
+    for at, audio in material.sentences:
+        words, _, _ = transcribe(np.concatenate([pad, audio, pad]), language="en", prompt=None)
+        for text, _start_s, end_s in words:
+            for part in _norm(text).split():
+                end_ms = (at - pad.size) * 1000 / SAMPLE_RATE_HZ + end_s * 1000
+                material.all_word_ends_ms.append((part, end_ms))
 
 
 _NUMBERS = {
@@ -265,6 +296,45 @@ def _word_delays(result: StreamResult, clock: StepClock) -> list[float]:
     return delays
 
 
+def _spoken_delays(
+    result: StreamResult,
+    word_ends_ms: list[tuple[str, float]],
+    clock: StepClock,
+    *,
+    lookahead: int = 6,
+) -> list[float]:
+    """Per word: arrival of the delta carrying it minus when the audio of its end was sent.
+
+    Words are matched in order (each within the next ``lookahead`` words heard); a word that
+    was misrecognized is left out.
+    """
+    placed: list[tuple[str, int]] = []  # (normalized word, delta index) in spoken order
+    for k, delta in enumerate(result.deltas):
+        for i, word in enumerate(delta.split(" ")):
+            if not word:
+                continue
+            if i == 0 and not delta.startswith(" ") and placed:
+                placed[-1] = (placed[-1][0] + word, placed[-1][1])
+                continue
+            placed.append((word, k))
+    normalized = [(_norm(word), k) for word, k in placed]
+    delays = []
+    at = 0
+    for word, end_ms in word_ends_ms:
+        chunk = int(end_ms * SAMPLE_RATE_HZ / 1000) // CHUNK_SAMPLES
+        # The first occurrence heard near (not long before) the word's end; the step carrying a
+        # word may end a little before its true end (``start`` anchor, recognizer's own ends).
+        for j in range(at, min(len(normalized), at + lookahead)):
+            text, k = normalized[j]
+            near = clock.step_end_samples(k) + SAMPLE_RATE_HZ >= chunk * CHUNK_SAMPLES
+            if word in text.split() and near:
+                if chunk < len(result.chunk_sent_s):
+                    delays.append(result.arrivals_s[k] - result.chunk_sent_s[chunk])
+                at = j + 1
+                break
+    return delays
+
+
 def _slope(result: StreamResult, clock: StepClock) -> float:
     """Least-squares growth of the lag, seconds per second of audio (0: steady)."""
     lags = _lags(result, clock)
@@ -274,26 +344,50 @@ def _slope(result: StreamResult, clock: StepClock) -> float:
     return float(np.polyfit(xs, np.array(lags), 1)[0])
 
 
+def _load(config: EngineConfig, args: argparse.Namespace) -> Recognizer:
+    from bridge.engine.weights import resolve_model
+    from bridge.engine.whisper import WhisperConfig, load_whisper
+
+    defaults = WhisperConfig(model_path="")
+    return load_whisper(
+        WhisperConfig(
+            model_path=resolve_model(config.model),
+            language=config.language,
+            cpu_threads=config.cpu_threads,
+            num_workers=config.decode_workers,
+            beam_size=config.beam_size,
+            decode_interval_ms=config.decode_interval_ms,
+            max_window_ms=args.max_window_ms or defaults.max_window_ms,
+            full_encoder=args.full_encoder,
+        )
+    )
+
+
 async def _bench(args: argparse.Namespace) -> dict[str, object]:
     from bridge.engine.config import EngineConfig
-    from bridge.engine.server import load_recognizer, start_engine_server
+    from bridge.engine.server import start_engine_server
 
-    report: dict[str, object] = {
-        "model": args.model,
-        "cores": len(_cpus()),
-        "threads": args.threads,
-        "workers": args.workers,
-    }
-    rss0 = _rss_mb()
+    defaults = EngineConfig()
     config = EngineConfig(
         model=args.model,
         language="en",
         max_legs=64,
-        cpu_threads=args.threads,
-        decode_workers=args.workers,
+        cpu_threads=defaults.cpu_threads if args.threads is None else args.threads,
+        decode_workers=args.workers or defaults.decode_workers,
+        decode_interval_ms=args.interval_ms or defaults.decode_interval_ms,
     )
+    report: dict[str, object] = {
+        "model": args.model,
+        "cores": len(_cpus()),
+        "threads": config.cpu_threads,
+        "workers": config.decode_workers,
+        "decode_interval_ms": config.decode_interval_ms,
+        "full_encoder": args.full_encoder,
+        "load_avg_1m_start": round(os.getloadavg()[0], 2),
+    }
+    rss0 = _rss_mb()
     t0 = time.monotonic()
-    recognizer = await asyncio.to_thread(load_recognizer, config)
+    recognizer = await asyncio.to_thread(_load, config, args)
     report["load_s"] = round(time.monotonic() - t0, 2)
     report["rss_engine_mb"] = round(_rss_mb() - rss0, 1)
     engine = await start_engine_server(config, recognizer=recognizer)
@@ -310,19 +404,29 @@ async def _bench(args: argparse.Namespace) -> dict[str, object]:
         report["wer_mulaw"] = round(word_error_rate(material.reference, law.text), 4)
         report["text_clean"] = clean.text
         legs_report = []
-        for n in args.legs:
+        for duty, n in [(duty, n) for duty in args.duty for n in args.legs]:
+            leg_material = material if duty >= 1.0 else make_material(duty=duty)
+            seconds = leg_material.audio.size / SAMPLE_RATE_HZ
+            pcm = _pcm16(leg_material.audio)
             rss_before = _rss_mb()
             cpu_before = time.process_time()
             stats = dict(getattr(recognizer, "stats", {}))
+            # Legs start 0.25 s apart (continuous) or spread over a sentence (conversation).
+            stagger = 0.25 if duty >= 1.0 else 3.0 / max(1, n - 1)
             results = await asyncio.gather(
-                *(
-                    _staggered(i * 0.25, engine.url, engine.model, _pcm16(material.audio))
-                    for i in range(n)
-                )
+                *(_staggered(i * stagger, engine.url, engine.model, pcm) for i in range(n))
             )
             lags = [lag for r in results for lag in _lags(r, clock)]
             tail = [lag for r in results for lag in _lags(r, clock)[-40:]]
             delays = [d for r in results for d in _word_delays(r, clock)]
+            ends = leg_material.word_ends_ms
+            end_delays = [
+                d for r in results for d in _spoken_delays(r, ends, clock, lookahead=1000)
+            ]
+            if not leg_material.all_word_ends_ms:
+                time_words(leg_material, recognizer)
+            every = leg_material.all_word_ends_ms
+            spoken_delays = [d for r in results for d in _spoken_delays(r, every, clock)]
             slope = max(_slope(r, clock) for r in results)
             cpu_per_leg = (time.process_time() - cpu_before) / (n * seconds)
             after = getattr(recognizer, "stats", {})
@@ -333,6 +437,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, object]:
             legs_report.append(
                 {
                     "legs": n,
+                    "duty": duty,
                     "lag_p50_s": round(_pct(lags, 0.5), 2),
                     "lag_p95_s": round(_pct(lags, 0.95), 2),
                     "lag_max_s": round(max(lags), 2),
@@ -340,8 +445,17 @@ async def _bench(args: argparse.Namespace) -> dict[str, object]:
                     "lag_growth_s_per_s": round(slope, 3),
                     # Sustained: the lag does not keep growing (< 1 s per 30 s of audio).
                     "real_time": slope < 0.033 and max(tail) < 4.0,
+                    # Spoken (end of each word, from Whisper's alignment) to delta, s.
+                    "spoken_delay_p50_s": round(_pct(spoken_delays, 0.5), 2),
+                    "spoken_delay_p95_s": round(_pct(spoken_delays, 0.95), 2),
+                    "spoken_delay_max_s": round(max(spoken_delays, default=float("nan")), 2),
+                    "words_timed": len(spoken_delays),
                     "word_delay_p50_s": round(_pct(delays, 0.5), 2),
                     "word_delay_p95_s": round(_pct(delays, 0.95), 2),
+                    "end_word_delay_p50_s": round(_pct(end_delays, 0.5), 2),
+                    "end_word_delay_p95_s": round(_pct(end_delays, 0.95), 2),
+                    "end_word_delay_max_s": round(max(end_delays, default=float("nan")), 2),
+                    "end_words_timed": len(end_delays),
                     "wer_mean": round(statistics.mean(wers), 4),
                     # CPU seconds (all threads) per second of a leg's audio.
                     "cpu_s_per_leg_s": round(cpu_per_leg, 3),
@@ -373,11 +487,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bridge.engine.bench")
     parser.add_argument("--model", default="base")
     parser.add_argument("--legs", default="1,2,3", help="comma-separated leg counts")
-    parser.add_argument("--threads", type=int, default=0, help="CTranslate2 threads (0: all)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel decodes")
+    parser.add_argument(
+        "--duty", default="1", help="speech duty cycles, comma-separated (1: continuous)"
+    )
+    parser.add_argument("--threads", type=int, help="CTranslate2 threads (0: all)")
+    parser.add_argument("--workers", type=int, help="parallel decodes")
+    parser.add_argument("--interval-ms", type=int, help="partial decode interval")
+    parser.add_argument("--max-window-ms", type=int, help="longest window before a cut")
+    parser.add_argument(
+        "--full-encoder", action="store_true", help="pad every window to 30 s (the old way)"
+    )
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     args.legs = [int(n) for n in args.legs.split(",") if n]
+    args.duty = [float(d) for d in args.duty.split(",") if d]
     for tool in ("flite", "sox"):
         if shutil.which(tool) is None:
             print(f"error: {tool} not found (apt-get install flite sox)", file=sys.stderr)

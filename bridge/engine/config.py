@@ -12,11 +12,15 @@ from bridge.errors import ConfigError
 __all__ = ["DEFAULT_LEGS_PER_CORE", "EngineConfig", "default_max_legs"]
 
 # Legs one CPU core keeps in real time, measured with bridge/engine/bench.py on the project's
-# 2-core machine (shared, load ~2), every leg speaking continuously (the worst case): base held
-# 2 legs (lag p50 2.6 s, not growing), 3 legs drifted; tiny.en was no better in this pipeline
-# (a decode costs ~0.6-0.75 s either way: whisper's encoder always sees 30 s).  Conversation
-# legs talk about half the time and silence costs nothing, so real calls usually fit more.
-DEFAULT_LEGS_PER_CORE: dict[str, float] = {"base": 1.0, "tiny.en": 1.0}
+# 2-core machine, shared with other agents, every leg speaking continuously (the worst case).
+# Before (load ~2-5): every decode fed Whisper's encoder 30 s (~0.75 s a decode); base held 1-2
+# legs.  Now the encoder sees the window + a 4 s tail (>= 8 s; whisper.py), ~0.15-0.25 s a
+# decode: base stayed in real time (lag not growing) with 6 legs at load ~3.7 (delay from a
+# word's end to its text p50 1.7 s / p95 2.7 s) and with 4 and 6 legs at load ~10 (p50 2.1 s /
+# p95 3.3-3.6 s).  2 per core (4 legs on 2 cores) leaves headroom for the rest of the bridge and
+# noisy neighbours; tiny.en (smaller, not re-measured) the same.  Conversation legs (speech
+# half the time) fit more: 8 stayed in real time at load ~4.
+DEFAULT_LEGS_PER_CORE: dict[str, float] = {"base": 2.0, "tiny.en": 2.0}
 
 
 def default_max_legs(model: str, cores: int | None = None) -> int:
@@ -41,7 +45,7 @@ class EngineConfig:
     cpu_threads: int = 0  # CTranslate2 threads; 0: all cores
     decode_workers: int = 1  # parallel decodes (each with cpu_threads threads)
     beam_size: int = 1
-    decode_interval_ms: int = 1000
+    decode_interval_ms: int = 1000  # partial decodes; every 2 s when saturated (whisper.py)
     word_anchor: WordAnchor = "start"  # Voxtral: step k carries the text of frame k
 
     def __post_init__(self) -> None:
