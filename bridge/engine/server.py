@@ -7,7 +7,7 @@ counts legs.
 
 Timing: a step's delta goes out once its audio is in *and* the recognizer has settled every word
 that could land on it (``align.py``), so word times read back from the step clock stay right;
-deltas therefore trail live audio by the commit latency (~1.5-2.5 s in speech, ~0 in silence),
+deltas therefore trail live audio by the commit latency (~1-2 s in speech, ~0 in silence),
 like a slow vLLM's.  Under load partial decodes thin out first (``scheduler.py``).
 
 HTTP routes (answered from ``process_request`` before the websocket handshake), as in vLLM:
