@@ -89,12 +89,24 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WebRtcConfig:
+    """WHIP ingest.  ICE servers are offered to aiortc for its candidates (RFC 8445)."""
+
+    stun_urls: tuple[str, ...] = ()  # "stun:stun.example.com:3478": server-reflexive address
+    turn_urls: tuple[str, ...] = ()  # "turn:turn.example.com:3478?transport=udp": relay
+    turn_username: str | None = None
+    turn_password: str | None = None  # secret: BRIDGE_WEBRTC_TURN_PASSWORD, never in files
+    max_sessions: int = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BridgeConfig:
     asr: AsrConfig = field(default_factory=AsrConfig)
     db_path: Path = Path("transcripts.db")
     segments: SegmentConfig = field(default_factory=SegmentConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     source: str = "defaults"  # where the settings came from, for the start-up summary
 
 
@@ -118,6 +130,11 @@ _KEYS: dict[tuple[str, str], tuple[str | None, type]] = {
     ("http", "public_url"): ("BRIDGE_PUBLIC_URL", str),
     ("http", "webhook_url"): ("BRIDGE_WEBHOOK_URL", str),
     ("http", "webhook_secret"): ("BRIDGE_WEBHOOK_SECRET", str),
+    ("webrtc", "stun"): ("BRIDGE_WEBRTC_STUN", str),  # comma-separated URLs
+    ("webrtc", "turn"): ("BRIDGE_WEBRTC_TURN", str),
+    ("webrtc", "turn_username"): ("BRIDGE_WEBRTC_TURN_USERNAME", str),
+    ("webrtc", "turn_password"): ("BRIDGE_WEBRTC_TURN_PASSWORD", str),
+    ("webrtc", "max_sessions"): ("BRIDGE_WEBRTC_MAX_SESSIONS", int),
 }
 
 
@@ -259,4 +276,31 @@ def _build(
             "http webhook_url is set but no webhook_secret: set BRIDGE_WEBHOOK_SECRET so "
             "receivers can verify X-Bridge-Signature"
         )
-    return BridgeConfig(asr=asr, db_path=db_path, segments=segments, serve=serve, http=http)
+    webrtc = WebRtcConfig(
+        stun_urls=_url_list(get("webrtc", "stun", ""), ("stun:", "stuns:"), "stun", problems),
+        turn_urls=_url_list(get("webrtc", "turn", ""), ("turn:", "turns:"), "turn", problems),
+        turn_username=get("webrtc", "turn_username", None),
+        turn_password=get("webrtc", "turn_password", None),
+        max_sessions=get("webrtc", "max_sessions", 16),
+    )
+    if webrtc.turn_urls and not (webrtc.turn_username and webrtc.turn_password):
+        problems.append(
+            "webrtc turn is set but no turn_username/BRIDGE_WEBRTC_TURN_PASSWORD: TURN servers "
+            "need credentials"
+        )
+    if webrtc.max_sessions < 1:
+        problems.append(f"webrtc max_sessions must be >= 1, got {webrtc.max_sessions}")
+    return BridgeConfig(
+        asr=asr, db_path=db_path, segments=segments, serve=serve, http=http, webrtc=webrtc
+    )
+
+
+def _url_list(
+    text: str, schemes: tuple[str, ...], name: str, problems: list[str]
+) -> tuple[str, ...]:
+    """``"stun:a:3478, stun:b"`` -> a tuple, each URL checked for its scheme (RFC 7064/7065)."""
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    for url in urls:
+        if not url.startswith(schemes):
+            problems.append(f"webrtc {name} {url!r}: expected {' or '.join(schemes)}host:port")
+    return urls

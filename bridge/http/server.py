@@ -22,6 +22,7 @@ from bridge.config import BridgeConfig
 from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
+from bridge.webrtc.session import WhipSettings
 from storage import TranscriptStore
 
 from .app import close_app, create_app
@@ -94,6 +95,12 @@ async def run_http(
             config.http.webhook_url, config.http.webhook_secret, base_url=base_url, store=store
         )
         webhooks.attach(hub)
+    webrtc = config.webrtc
+    ice_servers: list[tuple[tuple[str, ...], str | None, str | None]] = []
+    if webrtc.stun_urls:
+        ice_servers.append((webrtc.stun_urls, None, None))
+    if webrtc.turn_urls:
+        ice_servers.append((webrtc.turn_urls, webrtc.turn_username, webrtc.turn_password))
     app = create_app(
         store=store,
         hub=hub,
@@ -101,6 +108,7 @@ async def run_http(
         tokens=tokens,
         settings=settings,
         on_call_ended=webhooks.call_ended if webhooks else None,
+        whip=WhipSettings(max_sessions=webrtc.max_sessions, ice_servers=tuple(ice_servers)),
     )
     server = _Server(
         uvicorn.Config(

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import MediaStreamError
 
 from bridge.core.audio import LegAudio, downmix
@@ -55,6 +61,18 @@ class WhipSettings:
     finish_timeout_s: float = 30.0  # per leg, for the last text after the end
     max_jump_ms: int = 5000  # larger RTP timestamp jumps rebase the leg clock
     loopback_only: bool = False  # tests: use only 127.0.0.1 candidates of the offer
+    # STUN/TURN servers for aiortc's candidates: (urls, username, credential).
+    ice_servers: tuple[tuple[tuple[str, ...], str | None, str | None], ...] = ()
+
+
+def peer_configuration(settings: WhipSettings) -> RTCConfiguration:
+    """aiortc's configuration: the ICE servers to gather reflexive/relay candidates from."""
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=list(urls), username=username, credential=credential)
+            for urls, username, credential in settings.ice_servers
+        ]
+    )
 
 
 class WhipSession:
@@ -270,7 +288,7 @@ class WhipSessions:
             )
             session = WhipSession(
                 session_id=uuid.uuid4().hex,
-                pc=RTCPeerConnection(),
+                pc=RTCPeerConnection(peer_configuration(self.settings)),
                 tee=tee,
                 endpoint=self.endpoint,
                 leg_settings=self.leg_settings,

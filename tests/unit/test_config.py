@@ -77,3 +77,26 @@ def test_unreadable_files(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "none.toml", {})
+
+
+def test_webrtc_ice_servers_from_the_environment() -> None:
+    config = load_config(
+        None,
+        {
+            "BRIDGE_WEBRTC_STUN": "stun:stun.example.com:3478, stun:stun2.example.com",
+            "BRIDGE_WEBRTC_TURN": "turn:turn.example.com:3478?transport=udp",
+            "BRIDGE_WEBRTC_TURN_USERNAME": "bridge",
+            "BRIDGE_WEBRTC_TURN_PASSWORD": "s3cret",
+        },
+    )
+    assert config.webrtc.stun_urls == ("stun:stun.example.com:3478", "stun:stun2.example.com")
+    assert config.webrtc.turn_password == "s3cret"
+    with pytest.raises(ConfigError) as info:
+        load_config(
+            None, {"BRIDGE_WEBRTC_STUN": "stun.example.com", "BRIDGE_WEBRTC_TURN": "turn:x"}
+        )
+    assert info.value.problems == [
+        "webrtc stun 'stun.example.com': expected stun: or stuns:host:port",
+        "webrtc turn is set but no turn_username/BRIDGE_WEBRTC_TURN_PASSWORD: TURN servers need "
+        "credentials",
+    ]
