@@ -183,6 +183,13 @@ class Leg:
         self._task = asyncio.create_task(self.client.run(), name=f"asr-{self.info.leg_id}")
         _LIVE.add(self)
 
+    async def abort(self) -> None:
+        """Stop the ASR task now (the caller was cancelled); nothing more is stored."""
+        _LIVE.discard(self)
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
     async def finish(self, *, timeout_s: float | None = None) -> LegResult:
         """No more audio: flush, wait for the last text, store the leg's end."""
         tail = self.audio.finish()

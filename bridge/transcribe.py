@@ -114,27 +114,32 @@ async def transcribe_file(
     for leg in legs:
         leg.start()
 
-    frame_samples = audio.sample_rate_hz * FRAME_MS // 1000
-    window = int(window_s * ASR_SAMPLE_RATE_HZ)
-    started = clock()
-    fed_ms = 0
-    for block in audio.read_blocks(frame_samples):
-        for leg, payload in zip(legs, block, strict=True):
-            leg.receive_frame(payload)
-        fed_ms += FRAME_MS
-        if fast:
-            if fed_ms % 1000 == 0:  # look at the window once a second of audio
-                await asyncio.gather(*(leg.client.wait_for_window(window) for leg in legs))
-        else:
-            # Live pace: never faster than a call would deliver the audio.
-            delay = started + fed_ms / 1000 - clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        if on_progress and fed_ms % 200 == 0:
-            on_progress(Progress(fed_ms, audio.duration_ms))
-        if all(leg.client.failure for leg in legs) or (stop is not None and stop.is_set()):
-            break
-    results = list(await asyncio.gather(*(leg.finish(timeout_s=120) for leg in legs)))
+    try:
+        frame_samples = audio.sample_rate_hz * FRAME_MS // 1000
+        window = int(window_s * ASR_SAMPLE_RATE_HZ)
+        started = clock()
+        fed_ms = 0
+        for block in audio.read_blocks(frame_samples):
+            for leg, payload in zip(legs, block, strict=True):
+                leg.receive_frame(payload)
+            fed_ms += FRAME_MS
+            if fast:
+                if fed_ms % 1000 == 0:  # look at the window once a second of audio
+                    await asyncio.gather(*(leg.client.wait_for_window(window) for leg in legs))
+            else:
+                # Live pace: never faster than a call would deliver the audio.
+                delay = started + fed_ms / 1000 - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if on_progress and fed_ms % 200 == 0:
+                on_progress(Progress(fed_ms, audio.duration_ms))
+            if all(leg.client.failure for leg in legs) or (stop is not None and stop.is_set()):
+                break
+        results = list(await asyncio.gather(*(leg.finish(timeout_s=120) for leg in legs)))
+    except asyncio.CancelledError:
+        # Cancelled, not stopped (``stop`` ends the call cleanly): leave no ASR task behind.
+        await asyncio.gather(*(leg.abort() for leg in legs))
+        raise
     ended_ms = int(time.time() * 1000)
     failures = [r.failure for r in results if r.failure]
     if failures:

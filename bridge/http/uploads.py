@@ -51,6 +51,7 @@ class UploadRunner:
         self.max_running = max_running
         self.on_call_ended = on_call_ended
         self.tasks: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()  # set by close(): transcribe_file ends its call cleanly
         self.failures = 0
         self._dir = tempfile.TemporaryDirectory(prefix="bridge-uploads-")
 
@@ -97,6 +98,7 @@ class UploadRunner:
                 fast=fast,
                 roles=roles,
                 listener=self.hub.listener,
+                stop=self._stop,
             )
         except BridgeError as exc:
             self.failures += 1
@@ -104,10 +106,14 @@ class UploadRunner:
         finally:
             _remove(path)
 
-    async def close(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+    async def close(self, *, finish_timeout_s: float = 30.0) -> None:
+        """Stop feeding uploads; let their legs finish (calls end ``interrupted``), then cancel."""
+        self._stop.set()
+        if self.tasks:
+            _, late = await asyncio.wait(set(self.tasks), timeout=finish_timeout_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         self._dir.cleanup()
 
 
