@@ -5,18 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '[setup-sip] %s\n' "$*"; }
 
-APT_PACKAGES=(sip-tester baresip-core)
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-    log "apt-get install ${missing[*]}"
-    SUDO=""
-    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+. .ci/apt.sh
+APT_NO_RECOMMENDS=1 apt_install sip-tester baresip-core
 if ! .venv/bin/python -c "import pjsua2" 2>/dev/null; then
     log "pip install pjsua2-python==2.15.1.post1"
     .venv/bin/pip install -q "pjsua2-python==2.15.1.post1"

@@ -170,19 +170,24 @@ def load_config(
     return replace(config, source=", ".join(sources) or "defaults")
 
 
+def read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The TOML document at ``path``, or None with the reason added to ``problems``."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{path}: config file not found")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: cannot read: {exc}")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+    return None
+
+
 def _read_file(
     path: Path, values: dict[tuple[str, str], tuple[object, str]], problems: list[str]
 ) -> None:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problems.append(f"{path}: config file not found")
-        return
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
-        return
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(f"{path}: not valid TOML: {exc}")
+    data = read_toml(path, problems)
+    if data is None:
         return
     for section, table in data.items():
         if section == "sip":

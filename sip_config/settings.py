@@ -29,12 +29,12 @@ Example::
 from __future__ import annotations
 
 import ipaddress
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.config import read_toml
 from bridge.core.types import LegRole
 from bridge.errors import ConfigError
 
@@ -149,16 +149,8 @@ def load_sip_settings(path: Path | None, environ: Mapping[str, str]) -> SipSetti
 
 
 def _read_file(path: Path, values: dict[str, tuple[object, str]], problems: list[str]) -> None:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problems.append(f"{path}: config file not found")
-        return
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
-        return
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(f"{path}: not valid TOML: {exc}")
+    data = read_toml(path, problems)
+    if data is None:
         return
     table = data.get("sip", {})
     if not isinstance(table, dict):

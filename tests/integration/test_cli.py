@@ -21,26 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bridge_cli import bridge
 from vllm_server import VllmServer
 
 from bridge.core.types import CallId, CallInfo, LegSource
 from storage import TranscriptStore
 
 pytestmark = pytest.mark.integration
-
-
-def bridge(
-    *args: str | Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bridge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environ,
-    )
 
 
 def write_wav(path: Path, channels: list[np.ndarray], rate: int = 16000) -> Path:

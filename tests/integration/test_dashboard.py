@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from browser import ARGS, CHROMIUM
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import async_playwright
 from vllm_server import VllmServer
@@ -24,18 +25,6 @@ from tests.http.served import ALICE, SUPERVISOR, serve_bridge
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Records every partial text the page ever shows (a partial may live for only a few steps).
 WATCH_PARTIALS = """
 window.__partials = [];

@@ -30,6 +30,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
+from browser import ARGS, CHROMIUM
 from playwright.async_api import BrowserContext, Page, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from vllm_server import VllmServer
@@ -44,18 +45,6 @@ from tests.http.served import ALICE, SUPERVISOR, TOKENS, Served, serve_bridge
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright never downloads a browser here
-ARGS = [  # as in test_dashboard.py
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # Every status the page shows, in order (a state may last only a moment).
 WATCH_STATUS = """

@@ -7,14 +7,13 @@ stored on the right leg, within ±500 ms of that time (issue: embedded CPU speec
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bridge_cli import bridge
 from engine_server import EngineServer
 
 from tests.engine import speech
@@ -25,20 +24,6 @@ LEFT = [1.0, "Please call Alice tomorrow morning", 1.5]
 RIGHT = [2.0, "The invoice is in the billing department", 1.0]
 LEFT_KEYS = {"please", "alice", "tomorrow", "morning"}
 RIGHT_KEYS = {"invoice", "billing", "department"}
-
-
-def bridge(
-    *args: str | Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-    environ.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bridge", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=environ,
-    )
 
 
 def write_ulaw_wav(path: Path, channels: list[speech.Speech]) -> Path:

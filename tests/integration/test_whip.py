@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import uvicorn
 import websockets
+from browser import ARGS, CHROMIUM
 from playwright.async_api import async_playwright
 from vllm_server import VllmServer
 
@@ -36,20 +37,12 @@ from tests.http.served import ALICE, NO_ASR, SUPERVISOR, TOKENS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-CHROMIUM = "/usr/bin/chromium"
 OFFER = (Path(__file__).parent.parent / "webrtc" / "chrome156_two_audio.sdp").read_text()
 
 
 def chromium_args(wav: Path, profile: Path) -> list[str]:
     return [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        *ARGS,
         f"--user-data-dir={profile}",
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
