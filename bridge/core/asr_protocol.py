@@ -43,12 +43,9 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
+from bridge.core.step_clock import StepClock
 from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_SAMPLES
 from bridge.errors import AsrProtocolError, AsrServerError, InvalidState
-
-# mistral-common: first frame = prompt tokens * 1280 + look-ahead (40 samples) - left pad, i.e.
-# one frame + delay + 40 samples of client audio (vllm-realtime.md §2.2, §2.4).
-LOOK_AHEAD_SAMPLES: Final = 40
 
 
 class AsrState(enum.Enum):
@@ -173,21 +170,17 @@ AsrEvent = SessionStarted | StepText | GenerationEnded | AudioDropped | ServerEr
 
 
 def expected_steps(samples: int, *, delay_ms: int = 480) -> int:
-    """Deltas a generation of ``samples`` yields: floor((12760 + N) / 1280) + 1 at 480 ms.
+    """Deltas a generation of ``samples`` yields: floor((12760 + N) / 1280) + 1 at any delay.
 
     The server pads the end with ``(delay + 1) + 10`` frames (vllm-realtime.md §2.2); with no
     audio at all no step runs.
     """
-    if samples <= 0:
-        return 0
-    first = first_step_samples(delay_ms)
-    right_pad = (delay_ms // 80 + 11) * CHUNK_SAMPLES
-    return (samples + right_pad - first) // CHUNK_SAMPLES + 1
+    return StepClock(delay_ms).steps_available(samples, ended=True)
 
 
 def first_step_samples(delay_ms: int) -> int:
     """Client samples the first step of a generation needs: 9000 at the default 480 ms."""
-    return CHUNK_SAMPLES + delay_ms * ASR_SAMPLE_RATE_HZ // 1000 + LOOK_AHEAD_SAMPLES
+    return StepClock(delay_ms).first_step_samples
 
 
 _APPEND_HEAD: Final = '{"type":"input_audio_buffer.append","audio":"'

@@ -50,14 +50,12 @@ import numpy as np
 import numpy.typing as npt
 from websockets.asyncio.client import connect
 
+from bridge.core.step_clock import SAMPLE_RATE_HZ, StepClock
+from bridge.core.step_clock import STEP_SAMPLES as CHUNK_SAMPLES
 from bridge.engine.config import EngineConfig
-from bridge.engine.protocol import StepClock
 from bridge.engine.recognizer import Recognizer
 
 __all__ = ["StreamResult", "stream_utterance", "word_error_rate"]
-
-SAMPLE_RATE_HZ = 16_000
-CHUNK_SAMPLES = 1280
 
 
 @dataclass
