@@ -16,6 +16,7 @@ from bridge.http.auth import Principal, Role
 from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
+from bridge.webrtc.session import WhipSettings
 from storage import TranscriptStore
 
 SUPERVISOR = "supervisor-token-1"
@@ -53,10 +54,13 @@ async def serve_bridge(
     hub: LiveHub | None = None,
     endpoint: AsrEndpoint = NO_ASR,
     settings: LegSettings | None = None,
+    whip: WhipSettings | None = None,
 ) -> AsyncIterator[Served]:
     store = await TranscriptStore.open(db)
     hub = hub or LiveHub()
-    app = create_app(store=store, hub=hub, endpoint=endpoint, tokens=TOKENS, settings=settings)
+    app = create_app(
+        store=store, hub=hub, endpoint=endpoint, tokens=TOKENS, settings=settings, whip=whip
+    )
     server = _Quiet(
         uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
     )

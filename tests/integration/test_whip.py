@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +22,16 @@ import aioice.ice
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 import websockets
 from browser import ARGS, CHROMIUM
 from playwright.async_api import async_playwright
 from vllm_server import VllmServer
 
-from bridge.http.app import close_app, create_app
 from bridge.io.asr_client import AsrEndpoint
 from bridge.live import LiveHub
 from bridge.webrtc.session import WhipSettings
 from storage import TranscriptStore
-from tests.http.served import ALICE, NO_ASR, SUPERVISOR, TOKENS
+from tests.http.served import ALICE, NO_ASR, SUPERVISOR, serve_bridge
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -72,36 +70,12 @@ def tone_wav(tmp_path: Path) -> Path:
     return path
 
 
-class _Quiet(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @contextlib.asynccontextmanager
 async def serve(
     db: Path, endpoint: AsrEndpoint, whip: WhipSettings
 ) -> AsyncIterator[tuple[str, TranscriptStore, LiveHub]]:
-    store = await TranscriptStore.open(db)
-    hub = LiveHub()
-    app = create_app(store=store, hub=hub, endpoint=endpoint, tokens=TOKENS, whip=whip)
-    server = _Quiet(
-        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        assert server.started
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}", store, hub
-    finally:
-        await close_app(app)
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        await store.close()
+    async with serve_bridge(db, endpoint=endpoint, whip=whip) as served:
+        yield served.base, served.store, served.hub
 
 
 async def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
