@@ -219,14 +219,6 @@ def iter_srt(transcript: CallTranscript) -> Iterator[str]:
         yield f"{i}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{role}: {text}\n\n"
 
 
-def to_vtt(transcript: CallTranscript) -> str:
-    return "".join(iter_vtt(transcript))
-
-
-def to_srt(transcript: CallTranscript) -> str:
-    return "".join(iter_srt(transcript))
-
-
 def iter_render(transcript: CallTranscript, fmt: str, *, leg: str | None = None) -> Iterator[str]:
     """The export in pieces (one per cue for subtitles), for streaming downloads.
 

@@ -231,7 +231,6 @@ class AsrStream:
         self._buf = bytearray()
         self._buf_start = 0
         self._ending = False  # the leg has ended: finish and close
-        self._recycle = False  # end the running generation at the next chance
 
     # -- outputs -------------------------------------------------------------------------------
 

@@ -57,7 +57,7 @@ from storage import TranscriptStore
 from .auth import Principal, authenticate, bearer_token
 from .live_ws import serve_subscription
 from .openapi import openapi_document
-from .problems import HttpProblem, problem_body, problem_response
+from .problems import HttpProblem, problem_response
 from .uploads import UploadRunner
 from .whip import whip_routes
 
@@ -491,8 +491,3 @@ async def close_app(app: Starlette) -> None:
     state.stopping.set()
     await state.uploads.close()
     await app.state.whip.close_all()
-
-
-def problem_json(status: int, detail: str) -> dict[str, Any]:
-    """A problem body (for tests and other adapters)."""
-    return problem_body(status, detail)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +20,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, InvalidURI
 
 from bridge.core.asr_protocol import AsrEvent, AsrState, AsrStream, ServerError, StepText
-from bridge.errors import AsrConnectionError, AsrProtocolError
+from bridge.errors import AsrProtocolError
 
 logger = logging.getLogger(__name__)
-
-Connect = Callable[..., Awaitable[ClientConnection]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,9 +276,3 @@ class AsrClient:
             self.stream.fail(message)
             self._dispatch()
         self._progress.set()
-
-
-def raise_if_failed(client: AsrClient) -> None:
-    """Raise ``AsrConnectionError`` with the client's reason if it gave up."""
-    if client.failure:
-        raise AsrConnectionError(client.failure, retryable=False)
