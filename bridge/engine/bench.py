@@ -343,22 +343,12 @@ def _slope(result: StreamResult, clock: StepClock) -> float:
 
 
 def _load(config: EngineConfig, args: argparse.Namespace) -> Recognizer:
-    from bridge.engine.weights import resolve_model
-    from bridge.engine.whisper import WhisperConfig, load_whisper
+    from bridge.engine.server import load_recognizer
 
-    defaults = WhisperConfig(model_path="")
-    return load_whisper(
-        WhisperConfig(
-            model_path=resolve_model(config.model),
-            language=config.language,
-            cpu_threads=config.cpu_threads,
-            num_workers=config.decode_workers,
-            beam_size=config.beam_size,
-            decode_interval_ms=config.decode_interval_ms,
-            max_window_ms=args.max_window_ms or defaults.max_window_ms,
-            full_encoder=args.full_encoder,
-        )
-    )
+    extra: dict[str, object] = {"full_encoder": args.full_encoder}
+    if args.max_window_ms:
+        extra["max_window_ms"] = args.max_window_ms
+    return load_recognizer(config, **extra)
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, object]:

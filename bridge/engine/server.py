@@ -325,8 +325,11 @@ class RunningEngine:
         await asyncio.to_thread(self.engine.pool.shutdown, wait=True, cancel_futures=True)
 
 
-def load_recognizer(config: EngineConfig) -> Recognizer:
-    """Load the faster-whisper model ``config.model`` (blocking; seconds)."""
+def load_recognizer(config: EngineConfig, **whisper: Any) -> Recognizer:
+    """Load the faster-whisper model ``config.model`` (blocking; seconds).
+
+    ``whisper``: further ``WhisperConfig`` settings (the benchmark's experiments).
+    """
     from bridge.engine.weights import resolve_model
     from bridge.engine.whisper import WhisperConfig, load_whisper
 
@@ -338,6 +341,7 @@ def load_recognizer(config: EngineConfig) -> Recognizer:
             num_workers=config.decode_workers,
             beam_size=config.beam_size,
             decode_interval_ms=config.decode_interval_ms,
+            **whisper,
         )
     )
 
