@@ -35,12 +35,18 @@ class PayloadFormat:
     rtp_clock_hz: int
 
 
+# RFC 8866 §6.7: the media direction attributes; sendrecv when neither level names one.
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+
+
 @dataclass(frozen=True, slots=True)
 class MediaOffer:
     kind: str  # "audio", "video", ...
     port: int
     protocol: str  # "RTP/AVP", ...
     formats: tuple[PayloadFormat, ...]
+    label: str | None = None  # RFC 4574 a=label (SIPREC ties metadata to it: RFC 7866 §7.1.1)
+    direction: str = "sendrecv"  # one of DIRECTIONS, session-level a= applied (RFC 8866 §6.7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +62,13 @@ def bad_sdp(what: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"malformed SDP: {what}", status_hint=400)
 
 
-def parse_sdp(text: str) -> SdpOffer:
+def parse_sdp(text: str, *, require_connection: bool = True) -> SdpOffer:
     """The media lines of an SDP body (RFC 8866 §5).
+
+    ``require_connection=False`` accepts an SDP without any c= line: some SIPREC clients send
+    one (tests/sip/corpus/siprec/connectel-offer.txt), and the SIPREC parser reads only labels
+    and directions from it.  pjsua, which sets up the media, still needs one (pjmedia's
+    ``pjmedia_stream_info_from_sdp`` fails with ``PJMEDIA_SDP_EMISSINGCONN``).
 
     Raises:
         RemoteProtocolError: ``status_hint=400``, naming the first thing that is wrong.
@@ -66,6 +77,9 @@ def parse_sdp(text: str) -> SdpOffer:
     if not lines or lines[0] != "v=0":
         raise bad_sdp("must start with v=0 (RFC 8866 §5.1)")
     media: list[tuple[str, int, str, list[int], dict[int, tuple[str, int]]]] = []
+    labels: list[str | None] = []
+    directions: list[str | None] = []
+    session_direction = "sendrecv"
     for n, line in enumerate(lines, 1):
         if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
             raise bad_sdp(f"line {n} {line[:40]!r} is not <type>=<value>")
@@ -76,6 +90,8 @@ def parse_sdp(text: str) -> SdpOffer:
                 raise bad_sdp(f"line {n} m={value[:40]!r}: expected m=<media> <port> <proto> <fmt>")
             pts = [int(p) for p in parts[3:] if p.isdigit()] if parts[2].startswith("RTP/") else []
             media.append((parts[0], int(parts[1].split("/")[0]), parts[2], pts, {}))
+            labels.append(None)
+            directions.append(None)
         elif kind == "c":
             if len(value.split()) != 3:
                 raise bad_sdp(f"line {n} c={value[:40]!r}: expected c=IN IP4 <address>")
@@ -85,18 +101,29 @@ def parse_sdp(text: str) -> SdpOffer:
             if not head.isdigit() or not rate.split("/")[0].isdigit():
                 raise bad_sdp(f"line {n} a={value[:40]!r}: expected a=rtpmap:<pt> <name>/<rate>")
             media[-1][4][int(head)] = (name.upper(), int(rate.split("/")[0]))
+        elif kind == "a" and value.startswith("label:") and media:
+            labels[-1] = value[6:].strip() or None
+        elif kind == "a" and value in DIRECTIONS:
+            if media:
+                directions[-1] = value
+            else:
+                session_direction = value
     if not media:
         raise bad_sdp("no m= line")
     offers = []
-    for kind, port, proto, pts, rtpmap in media:
+    for (kind, port, proto, pts, rtpmap), label, direction in zip(
+        media, labels, directions, strict=True
+    ):
         formats = []
         for pt in pts:
             if pt in rtpmap:
                 formats.append(PayloadFormat(pt, *rtpmap[pt]))
             elif pt in STATIC_PAYLOADS:
                 formats.append(PayloadFormat(pt, *STATIC_PAYLOADS[pt]))
-        offers.append(MediaOffer(kind, port, proto, tuple(formats)))
-    if not any(line.startswith("c=") for line in lines):
+        offers.append(
+            MediaOffer(kind, port, proto, tuple(formats), label, direction or session_direction)
+        )
+    if require_connection and not any(line.startswith("c=") for line in lines):
         raise bad_sdp("no c= line (RFC 8866 §5.7)")
     return SdpOffer(tuple(offers))
 
