@@ -2,8 +2,9 @@
 
 ::
 
-    OPTIONS /api/v1/whip[/{session}]   CORS preflight (RFC 9725 §4.9), no token
+    OPTIONS /api/v1/whip[/{session}]   CORS preflight, Accept-Post/Accept-Patch (RFC 9725 §4.2)
     POST    /api/v1/whip               application/sdp offer -> 201, SDP answer, Location, ETag
+    PATCH   /api/v1/whip/{session}     trickle ICE: application/trickle-ice-sdpfrag -> 204
     DELETE  /api/v1/whip/{session}     end the session: legs finalise, call ends "whip-delete"
     GET     /softphone                 the bridge's own WHIP client page
 
@@ -11,7 +12,13 @@ Query of the POST: ``agent`` (supervisor tokens only; an agent token owns its ca
 (the call's title), ``roles=agent,customer`` (one per audio track, in offer order).  Errors are
 problem+json: 401 token, 403 another agent, 415 not ``application/sdp``, 400 malformed SDP,
 406 no usable audio (the detail says what was offered and what is accepted), 503 + Retry-After
-over ``max_sessions``.  Trickle ICE and ICE restarts (PATCH) are not supported: 405.
+over ``max_sessions``.
+
+PATCH (RFC 9725 §4.3, checked by :mod:`bridge.webrtc.trickle`): 204 without a body or ETag once
+the candidates are handed to aiortc; 415 not ``application/trickle-ice-sdpfrag`` (with
+Accept-Patch), 428 no ``If-Match``, 412 ``If-Match`` is not the ETag of the 201, 400 malformed
+fragment, 422 an ICE restart (new ice-ufrag/ice-pwd: not supported, the session goes on), 404 no
+such session.  ``If-Match`` on DELETE is ignored (RFC 9725 §4.3.1).
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ from starlette.routing import BaseRoute, Route
 from bridge.core.types import LegRole
 from bridge.errors import ConfigError
 from bridge.transcribe import parse_roles
+from bridge.webrtc import trickle
 from bridge.webrtc.offer import MAX_SDP_BYTES, OfferRejected, check_offer
-from bridge.webrtc.session import WhipSessions
+from bridge.webrtc.session import WhipSession, WhipSessions
 
 from .auth import Principal, authenticate, bearer_token
 from .problems import HttpProblem
@@ -41,14 +49,29 @@ CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "Location, ETag, Link, Bridge-Call-Id",
 }
+# RFC 9725 §4.2: the answer to OPTIONS "SHOULD include an Accept-Post header"; RFC 5789 §3.1:
+# a resource that takes PATCH says which patch formats in Accept-Patch.
 PREFLIGHT = {
     **CORS,
-    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
     "Access-Control-Max-Age": "600",
     "Accept-Post": "application/sdp",
 }
+SESSION_PREFLIGHT = {
+    **CORS,
+    "Access-Control-Allow-Methods": "PATCH, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
+    "Access-Control-Max-Age": "600",
+    "Accept-Patch": trickle.MEDIA_TYPE,
+}
 RETRY_AFTER_S = 10
+PATCH_KINDS = {  # problem type per status of a refused PATCH
+    400: "bad-sdpfrag",
+    412: "precondition-failed",
+    422: "ice-restart-unsupported",
+    428: "precondition-required",
+}
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -90,7 +113,11 @@ def _cors(handler: Handler) -> Handler:
 
 
 async def preflight(request: Request) -> Response:
-    return Response(status_code=204, headers=PREFLIGHT)
+    return Response(status_code=200, headers=PREFLIGHT)
+
+
+async def session_preflight(request: Request) -> Response:
+    return Response(status_code=200, headers=SESSION_PREFLIGHT)
 
 
 async def post_offer(request: Request) -> Response:
@@ -153,21 +180,62 @@ async def post_offer(request: Request) -> Response:
         media_type="application/sdp",
         headers={
             "Location": location,
-            "ETag": f'"{session.session_id}"',
+            "ETag": session.etag,
             "Bridge-Call-Id": session.call_id,
             "Link": f'</api/v1/calls/{session.call_id}>; rel="related"',
         },
     )
 
 
-async def delete_session(request: Request) -> Response:
+def _session(request: Request) -> WhipSession:
+    """The session the URL names, if it is still running and the token may touch it."""
     principal = _principal(request)
     session_id = request.path_params["session_id"]
     session = _sessions(request).get(session_id)
-    if session is None:
+    if session is None or session.cause is not None:
         raise HttpProblem(404, f"no WHIP session {session_id!r} (ended already?)", kind="not-found")
     if not principal.can_see(session.tee.agent):
         raise HttpProblem(403, "this WHIP session belongs to another agent", kind="forbidden")
+    return session
+
+
+async def patch_session(request: Request) -> Response:
+    """Trickle ICE (RFC 9725 §4.3.2): the client's later candidates for this ICE session."""
+    session = _session(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != trickle.MEDIA_TYPE:
+        # RFC 5789 §2.2: an unsupported patch document is 415, with the formats in Accept-Patch.
+        raise HttpProblem(
+            415,
+            f"Content-Type {content_type or 'missing'}: a WHIP PATCH carries {trickle.MEDIA_TYPE} "
+            "(RFC 9725 §4.3.1)",
+            kind="unsupported-media",
+            headers={"Accept-Patch": trickle.MEDIA_TYPE},
+        )
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > trickle.MAX_FRAGMENT_BYTES:
+            raise HttpProblem(
+                413, f"SDP fragments are limited to {trickle.MAX_FRAGMENT_BYTES} bytes"
+            )
+    try:
+        trickle.check_if_match(request.headers.get("if-match"), session.etag)
+        patch = trickle.read_fragment(
+            body.decode("utf-8", errors="replace"),
+            session.offer,
+            loopback_only=session.settings.loopback_only,
+            room=session.candidate_room,
+        )
+    except trickle.TrickleRejected as exc:
+        status = exc.status_hint or 400
+        raise HttpProblem(status, str(exc), kind=PATCH_KINDS.get(status, "bad-sdpfrag")) from None
+    await session.add_remote(patch)
+    return Response(status_code=204)  # RFC 9725 §4.3.2: no body, no ETag
+
+
+async def delete_session(request: Request) -> Response:
+    session = _session(request)
     await session.close("whip-delete")
     return Response(status_code=200)
 
@@ -181,7 +249,8 @@ def whip_routes() -> list[BaseRoute]:
     return [
         Route(WHIP_PATH, _cors(post_offer), methods=["POST"]),
         Route(WHIP_PATH, preflight, methods=["OPTIONS"]),
+        Route(WHIP_PATH + "/{session_id}", _cors(patch_session), methods=["PATCH"]),
         Route(WHIP_PATH + "/{session_id}", _cors(delete_session), methods=["DELETE"]),
-        Route(WHIP_PATH + "/{session_id}", preflight, methods=["OPTIONS"]),
+        Route(WHIP_PATH + "/{session_id}", session_preflight, methods=["OPTIONS"]),
         Route("/softphone", softphone),
     ]

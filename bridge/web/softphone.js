@@ -1,6 +1,9 @@
 // The bridge's WHIP client (RFC 9725): microphone (and optionally tab audio) -> POST /api/v1/whip,
 // live transcript from /api/v1/live?call=ID.  Self-contained: reads the dashboard token
 // (sessionStorage "bridgeToken") or ?token= in the page URL.
+// Trickle ICE (RFC 9725 §4.3.2): the offer goes out at once, with whatever candidates are ready;
+// later ones are buffered until the 201, then sent as application/trickle-ice-sdpfrag PATCHes
+// (If-Match: the 201's ETag), in order, ending with a=end-of-candidates.
 "use strict";
 const Softphone = (() => {
   const params = new URLSearchParams(location.search);
@@ -37,26 +40,65 @@ const Softphone = (() => {
     return streams;
   }
 
+  // One trickle ICE stream per peer connection: candidates wait for the session URL and ETag.
+  function trickler(pc) {
+    const t = { pc, url: null, etag: null, offer: "", pending: [], end: false, sent: false,
+                chain: Promise.resolve(), off: false };
+    pc.addEventListener("icecandidate", (e) => {
+      if (e.candidate && e.candidate.candidate) {
+        if (!t.offer.includes(e.candidate.candidate)) t.pending.push(e.candidate);
+      } else if (!e.candidate) t.end = true;
+      flush(t);
+    });
+    return t;
+  }
+
+  function sdpfrag(t, candidates, end) {
+    const sdp = t.pc.localDescription.sdp;
+    const ufrag = (sdp.match(/a=ice-ufrag:(\S+)/) || [])[1];
+    const pwd = (sdp.match(/a=ice-pwd:(\S+)/) || [])[1];
+    const lines = ["a=ice-ufrag:" + ufrag, "a=ice-pwd:" + pwd];
+    const mids = [...new Set(candidates.map((c) => c.sdpMid))];
+    if (!mids.length) mids.push((sdp.match(/a=mid:(\S+)/) || [])[1]);
+    for (const mid of mids) {
+      lines.push("m=audio 9 UDP/TLS/RTP/SAVPF 0", "a=mid:" + mid);
+      for (const c of candidates) if (c.sdpMid === mid) lines.push("a=" + c.candidate);
+    }
+    if (end) lines.push("a=end-of-candidates");
+    return lines.join("\r\n") + "\r\n";
+  }
+
+  function flush(t) {
+    if (!t.url || t.off || (!t.pending.length && !(t.end && !t.sent))) return;
+    const candidates = t.pending.splice(0);
+    const end = t.end;
+    if (end) t.sent = true;
+    const body = sdpfrag(t, candidates, end);
+    const headers = { "Content-Type": "application/trickle-ice-sdpfrag",
+                      Authorization: "Bearer " + token };
+    if (t.etag) headers["If-Match"] = t.etag;
+    t.chain = t.chain.then(async () => {
+      const resp = await fetch(t.url, { method: "PATCH", headers, body }).catch(() => null);
+      // A server without trickle ICE (405/415/422/501): the offer's candidates must do.
+      if (resp && resp.status !== 204 && resp.status < 500) t.off = true;
+    });
+  }
+
   async function connect() {
     const pc = new RTCPeerConnection();
     state.pc = pc;
+    const trickle = trickler(pc);
     for (const s of state.streams)
       for (const t of s.getAudioTracks()) pc.addTransceiver(t, { direction: "sendonly", streams: [s] });
     await pc.setLocalDescription(await pc.createOffer());
-    await new Promise((resolve) => {  // non-trickle WHIP: send all candidates in the offer
-      if (pc.iceGatheringState === "complete") return resolve();
-      const timer = setTimeout(resolve, 3000);
-      pc.addEventListener("icegatheringstatechange", () => {
-        if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
-      });
-    });
     const query = new URLSearchParams();
     if ($("title").value) query.set("call", $("title").value);
     if (params.get("agent")) query.set("agent", params.get("agent"));
+    trickle.offer = pc.localDescription.sdp;  // candidates gathered so far travel in the offer
     const resp = await fetch("/api/v1/whip?" + query, {
       method: "POST",
       headers: { "Content-Type": "application/sdp", Authorization: "Bearer " + token },
-      body: pc.localDescription.sdp,
+      body: trickle.offer,
     });
     if (resp.status !== 201) {
       pc.close();
@@ -68,6 +110,9 @@ const Softphone = (() => {
     state.location = resp.headers.get("Location");
     state.callId = resp.headers.get("Bridge-Call-Id");
     await pc.setRemoteDescription({ type: "answer", sdp: await resp.text() });
+    trickle.url = new URL(state.location, location.href).href;
+    trickle.etag = resp.headers.get("ETag");
+    flush(trickle);
     pc.addEventListener("connectionstatechange", () => {
       status(pc.connectionState);
       if (pc.connectionState === "failed" && !state.stopped) reconnect("the connection failed");

@@ -5,6 +5,9 @@ the SDP answer, or an error.  We parse only what decides the answer: the audio `
 their codecs and directions.  aiortc decodes Opus, PCMU and PCMA (RFC 7874 §3: WebRTC endpoints
 must offer Opus and G.711), so an audio section without one of those cannot become a leg.
 
+It also keeps what a later trickle PATCH is checked against (:mod:`bridge.webrtc.trickle`): the
+offer's ICE credentials and the ``a=mid`` of every media section.
+
 Errors are :class:`OfferRejected` with ``status_hint``: 400 malformed SDP, 406 nothing usable.
 """
 
@@ -47,10 +50,21 @@ class AudioSection:
 
 
 @dataclass(frozen=True, slots=True)
+class IceCredentials:
+    """The ICE username fragment and password of one ICE session (RFC 8839 §5.4)."""
+
+    ufrag: str
+    pwd: str
+
+
+@dataclass(frozen=True, slots=True)
 class Offer:
-    """What the bridge takes from an acceptable offer: the audio sections that become legs."""
+    """What the bridge takes from an acceptable offer: the audio sections that become legs, and
+    what identifies its ICE session for trickled candidates."""
 
     tracks: tuple[AudioSection, ...]
+    ice: IceCredentials
+    mids: tuple[str, ...]  # a=mid of every m= section, in order
 
 
 def check_offer(sdp: str, *, max_tracks: int) -> Offer:
@@ -112,7 +126,17 @@ def check_offer(sdp: str, *, max_tracks: int) -> Offer:
             "(one per speaker: see ?roles=)",
             status_hint=406,
         )
-    return Offer(tracks=tuple(audio))
+    # RFC 8839 §5.4: ice-ufrag and ice-pwd, at session level or in the media section; with
+    # BUNDLE (every WebRTC offer) all sections share the first section's ICE session.
+    ufrag = _value(session, "a=ice-ufrag:") or _value(sections[audio[0].index], "a=ice-ufrag:")
+    pwd = _value(session, "a=ice-pwd:") or _value(sections[audio[0].index], "a=ice-pwd:")
+    if not ufrag or not pwd:
+        raise OfferRejected(
+            "the offer has no ICE credentials (a=ice-ufrag and a=ice-pwd, RFC 8839 §5.4)",
+            status_hint=400,
+        )
+    mids = tuple(mid for mid in (_value(section, "a=mid:") for section in sections) if mid)
+    return Offer(tracks=tuple(audio), ice=IceCredentials(ufrag, pwd), mids=mids)
 
 
 def keep_candidates(sdp: str, *, loopback_only: bool) -> str:
@@ -121,12 +145,16 @@ def keep_candidates(sdp: str, *, loopback_only: bool) -> str:
         return sdp
     out = []
     for line in sdp.replace("\r\n", "\n").split("\n"):
-        if line.startswith("a=candidate:"):
-            parts = line.split()
-            if len(parts) < 5 or not _is_loopback(parts[4]) or parts[2].lower() != "udp":
-                continue
+        if line.startswith("a=candidate:") and not loopback_udp(line[len("a=candidate:") :]):
+            continue
         out.append(line)
     return "\r\n".join(out)
+
+
+def loopback_udp(candidate: str) -> bool:
+    """Whether a candidate (the value of ``a=candidate:``) is UDP on a loopback address."""
+    parts = candidate.split()
+    return len(parts) >= 5 and parts[2].lower() == "udp" and _is_loopback(parts[4])
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -5,9 +5,15 @@ negotiates, decodes (Opus -> 48 kHz s16, usually stereo; G.711 -> 8 kHz mono) an
 task copies frames into its :class:`~bridge.leg.Leg` (downmix to mono, position from ``pts``).
 ``recv()`` runs on the event loop thread, so no hand-off is needed.
 
+ICE: aiortc gathers all of its own candidates before the answer is sent (the server never
+trickles, as RFC 9725 §4.3.2 requires); the client may trickle its candidates later with PATCH
+(:mod:`bridge.webrtc.trickle` checks them, :meth:`WhipSession.add_remote` hands them to aiortc).
+aioice keeps checking for as long as the client has not signalled end-of-candidates, so an offer
+without candidates waits for them (bounded by ``connect_timeout_s``).
+
 A session ends once, with a cause stored on the call:
 
-* ``whip-delete``   the client DELETEd the session URL (RFC 9725 §4.3)
+* ``whip-delete``   the client DELETEd the session URL (RFC 9725 §4.2)
 * ``ice-failed``    the connection state went ``failed``, or no media arrived in time
 * ``disconnected``  media stopped for ``media_timeout_s`` (a killed browser sends nothing)
 * ``peer-closed``   the peer closed DTLS (the track ended)
@@ -34,6 +40,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import candidate_from_sdp
 
 from bridge.core.audio import LegAudio, downmix
 from bridge.core.types import AudioEncoding, CallId, CallInfo, LegId, LegInfo, LegRole, LegSource
@@ -46,6 +53,7 @@ from storage import TranscriptStore
 
 from .clock import PtsClock
 from .offer import Offer, keep_candidates
+from .trickle import MAX_REMOTE_CANDIDATES, TricklePatch
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +98,14 @@ class WhipSession:
         hub: LiveHub,
         roles: Sequence[LegRole],
         title: str,
+        offer: Offer,
     ) -> None:
         self.session_id = session_id
+        self.offer = offer
+        # RFC 9725 §4.3.1: a strong entity-tag for the ICE session, sent as ETag in the 201.
+        # There are no ICE restarts, so it never changes.
+        self.etag = f'"{uuid.uuid4().hex}"'
+        self.remote_candidates = 0  # added by PATCH, at most MAX_REMOTE_CANDIDATES
         self.call_id = CallId(uuid.uuid4().hex)
         self.pc = pc
         self.tee = tee
@@ -113,7 +127,7 @@ class WhipSession:
     # -- setup ---------------------------------------------------------------------------------
 
     async def negotiate(self, offer_sdp: str) -> str:
-        """Offer in, answer out (aiortc gathers its candidates first: no trickle)."""
+        """Offer in, answer out (aiortc gathers all its candidates first: no server trickle)."""
 
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -140,6 +154,27 @@ class WhipSession:
             role = self.roles[n] if n < len(self.roles) else LegRole.UNKNOWN
             task = asyncio.create_task(self._consume(track, role, n), name=f"whip-{n}")
             self._tasks.append(task)
+
+    @property
+    def candidate_room(self) -> int:
+        """How many more remote candidates a PATCH may add."""
+        return max(0, MAX_REMOTE_CANDIDATES - self.remote_candidates)
+
+    async def add_remote(self, patch: TricklePatch) -> None:
+        """Hand trickled candidates (and end-of-candidates) to aiortc's ICE agent."""
+        for remote in patch.candidates:
+            candidate = candidate_from_sdp(remote.candidate)
+            candidate.sdpMid = remote.mid
+            await self.pc.addIceCandidate(candidate)
+        self.remote_candidates += len(patch.candidates)
+        if patch.end_of_candidates:
+            await self.pc.addIceCandidate(None)
+        self.log.debug(
+            "PATCH: %d remote candidate(s) added, %d discarded%s",
+            len(patch.candidates),
+            patch.discarded,
+            ", end of candidates" if patch.end_of_candidates else "",
+        )
 
     # -- media ---------------------------------------------------------------------------------
 
@@ -296,6 +331,7 @@ class WhipSessions:
                 hub=self.hub,
                 roles=roles or self.settings.roles,
                 title=title or f"WebRTC ({len(offer.tracks)} track(s))",
+                offer=offer,
             )
             sdp = keep_candidates(offer_sdp, loopback_only=self.settings.loopback_only)
             try:

@@ -1,8 +1,14 @@
-"""WHIP ingest end to end: headless Chromium (fake microphone: a generated tone) -> /softphone ->
-POST /api/v1/whip -> aiortc -> leg -> the session's scripted vLLM server -> SQLite and live API.
+"""WHIP ingest end to end, with real peers:
+
+* headless Chromium (fake microphone: a generated tone) -> /softphone -> POST /api/v1/whip and
+  trickle ICE PATCHes -> aiortc -> leg -> the scripted vLLM server -> SQLite and live API;
+* an aiortc WHIP client (``tests/webrtc/peer.py``: real ICE, DTLS-SRTP, Opus or G.711) for what a
+  browser does not do on demand: an offer without candidates then PATCHes (trickle ICE), G.711
+  only, a peer that vanishes before ICE completes.
 
 Loopback only (test-peers.md §4): aioice skips 127.0.0.1, so its host addresses are patched to
-127.0.0.1, and the bridge keeps only the offer's loopback candidates (``loopback_only``).
+127.0.0.1, and the bridge keeps only the loopback candidates of offers and PATCHes
+(``loopback_only``).
 """
 
 from __future__ import annotations
@@ -19,19 +25,31 @@ from pathlib import Path
 from typing import Any
 
 import aioice.ice
+import aioice.stun
 import httpx
 import numpy as np
 import pytest
 import websockets
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from browser import ARGS, CHROMIUM
-from playwright.async_api import async_playwright
+from engine_server import EngineServer
+from playwright.async_api import Request, async_playwright
 from vllm_server import VllmServer
 
 from bridge.io.asr_client import AsrEndpoint
 from bridge.live import LiveHub
 from bridge.webrtc.session import WhipSettings
 from storage import TranscriptStore
+from tests.engine import speech
 from tests.http.served import ALICE, NO_ASR, SUPERVISOR, serve_bridge
+from tests.webrtc.peer import (
+    PcmTrack,
+    sdpfrag,
+    sendonly_offer,
+    split_candidates,
+    tone,
+    without_candidates,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -88,11 +106,11 @@ async def wait_for(predicate: Any, timeout_s: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
-def endpoint_of(vllm_server: VllmServer) -> AsrEndpoint:
+def endpoint_of(server: VllmServer | EngineServer) -> AsrEndpoint:
     return AsrEndpoint(
-        url=vllm_server.url,
-        model=vllm_server.model,
-        api_key=vllm_server.api_key,
+        url=server.url,
+        model=server.model,
+        api_key=server.api_key,
         stall_timeout_s=10,
     )
 
@@ -113,6 +131,8 @@ async def test_softphone_transcript_lands_in_sqlite_and_live_then_delete_ends_ca
         )
         try:
             page = await browser.new_page()
+            requests: list[Request] = []  # what the page sends: its trickle PATCHes
+            page.on("request", lambda request: requests.append(request))
             posted_at = time.monotonic()
             await page.goto(f"{base}/softphone?token={ALICE}&autostart=1")
             info = await page.wait_for_function("window.__softphone", timeout=20_000)
@@ -143,6 +163,14 @@ async def test_softphone_transcript_lands_in_sqlite_and_live_then_delete_ends_ca
             (leg,) = doc["legs"]
             assert leg["role"] == "agent" and leg["codec"] == "opus/48000"
             assert any("hello world" in s["text"] for s in doc["segments"] if s["final"])
+            # Chromium trickled its candidates (RFC 9725 §4.3.2) and the bridge took them.
+            patches = []
+            for request in (r for r in requests if r.method == "PATCH"):
+                response = await request.response()
+                patches.append((request.post_data or "", response.status if response else 0))
+            assert patches and all(status == 204 for _, status in patches), patches
+            assert any("a=candidate:" in body and "127.0.0.1" in body for body, _ in patches)
+            assert "a=end-of-candidates" in patches[-1][0]
             # Stop = DELETE on the Location: the call ends as whip-delete.
             await page.click("#stop")
 
@@ -226,6 +254,194 @@ async def test_bad_offers_get_documented_statuses(tmp_path: Path) -> None:
         r = await http.post("/api/v1/whip", content=OFFER, headers={**auth(), **sdp})
         assert r.status_code == 503 and r.headers["retry-after"] == "10"
         r = await http.options("/api/v1/whip")
-        assert r.status_code == 204 and "POST" in r.headers["access-control-allow-methods"]
+        assert r.status_code == 200 and "POST" in r.headers["access-control-allow-methods"]
+        assert r.headers["accept-post"] == "application/sdp"
+        r = await http.options("/api/v1/whip/any")
+        assert r.headers["accept-patch"] == "application/trickle-ice-sdpfrag"
+        assert "PATCH" in r.headers["access-control-allow-methods"]
         r = await http.delete("/api/v1/whip/nope", headers=auth())
         assert r.status_code == 404
+        r = await http.patch("/api/v1/whip/nope", content="a=end-of-candidates", headers=auth())
+        assert r.status_code == 404
+        r = await http.patch("/api/v1/whip", content="a=end-of-candidates", headers=auth())
+        assert r.status_code == 405
+
+
+# -- aiortc WHIP clients -------------------------------------------------------------------------
+
+SDP = "application/sdp"
+FRAG = "application/trickle-ice-sdpfrag"
+
+
+async def post_offer(http: httpx.AsyncClient, sdp: str) -> httpx.Response:
+    return await http.post("/api/v1/whip", content=sdp, headers={**auth(), "Content-Type": SDP})
+
+
+async def end_cause(http: httpx.AsyncClient, call_id: str, timeout_s: float = 40) -> str:
+    async def ended() -> Any:
+        r = await http.get(f"/api/v1/calls/{call_id}", headers=auth())
+        return r.json()["call"].get("end_cause")
+
+    cause: str = await wait_for(ended, timeout_s, "call end")
+    return cause
+
+
+async def legs_of(http: httpx.AsyncClient, call_id: str) -> list[dict[str, Any]]:
+    legs: list[dict[str, Any]] = (
+        await http.get(f"/api/v1/calls/{call_id}", headers=auth())
+    ).json()["legs"]
+    return legs
+
+
+async def test_trickle_ice_patch_connects_an_offer_without_candidates(
+    tmp_path: Path, loopback_ice: None
+) -> None:
+    """RFC 9725 §4.3: the offer carries no candidates and the answer's are withheld from the
+    client, so only the candidates PATCHed to the bridge can connect them; the refused PATCHes
+    (415, 428, 412, 422 ICE restart, 400) leave the session running."""
+    whip = WhipSettings(loopback_only=True, media_timeout_s=5, connect_timeout_s=20)
+    pc = RTCPeerConnection()
+    async with (
+        serve(tmp_path / "t.db", NO_ASR, whip) as (base, _, _),
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+    ):
+        try:
+            offer = split_candidates(await sendonly_offer(pc, PcmTrack(tone(30.0))))
+            assert offer.candidates and "a=candidate" not in offer.sdp
+            r = await post_offer(http, offer.sdp)
+            assert r.status_code == 201, r.text
+            url, etag, call_id = (
+                r.headers["location"],
+                r.headers["etag"],
+                r.headers["bridge-call-id"],
+            )
+            assert etag.startswith('"') and etag.endswith('"')
+            await pc.setRemoteDescription(
+                RTCSessionDescription(without_candidates(r.text), "answer")
+            )
+            body = sdpfrag(offer, offer.candidates, end=True)
+            frag = {**auth(), "Content-Type": FRAG, "If-Match": etag}
+
+            r = await http.patch(url, content=body, headers={**frag, "Content-Type": SDP})
+            assert r.status_code == 415 and r.headers["accept-patch"] == FRAG
+            r = await http.patch(url, content=body, headers={**auth(), "Content-Type": FRAG})
+            assert r.status_code == 428 and "If-Match" in r.json()["detail"]
+            r = await http.patch(url, content=body, headers={**frag, "If-Match": '"stale"'})
+            assert r.status_code == 412
+            restart = sdpfrag(offer, offer.candidates, ufrag="NEWU")
+            r = await http.patch(url, content=restart, headers={**frag, "If-Match": "*"})
+            assert r.status_code == 422 and "ICE restart" in r.json()["detail"]
+            r = await http.patch(url, content="m=audio 9\r\n", headers=frag)
+            assert r.status_code == 400 and "media line" in r.json()["detail"]
+
+            # Nothing connects without the candidates: no leg after 1.5 s.
+            await asyncio.sleep(1.5)
+            assert pc.iceConnectionState != "completed" and await legs_of(http, call_id) == []
+
+            r = await http.patch(url, content=body, headers=frag)
+            assert r.status_code == 204 and r.content == b"" and "etag" not in r.headers
+
+            async def leg() -> Any:
+                return await legs_of(http, call_id)
+
+            (only,) = await wait_for(leg, 20, "a leg once the candidates are PATCHed")
+            assert only["codec"] == "opus/48000" and pc.connectionState == "connected"
+            r = await http.delete(url, headers=auth())
+            assert r.status_code == 200
+            assert await end_cause(http, call_id) == "whip-delete"
+            r = await http.patch(url, content=body, headers=frag)
+            assert r.status_code == 404
+        finally:
+            await pc.close()
+
+
+async def test_g711_from_an_aiortc_peer_is_a_transcribed_leg_and_its_close_ends_the_call(
+    engine_server: EngineServer, tmp_path: Path, loopback_ice: None
+) -> None:
+    """A WebRTC peer that offers only PCMU (RFC 7874 §3: G.711 is mandatory in WebRTC too):
+    flite speech goes out as 8 kHz µ-law over SRTP, comes back as real words from the embedded
+    engine; the peer's close (DTLS close_notify) ends the call as peer-closed."""
+    whip = WhipSettings(loopback_only=True, media_timeout_s=10, connect_timeout_s=15)
+    said = speech.build([1.0, "my package never arrived", 1.5])
+    pcm = (np.clip(said.audio, -1, 1) * 32767).astype(np.int16)
+    track = PcmTrack(pcm, rate_hz=speech.SAMPLE_RATE_HZ, channels=1)
+    pc = RTCPeerConnection()
+    async with (
+        serve(tmp_path / "t.db", endpoint_of(engine_server), whip) as (base, _, _),
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+    ):
+        try:
+            offer = await sendonly_offer(pc, track, codec="PCMU")
+            assert "PCMU/8000" in offer and "opus" not in offer
+            r = await post_offer(http, offer)
+            assert r.status_code == 201, r.text
+            call_id = r.headers["bridge-call-id"]
+            await pc.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+
+            async def spoken() -> Any:
+                return track.audio_done
+
+            await wait_for(spoken, 30, "the speech to be sent")
+            await asyncio.sleep(1.0)  # the last RTP packets and the engine's last step
+            await pc.close()
+            assert await end_cause(http, call_id) == "peer-closed"
+            doc = (await http.get(f"/api/v1/calls/{call_id}", headers=auth())).json()
+        finally:
+            await pc.close()
+    (leg,) = doc["legs"]
+    assert leg["codec"] == "pcmu/8000" and leg["source"] == "webrtc" and leg["role"] == "agent"
+    assert leg["duration_ms"] >= len(pcm) * 1000 // speech.SAMPLE_RATE_HZ - 500
+    text = speech.normalize(" ".join(s["text"] for s in doc["segments"] if s["final"]))
+    assert "package" in text and "arrived" in text, text
+
+
+async def test_ice_failure_ends_the_call_as_ice_failed(
+    tmp_path: Path, loopback_ice: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client vanishes after its offer: the bridge's connectivity checks to its candidates
+    go unanswered, ICE fails (RFC 8445: every pair failed) and the call ends ice-failed, no leg.
+    ``connect_timeout_s`` is longer than the test, so only aiortc's failed state can end it;
+    fewer STUN retransmissions (aioice's Rc, RFC 8489 §6.2.1) make the checks fail in seconds."""
+    monkeypatch.setattr(aioice.stun, "RETRY_MAX", 3)
+    whip = WhipSettings(loopback_only=True, media_timeout_s=5, connect_timeout_s=300)
+    pc = RTCPeerConnection()
+    async with (
+        serve(tmp_path / "t.db", NO_ASR, whip) as (base, _, _),
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+    ):
+        offer = await sendonly_offer(pc, PcmTrack(tone(5.0)))
+        await pc.close()  # its sockets are gone; nothing will answer the checks
+        r = await post_offer(http, offer)
+        assert r.status_code == 201, r.text
+        call_id, url = r.headers["bridge-call-id"], r.headers["location"]
+        assert await end_cause(http, call_id, timeout_s=60) == "ice-failed"
+        assert await legs_of(http, call_id) == []
+        r = await http.delete(url, headers=auth())
+        assert r.status_code == 404
+
+
+async def test_over_capacity_is_503_with_retry_after_until_a_session_ends(
+    tmp_path: Path, loopback_ice: None
+) -> None:
+    whip = WhipSettings(loopback_only=True, max_sessions=1, connect_timeout_s=20)
+    first, second = RTCPeerConnection(), RTCPeerConnection()
+    async with (
+        serve(tmp_path / "t.db", NO_ASR, whip) as (base, _, _),
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+    ):
+        try:
+            r = await post_offer(http, await sendonly_offer(first, PcmTrack(tone(20.0))))
+            assert r.status_code == 201, r.text
+            url = r.headers["location"]
+            await first.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+            offer = await sendonly_offer(second, PcmTrack(tone(5.0)))
+            r = await post_offer(http, offer)
+            assert r.status_code == 503 and r.headers["retry-after"] == "10"
+            assert r.json()["type"].endswith("/busy") and "at most 1" in r.json()["detail"]
+            assert (await http.delete(url, headers=auth())).status_code == 200
+            r = await post_offer(http, offer)
+            assert r.status_code == 201, r.text
+            assert (await http.delete(r.headers["location"], headers=auth())).status_code == 200
+        finally:
+            await first.close()
+            await second.close()

@@ -95,3 +95,17 @@ def test_keep_candidates_loopback_udp_only() -> None:
         " udp " in c and (" 127.0.0.1 " in c or " ::1 " in c) for c in candidates
     )
     assert keep_candidates(CHROME, loopback_only=False) == CHROME
+
+
+def test_offer_without_ice_credentials_is_400() -> None:
+    sdp = "\n".join(line for line in CHROME.splitlines() if not line.startswith("a=ice-ufrag"))
+    error = rejected(sdp)
+    assert error.status_hint == 400 and "ice-ufrag" in str(error)
+
+
+def test_session_level_ice_credentials_count() -> None:
+    lines = [line for line in CHROME.splitlines() if not line.startswith("a=ice-")]
+    sdp = "\n".join(
+        [*lines[:4], "a=ice-ufrag:sess", "a=ice-pwd:sessionpasswordsessionpw", *lines[4:]]
+    )
+    assert check_offer(sdp, max_tracks=2).ice.ufrag == "sess"
