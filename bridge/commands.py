@@ -52,6 +52,7 @@ def endpoint_from(config: BridgeConfig, url: str, **overrides: float | None) -> 
         language=config.asr.language,
         stall_timeout_s=config.asr.stall_timeout_s,
         give_up_after_s=overrides.get("give_up_after_s"),
+        max_legs=config.asr.max_legs or None,
     )
 
 
@@ -91,6 +92,7 @@ async def asr_endpoint(
             language=config.asr.language,
             stall_timeout_s=config.asr.stall_timeout_s,
             give_up_after_s=overrides.get("give_up_after_s"),
+            max_legs=min(engine.max_legs, config.asr.max_legs or engine.max_legs),
         )
     finally:
         await engine.close()
@@ -361,9 +363,14 @@ async def serve(args: argparse.Namespace) -> int:
             if sip.enabled:
                 from bridge.ingest import run_sip_ingest
 
+                front = (
+                    f", Kamailio dispatcher on {sip.host}:{sip.dispatcher_port}"
+                    if sip.dispatcher_active
+                    else ""
+                )
                 print(
                     f"bridge: SIP on {sip.host}:{sip.port}..{sip.port + sip.workers - 1} "
-                    f"({'+'.join(sip.transports)}), {sip.workers} worker(s)",
+                    f"({'+'.join(sip.transports)}), {sip.workers} worker(s){front}",
                     file=sys.stderr,
                 )
                 services.append(

@@ -65,6 +65,7 @@ class AsrConfig:
     recycle_after_s: float = 120.0
     max_buffer_s: float = 60.0
     stall_timeout_s: float = 30.0
+    max_legs: int = 0  # legs the ASR server takes at once; 0: no limit (embedded: its own)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,6 +121,7 @@ _KEYS: dict[tuple[str, str], tuple[str | None, type]] = {
     ("asr", "recycle_after_s"): ("BRIDGE_ASR_RECYCLE_AFTER_S", float),
     ("asr", "max_buffer_s"): ("BRIDGE_ASR_MAX_BUFFER_S", float),
     ("asr", "stall_timeout_s"): ("BRIDGE_ASR_STALL_TIMEOUT_S", float),
+    ("asr", "max_legs"): ("BRIDGE_ASR_MAX_LEGS", int),
     ("storage", "db"): ("BRIDGE_DB", str),
     ("segments", "pause_ms"): ("BRIDGE_SEGMENT_PAUSE_MS", int),
     ("segments", "max_segment_s"): ("BRIDGE_SEGMENT_MAX_S", float),
@@ -240,7 +242,10 @@ def _build(
         recycle_after_s=get("asr", "recycle_after_s", 120.0),
         max_buffer_s=get("asr", "max_buffer_s", 60.0),
         stall_timeout_s=get("asr", "stall_timeout_s", 30.0),
+        max_legs=get("asr", "max_legs", 0),
     )
+    if asr.max_legs < 0:
+        problems.append(f"ASR max_legs must be >= 0 (0: no limit), got {asr.max_legs}")
     if asr.url is not None and not asr.url.startswith(("ws://", "wss://")):
         problems.append(f"ASR url {asr.url!r}: expected ws://host:port/v1/realtime (or wss://)")
     if asr.delay_ms not in VALID_DELAYS_MS:

@@ -5,18 +5,21 @@
     pjsua2 worker k (python -m bridge.sip.worker, SIP port + k)     one per 4 calls (pjsua2.md §4)
       -- SOCK_SEQPACKET socket pair (bridge.sip.wire) -->
     SipIngest (asyncio, this module)
-      CallStarted -> store.add_call + add_leg, Leg(PCM16 at the tap rate).start()
+      CallStarted -> store.add_call (mode, SIPREC metadata kept as a "siprec.metadata" event)
+      LegStarted  -> store.add_leg, Leg(PCM16 at the tap rate).start()
       Frame       -> leg.receive_frame(pcm, position)      on the loop, no await
       Dtmf        -> store.put_event(LegEvent(kind="dtmf", at_ms=<leg clock>)), and the live
                      hub's "dtmf" event when the store publishes (DtmfPublisher)
-      CallEnded   -> leg.finish() (final, done, finals durable) -> store.end_call(cause)
+      Event       -> store.put_event (sip.hold, sip.resume, siprec.metadata updates)
+      CallEnded   -> every leg.finish() (final, done, finals durable) -> store.end_call(cause)
       worker gone -> its calls end as "worker-crashed"; the worker is started again
 
-Mode ``direct`` only (this slice): the remote party is one leg with the configured role.
-Overflow rule: frames that arrive before a call's leg is ready wait in a bounded queue
+A call has one leg per tapped stream: the remote party (mode ``direct``), each recorded stream
+(``siprec``), caller and agent (``b2bua``); the worker names each leg's role.
+Overflow rule: frames that arrive before their leg is ready wait in a bounded queue
 (:data:`PENDING_FRAMES`, oldest dropped); their positions make the leg fill what was dropped
 with silence, so the leg clock never skips.  DTMF digits that arrive then wait the same way
-(:data:`PENDING_DTMF`).
+(:data:`PENDING_DTMF`), and so do call events (:data:`PENDING_EVENTS`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
 import socket
 import sys
 import time
@@ -41,20 +45,24 @@ from bridge.core.types import (
     LegEvent,
     LegId,
     LegInfo,
+    LegRole,
     LegSource,
 )
 from bridge.errors import BridgeError, ConfigError, RemoteProtocolError, TransportError
 from bridge.io.asr_client import AsrEndpoint
-from bridge.leg import Leg, LegSettings, Listener
+from bridge.leg import Leg, LegSettings, Listener, at_capacity
 from bridge.sip import wire
-from bridge.sip.spec import WorkerSpec, worker_spec
+from bridge.sip.dispatcher import kamailio_dispatcher
+from bridge.sip.spec import PASSWORD_ENV, WorkerSpec, worker_spec
 from sip_config import SipSettings
 from storage import TranscriptStore
 
 logger = logging.getLogger(__name__)
 
 PENDING_FRAMES = 500  # 10 s of 20 ms frames per call while its leg is being created
-PENDING_DTMF = 100  # DTMF digits per call while its leg is being created
+PENDING_DTMF = 100  # DTMF digits per leg while it is being created
+PENDING_EVENTS = 100  # call events while the call is being stored
+ADMISSION_CHECK_S = 0.2  # how often the ASR capacity is compared with the live legs
 READY_TIMEOUT_S = 30.0  # a worker's start-up (pjsua init) on a loaded box
 STOP_TIMEOUT_S = 10.0  # a worker's hang-up-and-exit after Quit
 MAX_MESSAGES_PER_READ = 1000  # fairness: one read callback handles at most this many
@@ -88,16 +96,26 @@ def dtmf_event(call_id: CallId, leg_id: LegId, rate_hz: int, dtmf: wire.Dtmf) ->
 
 
 @dataclass(eq=False)
+class _Leg:
+    """One tapped stream of a call, as the main process sees it."""
+
+    started: wire.LegStarted
+    leg: Leg | None = None
+    leg_id: LegId | None = None
+    pending: deque[wire.Frame] = field(default_factory=lambda: deque(maxlen=PENDING_FRAMES))
+    pending_dtmf: deque[wire.Dtmf] = field(default_factory=lambda: deque(maxlen=PENDING_DTMF))
+
+
+@dataclass(eq=False)
 class _Call:
     """One SIP call of one worker, as the main process sees it."""
 
     worker: int
     started: wire.CallStarted
     call_id: CallId
-    leg: Leg | None = None
-    leg_id: LegId | None = None
-    pending: deque[wire.Frame] = field(default_factory=lambda: deque(maxlen=PENDING_FRAMES))
-    pending_dtmf: deque[wire.Dtmf] = field(default_factory=lambda: deque(maxlen=PENDING_DTMF))
+    legs: list[_Leg] = field(default_factory=list)
+    events: deque[wire.Event] = field(default_factory=lambda: deque(maxlen=PENDING_EVENTS))
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # a leg or an event came
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     cause: str = "error"
     detail: str = ""
@@ -106,6 +124,7 @@ class _Call:
         if not self.ended.is_set():
             self.cause, self.detail = cause, detail
             self.ended.set()
+            self.wake.set()
 
 
 @dataclass(eq=False)
@@ -114,7 +133,8 @@ class _Worker:
     process: asyncio.subprocess.Process | None = None
     sock: socket.socket | None = None
     ready: asyncio.Future[wire.Ready] | None = None
-    calls: dict[int, _Call] = field(default_factory=dict)
+    calls: dict[int, _Call] = field(default_factory=dict)  # by call key
+    legs: dict[int, tuple[_Call, _Leg]] = field(default_factory=dict)  # by leg key
     restarts: int = 0
 
 
@@ -147,6 +167,7 @@ class SipIngest:
         self.pj_log_level = pj_log_level
         self.workers = [_Worker(worker_spec(sip, k)) for k in range(sip.workers)]
         self._closing = False
+        self._asr_full = False  # as last told to the workers
         self._supervisors: list[asyncio.Task[None]] = []
         self._call_tasks: set[asyncio.Task[None]] = set()
 
@@ -176,6 +197,24 @@ class SipIngest:
             asyncio.create_task(self._supervise(w), name=f"sip-worker-{w.spec.index}")
             for w in self.workers
         ]
+        self._supervisors.append(asyncio.create_task(self._admit(), name="sip-admission"))
+
+    async def _admit(self) -> None:
+        """Tell the workers whether the ASR side can take new calls (``endpoint.max_legs``,
+        counting every live leg of this process: SIP and WebRTC); they answer 503 while not."""
+        while not self._closing:
+            full = at_capacity(self.endpoint.max_legs)
+            if full != self._asr_full:
+                self._asr_full = full
+                logger.warning(
+                    "ASR capacity %s (%s legs): new SIP calls %s",
+                    "reached" if full else "available again",
+                    self.endpoint.max_legs,
+                    "get 503" if full else "are taken",
+                )
+                for worker in self.workers:
+                    self._send(worker, wire.Admission(full))
+            await asyncio.sleep(ADMISSION_CHECK_S)
 
     async def close(self) -> None:
         self._closing = True
@@ -219,6 +258,7 @@ class SipIngest:
                 logging.getLevelName(logging.getLogger().getEffectiveLevel()),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, PASSWORD_ENV: self.sip.auth_password or ""},
             )
         finally:
             theirs.close()
@@ -285,6 +325,7 @@ class SipIngest:
                 logger.error("%s; trying again", exc)
                 continue
             worker.restarts = 0
+            self._send(worker, wire.Admission(self._asr_full))
             logger.info("SIP worker %d is back on port %d", worker.spec.index, worker.spec.sip_port)
 
     async def _stop_process(self, worker: _Worker) -> None:
@@ -321,6 +362,7 @@ class SipIngest:
         for call in list(worker.calls.values()):
             call.end(cause, f"worker {worker.spec.index} exited")
         worker.calls.clear()
+        worker.legs.clear()
 
     # -- messages from the workers (on the loop, synchronous) -----------------------------------
 
@@ -348,21 +390,37 @@ class SipIngest:
 
     def _receive(self, worker: _Worker, message: wire.Message) -> None:
         if isinstance(message, wire.Frame):
-            call = worker.calls.get(message.key)
-            if call is None:
+            found = worker.legs.get(message.key)
+            if found is None:
                 return
-            if call.leg is None:
-                call.pending.append(message)
+            call, state = found
+            if state.leg is None:
+                state.pending.append(message)
                 return
-            self._feed(call, call.leg, message)
+            self._feed(call, state.leg, message)
         elif isinstance(message, wire.Dtmf):
-            call = worker.calls.get(message.key)
-            if call is None:
+            found = worker.legs.get(message.key)
+            if found is None:
                 return
-            if call.leg_id is None:
-                call.pending_dtmf.append(message)
+            call, state = found
+            if state.leg_id is None:
+                state.pending_dtmf.append(message)
                 return
-            self._put_dtmf(call, call.leg_id, message)
+            self._put_dtmf(call, state, message)
+        elif isinstance(message, wire.LegStarted):
+            owner = worker.calls.get(message.call_key)
+            if owner is None:
+                logger.error("SIP worker %d: leg of unknown call: %s", worker.spec.index, message)
+                return
+            state = _Leg(message)
+            worker.legs[message.key] = (owner, state)
+            owner.legs.append(state)
+            owner.wake.set()
+        elif isinstance(message, wire.Event):
+            owner = worker.calls.get(message.key)
+            if owner is not None:
+                owner.events.append(message)
+                owner.wake.set()
         elif isinstance(message, wire.CallStarted):
             call = _Call(worker.spec.index, message, CallId(uuid.uuid4().hex))
             worker.calls[message.key] = call
@@ -372,6 +430,8 @@ class SipIngest:
         elif isinstance(message, wire.CallEnded):
             ended = worker.calls.pop(message.key, None)
             if ended is not None:
+                for state in ended.legs:
+                    worker.legs.pop(state.started.key, None)
                 ended.end(
                     message.cause,
                     f"status={message.status} reason={message.reason!r} "
@@ -387,8 +447,9 @@ class SipIngest:
         except (BridgeError, ValueError) as exc:
             logger.warning("call %s: frame refused: %s", call.started.sip_call_id, exc)
 
-    def _put_dtmf(self, call: _Call, leg_id: LegId, dtmf: wire.Dtmf) -> None:
-        event = dtmf_event(call.call_id, leg_id, call.started.rate_hz, dtmf)
+    def _put_dtmf(self, call: _Call, state: _Leg, dtmf: wire.Dtmf) -> None:
+        assert state.leg_id is not None
+        event = dtmf_event(call.call_id, state.leg_id, state.started.rate_hz, dtmf)
         logger.info("call %s: DTMF %s", call.started.sip_call_id, event.detail)
         try:
             if isinstance(self.store, DtmfPublisher):
@@ -404,7 +465,9 @@ class SipIngest:
         started = call.started
         log_id = f"{started.sip_call_id} ({call.call_id[:8]})"
         at_ms = now_ms()
-        leg: Leg | None = None
+        agent = self.sip.agent_for(started.from_uri, started.to_uri)
+        if agent is None and started.agent_uri:
+            agent = self.sip.agent_for(started.agent_uri, "")
         try:
             await self.store.add_call(
                 CallInfo(
@@ -412,19 +475,9 @@ class SipIngest:
                     LegSource.SIP,
                     at_ms,
                     title=f"{started.from_uri} -> {started.to_uri}",
-                    agent=self.sip.agent_for(started.from_uri, started.to_uri),
+                    agent=agent,
                 )
             )
-            info = LegInfo(
-                call.call_id,
-                LegId(uuid.uuid4().hex),
-                self.sip.direct_role,
-                started.from_uri,
-                started.codec,
-                LegSource.SIP,
-                at_ms,
-            )
-            await self.store.add_leg(info)
             self.store.put_event(
                 LegEvent(
                     call.call_id,
@@ -432,43 +485,86 @@ class SipIngest:
                     at_ms,
                     "sip.call",
                     f"call-id={started.sip_call_id} from={started.from_uri} to={started.to_uri} "
-                    f"source={started.source} codec={started.codec} worker={call.worker}",
+                    f"source={started.source} mode={started.mode} worker={call.worker}"
+                    + (f" {started.detail}" if started.detail else ""),
                 )
             )
-            leg = Leg(
-                info,
-                LegAudio(started.rate_hz, AudioEncoding.PCM16),
-                self.endpoint,
-                self.store,
-                settings=self.leg_settings,
-                listener=self.listener,
-            )
-            leg.start()
+            if started.metadata:  # RFC 7866 §6.1: kept with the call as it came
+                self.store.put_event(
+                    LegEvent(call.call_id, None, at_ms, "siprec.metadata", started.metadata)
+                )
             logger.info(
-                "call %s: %s -> %s, %s, leg %s as %s",
-                log_id,
-                started.from_uri,
-                started.to_uri,
-                started.codec,
-                info.leg_id[:8],
-                info.role.value,
+                "call %s: %s -> %s, mode %s", log_id, started.from_uri, started.to_uri, started.mode
             )
-            call.leg, call.leg_id = leg, info.leg_id
-            while call.pending:
-                self._feed(call, leg, call.pending.popleft())
-            while call.pending_dtmf:
-                self._put_dtmf(call, info.leg_id, call.pending_dtmf.popleft())
-            await call.ended.wait()
+            while True:
+                call.wake.clear()
+                while call.events:
+                    event = call.events.popleft()
+                    self.store.put_event(
+                        LegEvent(call.call_id, None, now_ms(), event.kind, event.detail)
+                    )
+                for state in call.legs:
+                    if state.leg is None:
+                        await self._start_leg(call, state, log_id)
+                if call.ended.is_set():
+                    break
+                await call.wake.wait()
         finally:
-            await self._end_call(call, leg, log_id)
+            await self._end_call(call, log_id)
 
-    async def _end_call(self, call: _Call, leg: Leg | None, log_id: str) -> None:
+    async def _start_leg(self, call: _Call, state: _Leg, log_id: str) -> None:
+        started = state.started
         try:
-            if leg is not None:
-                result = await leg.finish(timeout_s=self.finish_timeout_s)
+            role = LegRole(started.role)
+        except ValueError:
+            logger.error("call %s: unknown leg role %r", log_id, started.role)
+            role = LegRole.UNKNOWN
+        info = LegInfo(
+            call.call_id,
+            LegId(uuid.uuid4().hex),
+            role,
+            started.label,
+            started.codec,
+            LegSource.SIP,
+            now_ms(),
+        )
+        await self.store.add_leg(info)
+        leg = Leg(
+            info,
+            LegAudio(started.rate_hz, AudioEncoding.PCM16),
+            self.endpoint,
+            self.store,
+            settings=self.leg_settings,
+            listener=self.listener,
+        )
+        leg.start()
+        logger.info(
+            "call %s: leg %s as %s: %s, %s%s",
+            log_id,
+            info.leg_id[:8],
+            role.value,
+            started.label,
+            started.codec,
+            f", stream {started.stream}" if started.stream else "",
+        )
+        state.leg, state.leg_id = leg, info.leg_id
+        while state.pending:
+            self._feed(call, leg, state.pending.popleft())
+        while state.pending_dtmf:
+            self._put_dtmf(call, state, state.pending_dtmf.popleft())
+
+    async def _end_call(self, call: _Call, log_id: str) -> None:
+        try:
+            legs = [state.leg for state in call.legs if state.leg is not None]
+            results = await asyncio.gather(
+                *(leg.finish(timeout_s=self.finish_timeout_s) for leg in legs)
+            )
+            for leg, result in zip(legs, results, strict=True):
                 logger.info(
-                    "call %s: leg finished, %d ms, %d final segment(s)%s",
+                    "call %s: leg %s (%s) finished, %d ms, %d final segment(s)%s",
                     log_id,
+                    leg.info.leg_id[:8],
+                    leg.info.role.value,
                     result.samples // 16,
                     result.segments_final,
                     f", ASR failed: {result.failure}" if result.failure else "",
@@ -493,15 +589,27 @@ async def run_sip_ingest(
 
     ``listener`` sees every segment and gap as it happens (the live hub's).
 
+    With several workers (``sip.dispatcher_active``), Kamailio runs in front of them on
+    ``sip.host:sip.dispatcher_port`` (:mod:`bridge.sip.dispatcher`).
+
     Raises:
-        ConfigError: the pjsua2 wheel is not installed.
-        TransportError: a worker could not start (e.g. its SIP port is taken).
+        ConfigError: the pjsua2 wheel or Kamailio is not installed.
+        TransportError: a worker or Kamailio could not start (e.g. its SIP port is taken).
     """
     ingest = SipIngest(
         sip, store=store, endpoint=endpoint, leg_settings=leg_settings, listener=listener
     )
     await ingest.start()
-    try:
-        await stop.wait()
-    finally:
-        await ingest.close()
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            if sip.dispatcher_active:  # after the workers listen, or its first pings fail
+                dispatcher = await stack.enter_async_context(kamailio_dispatcher(sip))
+                logger.info(
+                    "Kamailio dispatcher on %s:%d in front of %d worker(s)",
+                    sip.host,
+                    dispatcher.port,
+                    sip.workers,
+                )
+            await stop.wait()
+        finally:
+            await ingest.close()  # before Kamailio stops: the workers' BYEs go through it

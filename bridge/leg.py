@@ -98,6 +98,11 @@ def live_legs() -> list[Leg]:
     return list(_LIVE)
 
 
+def at_capacity(max_legs: int | None) -> bool:
+    """Whether this process already runs ``max_legs`` legs (the ASR server's capacity)."""
+    return max_legs is not None and len(_LIVE) >= max_legs
+
+
 class Leg:
     """Audio of one speaker direction on its way to a stored transcript."""
 

@@ -1,7 +1,9 @@
-"""SIP settings (listen addresses, transports, RTP ports, codecs, allowed sources, workers).
+"""SIP settings (listen addresses, transports, RTP ports, codecs, allowed sources, workers,
+the Kamailio dispatcher) and routes (which mode a call gets: ``direct``, ``b2bua``; SIPREC
+sessions are recognised by their INVITE).
 
-Routes and accounts (SIPREC, B2BUA, registered extensions) come with later slices of the SIP
-ingest issue; this slice serves mode ``direct`` only.
+Registered-extension accounts (digest auth to a PBX) are not built yet: the bridge is an IP
+trunk target that accepts calls from ``allowed_sources``.
 """
 
 from sip_config.settings import (

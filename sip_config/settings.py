@@ -11,6 +11,10 @@ Example::
     host = "127.0.0.1"            # BRIDGE_SIP_HOST: address the workers bind (SIP and RTP)
     public_address = ""           # BRIDGE_SIP_PUBLIC_ADDRESS: address put in Contact/SDP (NAT)
     port = 5080                   # BRIDGE_SIP_PORT: worker k listens on port + k
+    dispatcher = "auto"           # BRIDGE_SIP_DISPATCHER: Kamailio in front of the workers,
+                                  # "on", "off" or "auto" (on when workers > 1)
+    dispatcher_port = 5060        # BRIDGE_SIP_DISPATCHER_PORT: the one SIP address for every
+                                  # worker (host:dispatcher_port); needs `kamailio` (Debian)
     transports = ["udp", "tcp"]   # BRIDGE_SIP_TRANSPORTS="udp,tcp"
     rtp_port_min = 40000          # BRIDGE_SIP_RTP_PORT_MIN: split evenly over the workers
     rtp_port_max = 40999          # BRIDGE_SIP_RTP_PORT_MAX
@@ -20,23 +24,38 @@ Example::
     max_calls_per_worker = 4      # BRIDGE_SIP_MAX_CALLS_PER_WORKER: the wheel's cap is 4
     retry_after_s = 5             # BRIDGE_SIP_RETRY_AFTER_S: in 503 answers when full
     direct_role = "caller"        # BRIDGE_SIP_DIRECT_ROLE: who the remote party is
+    rtp_timeout_s = 30            # BRIDGE_SIP_RTP_TIMEOUT_S: hang up after this long without
+                                  # RTP (not while on hold); 0 = never
+    registrar = ""                # BRIDGE_SIP_REGISTRAR="sip:pbx.example.com": register as an
+                                  # extension of this PBX (else: an IP trunk, allowed_sources)
+    auth_user = "1001"            # BRIDGE_SIP_AUTH_USER: the extension and digest user
+    auth_password = "..."         # BRIDGE_SIP_AUTH_PASSWORD (keep it in the environment)
+    auth_realm = "*"              # BRIDGE_SIP_AUTH_REALM: "*" answers any realm
 
     [sip.agents]                  # BRIDGE_SIP_AGENTS="1001=alice,1002=bob"
     "1001" = "alice"              # the extension (To user, else From user) -> the agent who
                                   # sees the call in the dashboards and live API
+                                  # (SIPREC: a participant with this AOR user is the agent)
+
+    [[sip.routes]]                # which mode a call gets: see sip_config/routes.py
+    user = "tap-*"
+    mode = "b2bua"
+    target = "sip:{ext}@10.0.0.5:5060"
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bridge.config import read_toml
 from bridge.core.types import LegRole
 from bridge.errors import ConfigError
+from sip_config.routes import Route, parse_routes
 
 # pjsua2-python 2.15.1: PJSUA_MAX_CALLS is a compile-time 4; maxCalls is clamped silently
 # (pjsua2.md §4.1), so more calls need more worker processes.
@@ -45,6 +64,9 @@ PJSUA_MAX_CALLS = 4
 # Codecs the bridge can tap (pjsua2.md §3); everything else in the wheel stays off.
 SUPPORTED_CODECS = ("PCMU", "PCMA", "G722")
 TRANSPORTS = ("udp", "tcp")
+# [sip] dispatcher: Kamailio in front of the workers (bridge.sip.dispatcher).
+DISPATCHER_MODES = ("auto", "on", "off")
+_HOST_TOKEN = re.compile(r"[A-Za-z0-9.:-]+")
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -67,6 +89,14 @@ class SipSettings:
     retry_after_s: int = 5
     direct_role: LegRole = LegRole.CALLER
     agents: tuple[tuple[str, str], ...] = ()  # (SIP user or URI, agent)
+    rtp_timeout_s: int = 30
+    routes: tuple[Route, ...] = ()
+    registrar: str | None = None  # register as an extension of this PBX (RFC 3261 §10)
+    auth_user: str | None = None
+    auth_password: str | None = field(default=None, repr=False)
+    auth_realm: str = "*"
+    dispatcher: str = "auto"  # one of DISPATCHER_MODES
+    dispatcher_port: int = 5060
 
     def agent_for(self, from_uri: str, to_uri: str) -> str | None:
         """The agent of a call: by the dialed extension (To user), else the caller (From user).
@@ -85,6 +115,25 @@ class SipSettings:
     def worker_port(self, index: int) -> int:
         """SIP port of worker ``index`` (UDP and TCP share it)."""
         return self.port + index
+
+    @property
+    def dispatcher_active(self) -> bool:
+        """Whether Kamailio runs in front of the workers (``auto``: when there are several)."""
+        return self.dispatcher == "on" or (self.dispatcher == "auto" and self.workers > 1)
+
+    def worker_allowed_sources(self) -> tuple[IpNetwork, ...]:
+        """The sources a worker accepts: ``allowed_sources``, plus the dispatcher's address
+        when it runs (the workers see every call it forwards come from ``host``; the
+        dispatcher checks ``allowed_sources`` itself)."""
+        if not self.dispatcher_active:
+            return self.allowed_sources
+        try:
+            own = ipaddress.ip_address(self.host)
+        except ValueError:
+            return self.allowed_sources
+        if any(own in net for net in self.allowed_sources):
+            return self.allowed_sources
+        return (*self.allowed_sources, ipaddress.ip_network(own))
 
     def worker_rtp_ports(self, index: int) -> tuple[int, int]:
         """``(first, count)`` of the RTP ports of worker ``index``: an even share of the range."""
@@ -108,6 +157,14 @@ _KEYS: dict[str, tuple[str, type]] = {
     "retry_after_s": ("BRIDGE_SIP_RETRY_AFTER_S", int),
     "direct_role": ("BRIDGE_SIP_DIRECT_ROLE", str),
     "agents": ("BRIDGE_SIP_AGENTS", list),
+    "rtp_timeout_s": ("BRIDGE_SIP_RTP_TIMEOUT_S", int),
+    "registrar": ("BRIDGE_SIP_REGISTRAR", str),
+    "auth_user": ("BRIDGE_SIP_AUTH_USER", str),
+    "auth_password": ("BRIDGE_SIP_AUTH_PASSWORD", str),
+    "auth_realm": ("BRIDGE_SIP_AUTH_REALM", str),
+    "dispatcher": ("BRIDGE_SIP_DISPATCHER", str),
+    "dispatcher_port": ("BRIDGE_SIP_DISPATCHER_PORT", int),
+    "routes": ("", list),  # [[sip.routes]] tables: TOML only
 }
 
 
@@ -125,7 +182,7 @@ def load_sip_settings(path: Path | None, environ: Mapping[str, str]) -> SipSetti
     if path is not None:
         _read_file(path, values, problems)
     for key, (env, kind) in _KEYS.items():
-        raw = environ.get(env, "")
+        raw = environ.get(env, "") if env else ""
         if raw == "":
             continue
         if kind is int:
@@ -177,6 +234,8 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
         kind = _KEYS[key][1]
         if key == "agents" and isinstance(value, dict):  # the [sip.agents] table
             return value
+        if key == "routes":
+            return parse_routes(value, origin, problems)
         if kind is list:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 problems.append(f"{origin}: expected a list of strings, got {value!r}")
@@ -261,8 +320,17 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
         retry_after_s=get("retry_after_s"),
         direct_role=role,
         agents=tuple(agents),
+        rtp_timeout_s=get("rtp_timeout_s"),
+        dispatcher=str(get("dispatcher")).lower(),
+        dispatcher_port=get("dispatcher_port"),
+        routes=get("routes"),
+        registrar=get("registrar") or None,
+        auth_user=get("auth_user") or None,
+        auth_password=get("auth_password") or None,
+        auth_realm=get("auth_realm"),
     )
     _check_ranges(settings, origin, problems)
+    _check_dispatcher(settings, origin, problems)
     return settings
 
 
@@ -289,5 +357,51 @@ def _check_ranges(s: SipSettings, origin: Any, problems: list[str]) -> None:
                 f"RTP port range {s.rtp_port_min}..{s.rtp_port_max}: {share} port(s) per worker, "
                 f"need at least {2 * s.max_calls_per_worker + 2} (2 per call)"
             )
+    if s.registrar is not None:
+        if not s.registrar.startswith(("sip:", "sips:")):
+            problems.append(
+                f"{origin('registrar')}: {s.registrar!r} is not a sip: URI (sip:pbx.example.com)"
+            )
+        if not s.auth_user:
+            problems.append(f"{origin('auth_user')}: needed with a registrar (the extension)")
+    if s.rtp_timeout_s < 0:
+        problems.append(
+            f"{origin('rtp_timeout_s')}: must be >= 0 (0: never), got {s.rtp_timeout_s}"
+        )
     if s.retry_after_s < 0:
         problems.append(f"{origin('retry_after_s')}: must be >= 0, got {s.retry_after_s}")
+
+
+def _check_dispatcher(s: SipSettings, origin: Any, problems: list[str]) -> None:
+    if s.dispatcher not in DISPATCHER_MODES:
+        problems.append(
+            f"{origin('dispatcher')}: unknown mode {s.dispatcher!r} (use "
+            f"{', '.join(DISPATCHER_MODES)}; auto = Kamailio in front when workers > 1)"
+        )
+        return
+    if not 1 <= s.dispatcher_port <= 65535:
+        problems.append(f"{origin('dispatcher_port')}: must be 1..65535, got {s.dispatcher_port}")
+    if not s.dispatcher_active:
+        return
+    if s.port <= s.dispatcher_port < s.port + s.workers:
+        problems.append(
+            f"{origin('dispatcher_port')}: {s.dispatcher_port} is a worker's port "
+            f"({s.port}..{s.port + s.workers - 1}); the dispatcher needs its own"
+        )
+    try:
+        address = ipaddress.ip_address(s.host)
+    except ValueError:
+        problems.append(
+            f"{origin('host')}: the dispatcher (Kamailio) needs an IP address to listen on and "
+            f"to put in Record-Route, got {s.host!r}"
+        )
+        return
+    if address.is_unspecified:
+        problems.append(
+            f"{origin('host')}: the dispatcher (Kamailio) needs the concrete address the PBX "
+            f"sends to (it goes into Record-Route), not {s.host}"
+        )
+    if s.public_address is not None and not _HOST_TOKEN.fullmatch(s.public_address):
+        problems.append(
+            f"{origin('public_address')}: {s.public_address!r} is not a host name or IP address"
+        )

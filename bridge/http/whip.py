@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 
 from bridge.core.types import LegRole
 from bridge.errors import ConfigError
+from bridge.leg import at_capacity
 from bridge.transcribe import parse_roles
 from bridge.webrtc import trickle
 from bridge.webrtc.offer import MAX_SDP_BYTES, OfferRejected, check_offer
@@ -164,6 +165,14 @@ async def post_offer(request: Request) -> Response:
         raise HttpProblem(
             503,
             f"the bridge takes at most {sessions.settings.max_sessions} WebRTC sessions at once; "
+            f"retry in {RETRY_AFTER_S} s",
+            kind="busy",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    if at_capacity(sessions.endpoint.max_legs):
+        raise HttpProblem(
+            503,
+            f"transcription capacity is full ({sessions.endpoint.max_legs} legs); "
             f"retry in {RETRY_AFTER_S} s",
             kind="busy",
             headers={"Retry-After": str(RETRY_AFTER_S)},

@@ -39,6 +39,9 @@ class AsrEndpoint:
     stall_timeout_s: float = 30.0
     # Keep retrying this long without a working connection, then give up (None: forever).
     give_up_after_s: float | None = None
+    # Legs the server takes at once (None: not known); new calls are refused while this many
+    # are live (SIP 503, WHIP 503), before the server would have to refuse their sessions.
+    max_legs: int | None = None
 
 
 def backoff_delays(

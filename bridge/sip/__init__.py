@@ -2,11 +2,14 @@
 
 ::
 
-    wire      the worker -> main process message framing (sans-I/O)
-    offer     SDP offer parsing and the codec decision (sans-I/O)
-    policy    admission (source, capacity) and call-end causes (sans-I/O)
-    spec      what one worker is told to do (ports, codecs, limits), as JSON on its command line
-    worker    the pjsua2 adapter: ``python -m bridge.sip.worker --spec JSON --fd N``
+    wire        the worker <-> main process message framing (sans-I/O)
+    message     a raw SIP message read again: headers, request-URI, body (sans-I/O)
+    offer       SDP offer parsing and the codec decision (sans-I/O)
+    siprec      SIPREC offers: multipart body, rs-metadata, streams and roles (sans-I/O)
+    policy      admission (source, capacity, offer) and call-end causes (sans-I/O)
+    spec        what one worker is told to do (ports, codecs, routes), as JSON on its command line
+    worker      the pjsua2 adapter: ``python -m bridge.sip.worker --spec JSON --fd N``
+    dispatcher  Kamailio in front of several workers: its config rendered, its process run
 
 Only ``worker`` imports pjsua2; the main process (``bridge.ingest``) never does.
 """

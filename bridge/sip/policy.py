@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bridge.errors import RemoteProtocolError
 from bridge.sip.offer import choose_codec, parse_sdp, sdp_body
+from bridge.sip.siprec import RecordingSession, parse_siprec_invite
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -29,6 +30,7 @@ class Decision:
     reason: str
     codec: str | None = None
     retry_after_s: int | None = None  # for 503 (RFC 3261 §20.33)
+    recording: RecordingSession | None = None  # a SIPREC offer's streams and participants
 
     @property
     def accepted(self) -> bool:
@@ -52,35 +54,61 @@ def decide(
     allowed_sources: tuple[IpNetwork, ...],
     codecs: tuple[str, ...],
     retry_after_s: int,
+    siprec: bool = False,
+    slots_needed: int = 1,
+    asr_full: bool = False,
 ) -> Decision:
-    """Answer an INVITE: 403 for a disallowed source, 503 when full, 400/488 for the offer."""
+    """Answer an INVITE: 403 for a disallowed source, 503 when full, 400/415/488 for the offer.
+
+    ``siprec``: the INVITE requires it (RFC 7866 §6.1.1), so its body is multipart SDP +
+    rs-metadata.  ``slots_needed``: pjsua calls the call takes (a b2bua call two).
+    ``asr_full``: the ASR side runs as many legs as it takes (design.md §4: refuse before the
+    GPUs saturate).
+    """
     if not source_allowed(source_ip, allowed_sources):
         return Decision(403, f"Forbidden (source {source_ip} not allowed)")
-    if active_calls >= max_calls:
+    if active_calls + slots_needed > max_calls:
         return Decision(
             503, "Service Unavailable (all call slots busy)", retry_after_s=retry_after_s
         )
+    if asr_full:
+        return Decision(
+            503, "Service Unavailable (transcription capacity full)", retry_after_s=retry_after_s
+        )
+    recording = None
     try:
-        body = sdp_body(whole_msg)
-        if body is None:
-            # RFC 3261 §13.2.1: an INVITE without an offer gets ours in the 200; pjsua does that.
-            return Decision(200, "OK", codec=codecs[0])
-        codec = choose_codec(parse_sdp(body), codecs)
+        if siprec:
+            recording = parse_siprec_invite(whole_msg)
+            offer = recording.offer
+        else:
+            body = sdp_body(whole_msg)
+            if body is None:
+                # RFC 3261 §13.2.1: an INVITE without an offer gets ours in the 200 (pjsua).
+                return Decision(200, "OK", codec=codecs[0])
+            offer = parse_sdp(body)
+        codec = choose_codec(offer, codecs)
     except RemoteProtocolError as exc:
         status = exc.status_hint or 400
         return Decision(status, f"{REASONS.get(status, 'Bad Request')} ({exc})")
-    return Decision(200, "OK", codec=codec)
+    return Decision(200, "OK", codec=codec, recording=recording)
 
 
-def end_cause(*, confirmed: bool, hung_up_locally: str | None, status: int) -> str:
-    """The stored end cause of a call pjsua reports DISCONNECTED with ``status``.
+def end_cause(
+    *, side: str, mode: str, confirmed: bool, status: int, local_cause: str | None
+) -> str:
+    """The stored end cause of a call whose ``side`` ("caller": the INVITE we answered,
+    "agent": the b2bua's dialled side) pjsua reported DISCONNECTED first, with ``status``.
 
-    ``hung_up_locally`` is the bridge's own cause when it ended the call (e.g. ``bridge-stopping``).
+    ``local_cause`` is the bridge's own reason when it ended the call (``bridge-stopping``,
+    ``rtp-timeout``, ``target-failed``).
     """
-    if hung_up_locally:
-        return hung_up_locally
+    if local_cause:
+        return local_cause
+    if side == "agent":
+        # RFC 3261 §15: a BYE ends a confirmed dialog; before that, the callee's final answer.
+        return "bye-agent" if confirmed else f"target-{status}"
     if confirmed:
-        return "bye-remote"  # the peer's BYE ends a confirmed dialog (RFC 3261 §15)
+        return "bye-caller" if mode == "b2bua" else "bye-remote"
     if status == 487:
         return "cancel"  # RFC 3261 §9.2: CANCEL -> 487 Request Terminated for the INVITE
     return "error"

@@ -4,12 +4,17 @@ SEQPACKET keeps message boundaries, order and reliability, so one message is one
 there is no length prefix.  The first byte is the kind::
 
     FRAME    b"F" <u32 key> <u32 position> <PCM16 little-endian, mono, at the tap's rate>
-    control  <kind> <u32 key> <UTF-8 JSON object>   kinds: R(eady) S(tarted) D(tmf) E(nded) Q(uit)
+    control  <kind> <u32 key> <UTF-8 JSON object>
+             kinds: R(eady) S(tarted call) L(eg started) V(event) D(tmf) E(nded);
+             main -> worker: A(dmission) Q(uit)
 
-``key`` names a call inside one worker (pjsua's call slot is reused, so the worker counts its
-own keys).  ``position`` is the frame's first sample on the tap clock, counted from the call's
-first tapped frame: a frame the worker had to drop (socket full) leaves a hole that the leg fills
-with silence, so the leg clock never skips (design.md §2).  Frames are the hot path (50 per
+A call (:class:`CallStarted` ... :class:`CallEnded`) has one leg per tapped audio stream
+(:class:`LegStarted`): one in mode ``direct``, one per recorded stream in ``siprec``, caller and
+agent in ``b2bua``.  ``key`` names a call or a leg inside one worker (one counter for both; pjsua's
+call slot is reused, so the worker counts its own keys).  Frames and digits carry their leg's key.
+``position`` is the frame's first sample on the tap clock, counted from the leg's first tapped
+frame: a frame the worker had to drop (socket full) leaves a hole that the leg fills with silence,
+so the leg clock never skips (design.md §2).  Frames are the hot path (50 per
 second per call); control messages are rare, so they carry JSON for easy growth.  A DTMF digit
 (:class:`Dtmf`) carries a ``position`` on the same tap clock as the frames, so the main process
 places it on the leg clock.
@@ -31,12 +36,17 @@ CONTROL_HEADER = struct.Struct("<cI")
 KIND_FRAME = b"F"
 KIND_READY = b"R"
 KIND_STARTED = b"S"
+KIND_LEG = b"L"
+KIND_EVENT = b"V"
 KIND_DTMF = b"D"
 KIND_ENDED = b"E"
 KIND_QUIT = b"Q"
+KIND_ADMISSION = b"A"
 
 # A 20 ms frame at 16 kHz is 640 bytes; the socket buffers are sized for ~1 s of all calls.
-MAX_MESSAGE_BYTES = 64 * 1024
+# Control messages may carry a SIP body (SIPREC metadata: at most a UDP datagram, 64 KiB, and JSON
+# escaping can grow it).
+MAX_MESSAGE_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +58,49 @@ class Ready:
     pid: int
 
 
+MODES = ("direct", "siprec", "b2bua")
+
+
 @dataclass(frozen=True, slots=True)
 class CallStarted:
-    """A call was answered and its media is up; frames with this ``key`` follow."""
+    """A call was accepted (mode ``direct``/``siprec``: answered; ``b2bua``: ringing on).
+
+    Its legs follow as :class:`LegStarted` once their media is up (a SIPREC session may start
+    with every stream ``a=inactive``, i.e. none yet).
+    """
 
     key: int
     sip_call_id: str
     from_uri: str
     to_uri: str
     source: str  # "ip:port" the INVITE came from
+    mode: str = "direct"  # one of MODES
+    agent_uri: str = ""  # whose call it is when From/To do not say: b2bua target, SIPREC agent
+    detail: str = ""  # mode specifics for the call's event log, e.g. the B2BUA target
+    metadata: str = ""  # SIPREC: the raw rs-metadata XML (RFC 7866 §6.1), kept with the call
+
+
+@dataclass(frozen=True, slots=True)
+class LegStarted:
+    """One audio stream of call ``call_key`` is tapped; frames and digits with ``key`` follow."""
+
+    key: int
+    call_key: int
+    role: str  # a bridge.core.types.LegRole value
+    label: str  # who is heard: a participant's AOR and name, or the remote URI
     codec: str  # "pcmu/8000", "pcma/8000", "g722/16000"
     rate_hz: int  # rate of the PCM16 frames (the tap port's clock rate)
+    stream: str = ""  # SIPREC: the SDP a=label (RFC 4574) of the stream
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to call ``key`` (hold, resume, a SIPREC metadata update, ...),
+    stored as a timed event on the call (``kind`` like ``sip.hold``)."""
+
+    key: int
+    kind: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +140,38 @@ class CallEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class Admission:
+    """Main process -> worker: whether new calls can be transcribed (``full``: the ASR side
+    runs as many legs as it takes, so INVITEs get 503 + Retry-After)."""
+
+    full: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Quit:
     """Main process -> worker: hang up every call and exit."""
 
 
-Message = Ready | CallStarted | Frame | Dtmf | CallEnded | Quit
+Message = Ready | CallStarted | LegStarted | Event | Frame | Dtmf | CallEnded | Admission | Quit
 
-_Control = type[Ready] | type[CallStarted] | type[Dtmf] | type[CallEnded] | type[Quit]
+_Control = (
+    type[Ready]
+    | type[CallStarted]
+    | type[LegStarted]
+    | type[Event]
+    | type[Dtmf]
+    | type[CallEnded]
+    | type[Admission]
+    | type[Quit]
+)
 _CONTROL: dict[bytes, _Control] = {
     KIND_READY: Ready,
     KIND_STARTED: CallStarted,
+    KIND_LEG: LegStarted,
+    KIND_EVENT: Event,
     KIND_DTMF: Dtmf,
     KIND_ENDED: CallEnded,
+    KIND_ADMISSION: Admission,
     KIND_QUIT: Quit,
 }
 _KIND_OF = {cls: kind for kind, cls in _CONTROL.items()}
@@ -148,13 +210,15 @@ def decode(data: bytes) -> Message:
     _, key = CONTROL_HEADER.unpack_from(data)
     try:
         fields: dict[str, Any] = json.loads(data[CONTROL_HEADER.size :])
-        if cls is CallStarted or cls is CallEnded or cls is Dtmf:
+        if cls is not Ready and cls is not Quit and cls is not Admission:
             fields["key"] = key
         message = cls(**fields)
     except (ValueError, TypeError) as exc:
         raise RemoteProtocolError(f"SIP worker {cls.__name__} message is malformed: {exc}") from exc
     if isinstance(message, Dtmf) and not _valid_dtmf(message):
         raise RemoteProtocolError(f"SIP worker Dtmf message is malformed: {message}")
+    if isinstance(message, CallStarted) and message.mode not in MODES:
+        raise RemoteProtocolError(f"SIP worker CallStarted has unknown mode {message.mode!r}")
     return message
 
 

@@ -1,5 +1,20 @@
 """One SIP worker process: a pjsua2 endpoint that answers calls and hands their audio over.
 
+Modes (chosen per INVITE: ``Require: siprec`` -> ``siprec``, else the first matching
+``[[sip.routes]]``, else ``direct``):
+
+* ``direct``: answer, tap the remote party (one leg);
+* ``siprec``: a recording server (RFC 7866): answer every offered audio stream recvonly, with
+  its ``a=label``; one leg per stream, its role and speaker from the rs-metadata (RFC 7865);
+  ``siprec`` is added to ``Supported`` by ctypes (pjsua2.md §1.3), else pjsua answers 420;
+* ``b2bua``: ring the caller, dial the route's target, answer the caller when the target
+  answers, bridge the media both ways and tap both (caller and agent legs); hangups, CANCEL and
+  the target's failure status pass through (pjsua2.md §2).
+
+Every mode: a hold (RFC 3264 inactive/sendonly re-offer) feeds the legs silence and is stored
+as ``sip.hold``/``sip.resume``; a call without RTP for ``rtp_timeout_s`` (not on hold) is hung
+up by the bridge (``rtp-timeout``).
+
 Run by :mod:`bridge.ingest` as ``python -m bridge.sip.worker --spec JSON --fd N``, where ``N`` is
 its end of a ``SOCK_SEQPACKET`` socket pair (:mod:`bridge.sip.wire`).  The process lives until
 the main process sends ``Quit`` or closes the socket, or until SIGTERM/SIGINT.
@@ -35,14 +50,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pjsua2 as pj
 
+from bridge.core.types import LegRole
 from bridge.errors import RemoteProtocolError
-from bridge.sip import wire
+from bridge.sip import siprec, wire
+from bridge.sip.message import parse_message
+from bridge.sip.offer import parse_sdp
 from bridge.sip.policy import Decision, decide, end_cause
-from bridge.sip.spec import WorkerSpec
+from bridge.sip.spec import PASSWORD_ENV, WorkerSpec
+from sip_config.routes import select_route
 
 logger = logging.getLogger("bridge.sip.worker")
 
@@ -50,6 +70,7 @@ GRAVE_S = 2.0  # keep ended calls this long before dropping the Python objects
 STOP_WAIT_S = 3.0  # how long a stopping worker waits for its calls to disconnect
 STOP_GRACE_S = 0.5  # then keeps their objects this long before libDestroy
 POLL_S = 0.1
+INACTIVITY_CHECK_S = 1.0  # how often the RTP counters of every call are read
 CONTROL_WAIT_S = 2.0  # a control message waits this long for room in the socket buffer
 SOCKET_BUFFER_BYTES = 1 << 20
 # onDtmfEvent flags (pjmedia_stream_dtmf_event_flags; the wheel exports no names for them).
@@ -171,6 +192,7 @@ class TapPort(pj.AudioMediaPort):  # type: ignore[misc]
         self.position = 0
         self.dropped = 0
         self.header = wire.FRAME_HEADER.pack
+        self.silence = bytes(2 * self.frame_samples)
 
     def create(self, name: str) -> TapPort:
         fmt = pj.MediaFormatAudio()
@@ -184,10 +206,10 @@ class TapPort(pj.AudioMediaPort):  # type: ignore[misc]
 
     def onFrameReceived(self, frame: Any) -> None:  # noqa: N802 - 'clock' thread, every 20 ms
         try:
-            if frame.type != pj.PJMEDIA_FRAME_TYPE_AUDIO:
-                self.position += self.frame_samples  # no audio this tick: the clock goes on
-                return
-            pcm = frame_bytes(frame.buf)
+            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
+                pcm = frame_bytes(frame.buf)
+            else:  # no audio this tick (hold, inactive stream): the leg hears silence, live
+                pcm = self.silence
             try:
                 self.outbox.send(self.header(wire.KIND_FRAME, self.key, self.position) + pcm)
             except BlockingIOError:
@@ -202,58 +224,213 @@ class TapPort(pj.AudioMediaPort):  # type: ignore[misc]
         frame.type = pj.PJMEDIA_FRAME_TYPE_NONE
 
 
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """What a tapped audio stream is: its speaker's role, who is heard, its SIPREC label."""
+
+    role: str
+    label: str
+    stream: str = ""
+
+
 class BridgeCall(pj.Call):  # type: ignore[misc]
+    """One pjsua call: an answered call (``direct``/``siprec``), or one side of a ``b2bua`` call.
+
+    A b2bua call is two of these, the caller (A, :attr:`owner`) and the dialled side (B, whose
+    :attr:`caller` is A), each the other's ``peer``; the conference bridge connects their media
+    both ways (pjsua2.md §2).  Both sides' legs belong to A's call key.
+    """
+
     def __init__(self, worker: Worker, call_id: int, key: int, source: str) -> None:
         super().__init__(worker.account, call_id)
         self.worker = worker
         self.key = key
         self.source = source
+        self.mode = "direct"
+        self.caller: BridgeCall | None = None  # b2bua callee: the side that called in
+        self.peer: BridgeCall | None = None
         self.sip_call_id = "?"
         self.from_uri = ""
         self.to_uri = ""
-        self.tap: TapPort | None = None
+        # media index -> plan; key -1: the first audio stream, whatever its index
+        self.plans: dict[int, StreamPlan] = {}
+        self.taps: dict[int, TapPort] = {}  # media index -> tap, once its media is up
+        self.audio: Any = None  # b2bua: this side's stream in the bridge
+        self.held = False
         self.accepted = False
         self.confirmed = False
         self.ended = False
+        self.local_cause: str | None = None  # set before the bridge hangs up itself
+        self.first_end: str | None = None  # owner: the cause, from the side that ended first
+        self.recording: siprec.RecordingSession | None = None  # SIPREC: as last offered
+        self.rx_packets = -1  # RTP packets received at the last inactivity check
+        self.rx_since = time.monotonic()  # ... and since when that count has not moved
         # The RFC 4733 event under way: (RTP timestamp, digit, tap position at its start).
         self.dtmf_open: tuple[int, str, int] | None = None
 
+    @property
+    def call_key(self) -> int:
+        return self.owner.key
+
+    @property
+    def owner(self) -> BridgeCall:
+        """The call the bridge answered: A of a b2bua call, else this one."""
+        return self.caller or self
+
+    # -- media ---------------------------------------------------------------------------------
+
     def onCallMediaState(self, prm: Any) -> None:  # noqa: N802
         try:
-            self._attach_tap()
+            self._attach_media()
         except Exception:  # P2
             logger.exception("call %s: media state callback failed", self.sip_call_id)
 
-    def _attach_tap(self) -> None:
+    def _attach_media(self) -> None:
+        """(Re)connect every receiving audio stream to its tap, and a b2bua call's two sides.
+
+        P3: a re-INVITE recreates the stream with a new conference slot, so this runs again on
+        every ``onCallMediaState``; ``startTransmit`` on an existing link is a no-op.
+        """
         ci = self.getInfo()  # P1: keep CallInfo alive while reading .media
+        receiving, audio = False, None
         for mi in ci.media:
-            if mi.type != pj.PJMEDIA_TYPE_AUDIO or mi.status not in (
-                pj.PJSUA_CALL_MEDIA_ACTIVE,
-                pj.PJSUA_CALL_MEDIA_REMOTE_HOLD,  # P4: a sendonly offer is REMOTE_HOLD
-            ):
+            if mi.type != pj.PJMEDIA_TYPE_AUDIO:
                 continue
+            # P4: a sendonly offer (SIPREC, a remote hold with music) is REMOTE_HOLD, DECODING.
+            up = mi.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
+            if not up or not mi.dir & pj.PJMEDIA_DIR_DECODING:
+                continue
+            plan = self.plans.get(mi.index) or (None if self.taps else self.plans.get(-1))
+            if plan is None and mi.index not in self.taps:
+                continue  # a stream nobody asked for (e.g. a second m-line of a direct call)
+            receiving = True
             media = self.getAudioMedia(mi.index)
-            if self.tap is None:
-                si = self.getStreamInfo(mi.index)
-                codec, rate = si.codecName.lower(), int(si.codecClockRate)
-                tap = TapPort(self.worker.outbox, self.key, rate).create(f"tap{self.key}")
-                logger.info(
-                    "call %s: media up, %s/%d from %s", self.sip_call_id, codec, rate, self.source
-                )
-                self.worker.outbox.send_control(
-                    wire.CallStarted(
-                        key=self.key,
-                        sip_call_id=self.sip_call_id,
-                        from_uri=self.from_uri,
-                        to_uri=self.to_uri,
-                        source=self.source,
-                        codec=f"{codec}/{rate}",
-                        rate_hz=rate,
-                    )
-                )
-                self.tap = tap  # after CallStarted: a DTMF message names a call the main knows
-            media.startTransmit(self.tap)  # P3: a no-op when the link already exists
+            audio = audio or media
+            tap = self.taps.get(mi.index)
+            if tap is None and plan is not None:
+                tap = self._start_leg(mi.index, plan)
+            if tap is not None:
+                media.startTransmit(tap)
+        self._set_held(not receiving)
+        self.audio = audio
+        peer = self.peer
+        if audio is not None and peer is not None and peer.audio is not None:
+            audio.startTransmit(peer.audio)  # pjsua2.md §2: A <-> B through the bridge
+            peer.audio.startTransmit(audio)
+
+    def _start_leg(self, index: int, plan: StreamPlan) -> TapPort:
+        si = self.getStreamInfo(index)
+        codec, rate = si.codecName.lower(), int(si.codecClockRate)
+        key = self.worker.new_key()
+        tap = TapPort(self.worker.outbox, key, rate).create(f"tap{key}")
+        logger.info(
+            "call %s: media %d up, %s/%d, %s (%s)",
+            self.sip_call_id,
+            index,
+            codec,
+            rate,
+            plan.role,
+            plan.label,
+        )
+        self.worker.outbox.send_control(
+            wire.LegStarted(
+                key=key,
+                call_key=self.call_key,
+                role=plan.role,
+                label=plan.label,
+                codec=f"{codec}/{rate}",
+                rate_hz=rate,
+                stream=plan.stream,
+            )
+        )
+        self.taps[index] = tap  # after LegStarted: a DTMF message names a leg the main knows
+        return tap
+
+    def _set_held(self, held: bool) -> None:
+        """RFC 3264 §8.4: a hold is a re-offer with sendonly/inactive; the taps get silence."""
+        if held == self.held or not self.taps:
+            self.held = held
             return
+        self.held = held
+        self.rx_since = time.monotonic()
+        kind = "sip.hold" if held else "sip.resume"
+        logger.info("call %s: %s", self.sip_call_id, kind)
+        self.worker.outbox.send_control(wire.Event(self.call_key, kind, f"side={self.side}"))
+
+    @property
+    def side(self) -> str:
+        return "caller" if self.caller is None else "agent"
+
+    def rx_packets_now(self) -> int:
+        """RTP packets received on every tapped stream so far (main thread)."""
+        total = 0
+        for index in list(self.taps):
+            try:
+                total += int(self.getStreamStat(index).rtcp.rxStat.pkt)
+            except pj.Error:
+                pass  # the stream is being recreated (re-INVITE)
+        return total
+
+    # -- SIPREC: answer labels, metadata updates -----------------------------------------------
+
+    def onCallSdpCreated(self, prm: Any) -> None:  # noqa: N802
+        """SIPREC: the answer names each stream with the offer's ``a=label`` (RFC 4574), so the
+        SRC can match them (pjsua2.md §1.3)."""
+        try:
+            if self.mode == "siprec":
+                labels = [m.label for m in parse_sdp(str(prm.remSdp.wholeSdp)).media]
+                if any(labels):
+                    prm.sdp.wholeSdp = siprec.label_answer(str(prm.sdp.wholeSdp), labels)
+        except Exception:  # P2
+            logger.exception("call %s: SDP callback failed", self.sip_call_id)
+
+    def onCallRxReinvite(self, prm: Any) -> None:  # noqa: N802
+        """A SIPREC re-INVITE may add or drop streams, pause them (``a=inactive``) and carry new
+        metadata (RFC 7866 §9); a hold re-INVITE has SDP only, so the metadata is merged."""
+        try:
+            if self.mode == "siprec":
+                self._update_recording(str(prm.rdata.wholeMsg))
+                if self.recording is not None:
+                    prm.opt.audioCount = audio_count(self.recording)  # P5
+        except Exception:  # P2
+            logger.exception("call %s: re-INVITE callback failed", self.sip_call_id)
+
+    def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
+        """An UPDATE may carry a metadata snapshot alone (RFC 7866 §9); pjsua answers it 200."""
+        try:
+            if self.mode != "siprec" or not self.confirmed:
+                return
+            event = prm.e
+            if event.type != pj.PJSIP_EVENT_TSX_STATE:
+                return
+            state = event.body.tsxState
+            if state.type == pj.PJSIP_EVENT_RX_MSG:
+                whole = str(state.src.rdata.wholeMsg)
+                if whole.startswith("UPDATE "):
+                    self._update_recording(whole)
+        except Exception:  # P2
+            logger.exception("call %s: transaction callback failed", self.sip_call_id)
+
+    def _update_recording(self, whole_msg: str) -> None:
+        if self.recording is None:
+            return
+        message = parse_message(whole_msg)
+        try:
+            updated = siprec.update_session(
+                self.recording, message.header("content-type") or "", message.body
+            )
+        except RemoteProtocolError as exc:
+            logger.warning("call %s: SIPREC update ignored: %s", self.sip_call_id, exc)
+            return
+        before, self.recording = self.recording, updated
+        self.plans.update(self.worker.stream_plans(updated))  # new streams get their legs
+        if updated.metadata_xml and updated.metadata_xml != before.metadata_xml:
+            logger.info("call %s: SIPREC metadata updated", self.sip_call_id)
+            self.worker.outbox.send_control(
+                wire.Event(self.call_key, "siprec.metadata", updated.metadata_xml)
+            )
+
+    # -- DTMF ----------------------------------------------------------------------------------
 
     def onDtmfEvent(self, prm: Any) -> None:  # noqa: N802 - 'media' (RFC 4733) or 'pjsua_0' (INFO)
         """One DTMF event callback (pjsua2.md §5); a digit is handed over once it has ended.
@@ -261,10 +438,10 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         RFC 4733: a start (flags 0), updates every packet (``DTMF_IS_UPDATE``, duration rising),
         then one end (``DTMF_IS_END``, redundant end packets already de-duplicated by pjmedia).
         The digit is timed at its start.  SIP INFO: one callback with the end flag and the
-        body's ``Duration``, timed at its arrival.
+        body's ``Duration``, timed at its arrival.  It lands on the call's first tapped leg.
         """
         try:
-            tap = self.tap
+            tap = next(iter(self.taps.values()), None)
             method = DTMF_METHODS.get(prm.method)
             if tap is None or method is None:  # no media tapped yet: no clock to place it on
                 return
@@ -272,7 +449,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
             digit, duration, flags = str(prm.digit), int(prm.duration), int(prm.flags)
             if method == "info":
                 self.worker.outbox.send_soon(
-                    wire.Dtmf(self.key, digit, method, _duration_ms(duration), position)
+                    wire.Dtmf(tap.key, digit, method, _duration_ms(duration), position)
                 )
                 return
             timestamp = int(prm.timestamp)
@@ -290,34 +467,75 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
                 start = opened[2]
             else:  # the start was lost: count back from the end
                 start = max(0, position - duration_ms * tap.rate_hz // 1000)
-            self.worker.outbox.send_soon(wire.Dtmf(self.key, digit, method, duration_ms, start))
+            self.worker.outbox.send_soon(wire.Dtmf(tap.key, digit, method, duration_ms, start))
         except Exception:  # P2
             logger.exception("call %s: DTMF callback failed", self.sip_call_id)
 
     def close_dtmf(self) -> None:
         """Hand over an RFC 4733 digit whose end never came (duration 0: unknown)."""
         opened, self.dtmf_open = self.dtmf_open, None
-        if opened is not None:
+        tap = next(iter(self.taps.values()), None)
+        if opened is not None and tap is not None:
             _, digit, start = opened
-            self.worker.outbox.send_soon(wire.Dtmf(self.key, digit, "rfc4733", 0, start))
+            self.worker.outbox.send_soon(wire.Dtmf(tap.key, digit, "rfc4733", 0, start))
+
+    # -- call state ----------------------------------------------------------------------------
 
     def onCallState(self, prm: Any) -> None:  # noqa: N802
         try:
             ci = self.getInfo()
-            if ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.confirmed:
                 self.confirmed = True
+                if self.caller is not None:  # B answered: now answer A (pjsua2.md §2)
+                    self.worker.answer_owner(self)
             elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED and not self.ended:
                 self.ended = True
-                status, reason = int(ci.lastStatusCode), str(ci.lastReason)
-                self.worker.call_ended(self, status, reason)
+                self.worker.call_ended(self, int(ci.lastStatusCode), str(ci.lastReason))
         except Exception:  # P2
             logger.exception("call %s: state callback failed", self.sip_call_id)
+
+    def hang_up(self, status: int, reason: str = "") -> None:
+        """End this side: BYE when confirmed, CANCEL when we are calling, ``status`` when
+        ringing in; a side that is already gone is left alone."""
+        if self.ended:
+            return
+        op = pj.CallOpParam(True)
+        op.statusCode = status
+        if reason:
+            op.reason = reason
+        try:
+            self.hangup(op)
+        except pj.Error as exc:  # already terminated (pjsua2.md §6: PJSIP_ESESSIONTERMINATED)
+            logger.debug("call %s: hangup: %s", self.sip_call_id, exc.info())
 
 
 class BridgeAccount(pj.Account):  # type: ignore[misc]
     def __init__(self, worker: Worker) -> None:
         super().__init__()
         self.worker = worker
+
+    def onRegState(self, prm: Any) -> None:  # noqa: N802 - 'pjsua_0' thread
+        """Registration with the PBX: logged (a refusal names the status, e.g. 403 for a wrong
+        password), and pjsua retries by itself."""
+        try:
+            code, reason = int(prm.code), str(prm.reason)
+            if 200 <= code < 300:
+                logger.info(
+                    "registered with %s (%d %s, expires %d s)",
+                    self.worker.spec.registrar,
+                    code,
+                    reason,
+                    int(prm.expiration),
+                )
+            else:
+                logger.error(
+                    "registration with %s failed: %d %s (check auth_user/auth_password)",
+                    self.worker.spec.registrar,
+                    code,
+                    reason,
+                )
+        except Exception:  # P2
+            logger.exception("registration callback failed")
 
     def onIncomingCall(self, prm: Any) -> None:  # noqa: N802 - 'pjsua_0' thread
         try:
@@ -334,13 +552,21 @@ class Worker:
         self.outbox = outbox
         self.pj_log_level = pj_log_level
         self.networks = spec.networks()
+        self.routes = spec.route_table()
         self.endpoint = pj.Endpoint()
         self.log_writer = PjLogWriter()  # referenced until after libDestroy
         self.account: BridgeAccount | None = None
         self.calls: dict[int, BridgeCall] = {}  # key -> call: keeps the Python objects alive
         self.graveyard: deque[tuple[float, BridgeCall]] = deque()
         self.next_key = 1
+        self.next_check = 0.0
         self.stopping = False
+        self.asr_full = False  # the main process says: no ASR capacity for new calls
+
+    def new_key(self) -> int:
+        key = self.next_key
+        self.next_key = self.next_key % 0xFFFFFFFF + 1
+        return key
 
     # -- lifecycle (main thread) ---------------------------------------------------------------
 
@@ -372,6 +598,7 @@ class Worker:
             kind = pj.PJSIP_TRANSPORT_TCP if name == "tcp" else pj.PJSIP_TRANSPORT_UDP
             ep.transportCreate(kind, tc)
         ep.libStart()
+        add_supported_option_tag("siprec")
         for codec in ep.codecEnum2():
             name = codec.codecId.split("/")[0].upper()
             if name in spec.codecs:
@@ -381,6 +608,15 @@ class Worker:
             ep.codecSetPriority(codec.codecId, priority)
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:bridge@{public}:{spec.sip_port}"
+        if spec.registrar and spec.auth_user:
+            # RFC 3261 §10: register as an extension of the PBX, digest auth (§22).
+            domain = spec.registrar.split(":", 1)[1].split(";")[0]
+            acfg.idUri = f"sip:{spec.auth_user}@{domain}"
+            acfg.regConfig.registrarUri = spec.registrar
+            password = os.environ.get(PASSWORD_ENV, "")
+            acfg.sipConfig.authCreds.append(
+                pj.AuthCredInfo("digest", spec.auth_realm, spec.auth_user, 0, password)
+            )
         mt = acfg.mediaConfig.transportConfig
         mt.boundAddress = spec.host
         mt.publicAddress = public
@@ -390,7 +626,8 @@ class Worker:
         self.account.create(acfg)
 
     def run(self, sock: socket.socket, stop: list[bool]) -> None:
-        """Until Quit, EOF from the main process, or a signal; reaps the graveyard meanwhile."""
+        """Until Quit, EOF from the main process, or a signal; reaps the graveyard and checks
+        for RTP inactivity meanwhile."""
         while not stop[0] and not self.outbox.broken:
             readable, _, _ = select.select([sock], [], [], POLL_S)
             if readable:
@@ -400,11 +637,41 @@ class Worker:
                     data = b"?"
                 except OSError:
                     data = b""
-                if not data or isinstance(_safe_decode(data), wire.Quit):
+                message = _safe_decode(data) if data else None
+                if not data or isinstance(message, wire.Quit):
                     break
+                if isinstance(message, wire.Admission):
+                    self.asr_full = message.full
             if self.outbox.backlog:
                 self.outbox.flush()
-            self.reap(time.monotonic())
+            now = time.monotonic()
+            self.reap(now)
+            if now >= self.next_check:
+                self.next_check = now + INACTIVITY_CHECK_S
+                self.check_inactivity(now)
+
+    def check_inactivity(self, now: float) -> None:
+        """Hang up a call whose tapped streams received no RTP for ``spec.rtp_timeout_s``.
+
+        A held call (RFC 3264 inactive/recvonly: no media is expected) never times out.
+        """
+        timeout = self.spec.rtp_timeout_s
+        if timeout <= 0:
+            return
+        for call in list(self.calls.values()):
+            if call.ended or not call.confirmed or not call.taps or call.held:
+                continue
+            packets = call.rx_packets_now()
+            if packets != call.rx_packets:
+                call.rx_packets, call.rx_since = packets, now
+            elif now - call.rx_since >= timeout:
+                logger.warning(
+                    "call %s: no RTP for %.0f s, hanging up (rtp-timeout)",
+                    call.sip_call_id,
+                    now - call.rx_since,
+                )
+                call.local_cause = "rtp-timeout"
+                call.hang_up(408)
 
     def shutdown(self) -> None:
         self.stopping = True
@@ -418,6 +685,7 @@ class Worker:
             ):
                 time.sleep(0.05)
             time.sleep(STOP_GRACE_S)  # let pjsua finish with the just-ended calls' objects
+        _unlink(list(self.calls.values()))  # P6: in a function, so no loop variable lingers
         self.graveyard.clear()
         self.calls.clear()
         if self.account is not None:
@@ -432,71 +700,252 @@ class Worker:
         while self.graveyard and now - self.graveyard[0][0] > GRAVE_S:
             _, call = self.graveyard.popleft()
             self.calls.pop(call.key, None)
+            if call.peer is None or call.peer.ended:
+                call.caller = call.peer = None  # P6
 
     # -- pjsua callbacks ('pjsua_0' thread) -----------------------------------------------------
 
+    def busy_slots(self) -> int:
+        """pjsua calls in use (a b2bua call holds two: pjsua2.md P7)."""
+        return sum(1 for c in list(self.calls.values()) if c.accepted and not c.ended)
+
     def incoming_call(self, prm: Any) -> None:
         source = str(prm.rdata.srcAddress)
-        key = self.next_key
-        self.next_key = self.next_key % 0xFFFFFFFF + 1
-        call = BridgeCall(self, prm.callId, key, source)
-        self.calls[key] = call  # keep the Python object before anything can call back
+        source_ip = source.rsplit(":", 1)[0]
+        whole_msg = str(prm.rdata.wholeMsg)
+        message = parse_message(whole_msg)
+        call = BridgeCall(self, prm.callId, self.new_key(), source)
+        self.calls[call.key] = call  # keep the Python object before anything can call back
         ci = call.getInfo()
         call.sip_call_id, call.from_uri, call.to_uri = ci.callIdString, ci.remoteUri, ci.localUri
-        active = sum(1 for c in list(self.calls.values()) if c.accepted and not c.ended)
+        headers = dict(message.headers)
+        route = select_route(
+            self.routes, user=message.request_user, source_ip=source_ip, headers=headers
+        )
+        siprec_invite = siprec.is_siprec_invite(message)
+        mode = "siprec" if siprec_invite else (route.mode if route else "direct")
+        full = self.stopping
         decision = decide(
-            source_ip=source.rsplit(":", 1)[0],
-            whole_msg=str(prm.rdata.wholeMsg),
-            active_calls=0 if self.stopping else active,
-            max_calls=0 if self.stopping else self.spec.max_calls,
+            source_ip=source_ip,
+            whole_msg=whole_msg,
+            siprec=siprec_invite,
+            active_calls=0 if full else self.busy_slots(),
+            slots_needed=2 if mode == "b2bua" else 1,
+            max_calls=0 if full else self.spec.max_calls,
             allowed_sources=self.networks,
             codecs=self.spec.codecs,
             retry_after_s=self.spec.retry_after_s,
+            asr_full=self.asr_full,
         )
-        op = pj.CallOpParam(True)
-        op.statusCode = decision.status
-        op.reason = decision.reason
-        if decision.retry_after_s is not None:
-            header = pj.SipHeader()
-            header.hName = "Retry-After"
-            header.hValue = str(decision.retry_after_s)
-            op.txOption.headers.append(header)
-        if decision.accepted:
-            call.accepted = True
-            logger.info(
-                "call %s: from %s (%s) to %s, answering 200 (%s)",
-                ci.callIdString,
-                ci.remoteUri,
-                source,
-                ci.localUri,
-                decision.codec,
-            )
-        else:
+        target = None
+        if decision.accepted and mode == "b2bua" and route is not None:
+            target = route.b2bua_target(user=message.request_user, headers=headers)
+            if target is None:
+                decision = Decision(404, f"Not Found (no target header {route.target_header})")
+        if not decision.accepted:
             log_refusal(ci.callIdString, source, decision)
-        # A final non-2xx answer ends the call.  (hangup() would drop the txOption headers,
-        # Retry-After included, for an unanswered INVITE in pjsua 2.15.)
-        call.answer(op)
+            call.answer(answer_param(decision.status, decision.reason, decision.retry_after_s))
+            return  # a final non-2xx answer ends the call
+        call.accepted, call.mode = True, mode
+        detail, metadata, agent_uri = "", "", target or ""
+        if decision.recording is not None:
+            agent_uri = self.agent_aor(decision.recording)
+            call.recording = decision.recording
+            call.plans = self.stream_plans(decision.recording)
+            metadata = decision.recording.metadata_xml
+            detail = f"streams={len(decision.recording.streams)}"
+        else:
+            remote_role = route.role.value if route else self.spec.direct_role
+            call.plans = {-1: StreamPlan(remote_role, ci.remoteUri)}
+        if target is not None:
+            detail = f"target={target}"
+        logger.info(
+            "call %s: from %s (%s) to %s, mode %s, %s",
+            ci.callIdString,
+            ci.remoteUri,
+            source,
+            ci.localUri,
+            mode,
+            detail or decision.codec,
+        )
+        self.outbox.send_control(
+            wire.CallStarted(
+                key=call.key,
+                sip_call_id=call.sip_call_id,
+                from_uri=call.from_uri,
+                to_uri=call.to_uri,
+                source=source,
+                mode=mode,
+                detail=detail,
+                metadata=metadata,
+                agent_uri=agent_uri,
+            )
+        )
+        if target is None:
+            op = answer_param(200, "OK")
+            if decision.recording is not None:
+                op.opt.audioCount = audio_count(decision.recording)  # P5
+            call.answer(op)
+            return
+        assert route is not None
+        call.answer(answer_param(180, "Ringing"))
+        self.dial(call, target, route.agent_role.value)
+
+    def stream_plans(self, session: siprec.RecordingSession) -> dict[int, StreamPlan]:
+        """One plan per recorded stream, keyed by its media index (its SDP m-line)."""
+        roles = siprec.assign_roles(session, self.spec.agent_users)
+        return {
+            stream.index: StreamPlan(role.value, describe(stream), stream.label or "")
+            for stream, role in zip(session.streams, roles, strict=True)
+        }
+
+    def agent_aor(self, session: siprec.RecordingSession) -> str:
+        """The AOR of the recorded agent, for the call's agent (``[sip.agents]``); "" if none."""
+        roles = siprec.assign_roles(session, self.spec.agent_users)
+        for stream, role in zip(session.streams, roles, strict=True):
+            if role is LegRole.AGENT and stream.sender is not None and stream.sender.aor:
+                return stream.sender.aor
+        return ""
+
+    def dial(self, caller: BridgeCall, target: str, role: str) -> None:
+        """b2bua: call ``target`` for ``caller`` (pjsua2.md §2; fine from ``pjsua_0``)."""
+        callee = BridgeCall(self, pj.PJSUA_INVALID_ID, self.new_key(), target)
+        callee.caller, callee.mode, callee.accepted = caller, "b2bua", True
+        callee.sip_call_id, callee.to_uri = caller.sip_call_id, target
+        callee.plans = {-1: StreamPlan(role, target)}
+        caller.peer, callee.peer = callee, caller
+        self.calls[callee.key] = callee
+        try:
+            callee.makeCall(target, pj.CallOpParam(True))
+        except pj.Error as exc:
+            reason = f"Bad Gateway (cannot call {target}: {exc.reason})"
+            logger.warning("call %s: %s", caller.sip_call_id, reason)
+            callee.ended = True
+            self.graveyard.append((time.monotonic(), callee))
+            caller.local_cause = "target-failed"
+            caller.hang_up(502, reason)
+
+    def answer_owner(self, callee: BridgeCall) -> None:
+        """b2bua: the dialled side answered; answer the caller (its 200 follows B's)."""
+        caller = callee.owner
+        if caller.ended:
+            callee.hang_up(200)
+            return
+        try:
+            caller.answer(answer_param(200, "OK"))
+        except pj.Error as exc:  # the caller cancelled meanwhile (pjsua2.md §6)
+            logger.info("call %s: caller gone before the answer: %s", caller.sip_call_id, exc)
 
     def call_ended(self, call: BridgeCall, status: int, reason: str) -> None:
-        local = "bridge-stopping" if self.stopping else None
-        cause = end_cause(confirmed=call.confirmed, hung_up_locally=local, status=status)
-        if call.tap is not None:
-            call.close_dtmf()
-            dropped = call.tap.dropped
-            self.outbox.send_control(
-                wire.CallEnded(
-                    key=call.key, cause=cause, status=status, reason=reason, frames_dropped=dropped
-                )
-            )
-            logger.info(
-                "call %s: ended (%s, %d %s), %d frame(s) dropped",
-                call.sip_call_id,
-                cause,
-                status,
-                reason,
-                dropped,
-            )
+        """One pjsua call is DISCONNECTED: end its b2bua peer the same way, and report the call
+        (its cause taken from the side that ended first) once every side of it has ended."""
+        call.close_dtmf()
         self.graveyard.append((time.monotonic(), call))
+        owner, peer = call.owner, call.peer
+        if not owner.accepted:
+            return  # refused: the main process never heard of it
+        if owner.first_end is None:
+            owner.first_end = end_cause(
+                side=call.side,
+                mode=owner.mode,
+                confirmed=call.confirmed,
+                status=status,
+                local_cause="bridge-stopping" if self.stopping else call.local_cause,
+            )
+        if peer is not None and not peer.ended:
+            if call is owner:  # the caller left: BYE, or CANCEL while the callee rings
+                peer.hang_up(200 if peer.confirmed else 487)
+            elif owner.confirmed:  # the callee hung up
+                owner.hang_up(200)
+            else:  # the callee refused or failed: RFC 3261 §16.7 passes its final status on
+                owner.hang_up(status if 300 <= status < 700 else 502, reason)
+        if not owner.ended or (owner.peer is not None and not owner.peer.ended):
+            return
+        sides = [owner] + ([owner.peer] if owner.peer is not None else [])
+        dropped = sum(tap.dropped for side in sides for tap in side.taps.values())
+        cause = owner.first_end
+        self.outbox.send_control(
+            wire.CallEnded(
+                key=owner.key, cause=cause, status=status, reason=reason, frames_dropped=dropped
+            )
+        )
+        logger.info(
+            "call %s: ended (%s, %d %s), %d frame(s) dropped",
+            owner.sip_call_id,
+            cause,
+            status,
+            reason,
+            dropped,
+        )
+
+
+def audio_count(session: siprec.RecordingSession) -> int:
+    """P5: how many audio m-lines to answer (pjsua's default, 1, refuses the second)."""
+    return max(1, sum(1 for m in session.offer.media if m.kind == "audio"))
+
+
+def describe(stream: siprec.RecordedStream) -> str:
+    """Who is heard on a recorded stream: ``"Alice" <sip:1001@pbx>``, several for a mixed one."""
+    names = [
+        " ".join(
+            part
+            for part in (f'"{p.name}"' if p.name else "", f"<{p.aor}>" if p.aor else "")
+            if part
+        )
+        for p in stream.senders
+    ]
+    return ", ".join(n for n in names if n) or f"stream {stream.label or stream.index}"
+
+
+def answer_param(status: int, reason: str, retry_after_s: int | None = None) -> Any:
+    """A ``CallOpParam`` for ``answer()``; a 503's ``Retry-After`` (RFC 3261 §20.33) rides in
+    its headers (``hangup()`` would drop them for an unanswered INVITE in pjsua 2.15)."""
+    op = pj.CallOpParam(True)  # True: op.opt is an initialised CallSetting
+    op.statusCode = status
+    op.reason = reason
+    if retry_after_s is not None:
+        header = pj.SipHeader()
+        header.hName = "Retry-After"
+        header.hValue = str(retry_after_s)
+        op.txOption.headers.append(header)
+    return op
+
+
+def add_supported_option_tag(tag: str) -> None:
+    """Advertise ``tag`` in ``Supported`` (pjsua2.md §1.3: the wheel has no API for it).
+
+    Without ``siprec`` here, pjsua answers a SIPREC INVITE (``Require: siprec``, RFC 7866
+    §6.1.1) with 420 Bad Extension before the application sees it.  pjsip copies the string.
+    """
+    import pjsua2._pjsua2 as native
+
+    lib = ctypes.CDLL(native.__file__)  # already loaded: the same handle
+
+    class PjStr(ctypes.Structure):
+        _fields_ = [("ptr", ctypes.c_char_p), ("slen", ctypes.c_long)]
+
+    lib.pjsua_get_pjsip_endpt.restype = ctypes.c_void_p
+    lib.pjsip_endpt_add_capability.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+        ctypes.c_void_p,
+        ctypes.c_uint,
+        ctypes.POINTER(PjStr),
+    ]
+    text = ctypes.create_string_buffer(tag.encode())
+    value = PjStr(ctypes.cast(text, ctypes.c_char_p), len(tag))
+    status = lib.pjsip_endpt_add_capability(
+        lib.pjsua_get_pjsip_endpt(), None, pj.PJSIP_H_SUPPORTED, None, 1, ctypes.byref(value)
+    )
+    if status != 0:
+        raise RuntimeError(f"pjsip_endpt_add_capability({tag!r}) failed with status {status}")
+
+
+def _unlink(calls: list[BridgeCall]) -> None:
+    """P6: break every b2bua A <-> B reference cycle."""
+    for call in calls:
+        call.caller = call.peer = None
 
 
 def _duration_ms(duration: int) -> int:

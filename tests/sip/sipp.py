@@ -19,6 +19,9 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 SIPP = shutil.which("sipp") or "/usr/bin/sipp"
 SETUP_HINT = "bash .ci/setup-sip.sh"
 
+# Placeholders a test leaves unfilled get these (uac_refused.xml's offer headers, callee user).
+DEFAULT_FILL = {"HEADERS": "Content-Type: application/sdp", "USER": "bridge", "CONTACT_PARAMS": ""}
+
 # RFC 3551 static payload types sipp's rtp_stream can play from a raw file.
 PAYLOAD_TYPES = {"PCMU": 0, "PCMA": 8}
 
@@ -83,18 +86,21 @@ def run_scenario(
     timeout_s: float = 30.0,
     calls: int = 1,
     rate_cps: float = 10.0,
+    sip_port: int | None = None,
 ) -> SippResult:
-    """Run ``calls`` of ``scenarios/<name>.xml`` (placeholders ``@KEY@`` filled from ``fill``).
+    """Run ``calls`` of ``scenarios/<name>.xml`` (placeholders ``@KEY@`` filled from ``fill``,
+    else :data:`DEFAULT_FILL`).
 
-    Up to ``calls`` run at once, started at ``rate_cps`` calls per second.
+    Up to ``calls`` run at once, started at ``rate_cps`` calls per second.  ``sip_port``: where
+    sipp listens (a callee scenario's address); a free port by default.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     text = (SCENARIOS / f"{name}.xml").read_text()
-    for key, value in (fill or {}).items():
+    for key, value in {**DEFAULT_FILL, **(fill or {})}.items():
         text = text.replace(f"@{key}@", value)
     scenario = work_dir / f"{name}.xml"
     scenario.write_text(text)
-    sip_port = free_port()
+    sip_port = sip_port or free_port()
     media_port = free_port_block(4 * calls)
     command = [
         SIPP,

@@ -63,13 +63,55 @@ def test_sources(source: str, allowed: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("confirmed", "local", "status", "cause"),
+    ("side", "mode", "confirmed", "local", "status", "cause"),
     [
-        (True, None, 200, "bye-remote"),
-        (False, None, 487, "cancel"),
-        (False, None, 408, "error"),
-        (True, "bridge-stopping", 200, "bridge-stopping"),
+        ("caller", "direct", True, None, 200, "bye-remote"),
+        ("caller", "siprec", True, None, 200, "bye-remote"),
+        ("caller", "direct", False, None, 487, "cancel"),
+        ("caller", "direct", False, None, 408, "error"),
+        ("caller", "direct", True, "bridge-stopping", 200, "bridge-stopping"),
+        ("caller", "direct", True, "rtp-timeout", 408, "rtp-timeout"),
+        ("caller", "b2bua", True, None, 200, "bye-caller"),
+        ("caller", "b2bua", False, None, 487, "cancel"),
+        ("agent", "b2bua", True, None, 200, "bye-agent"),
+        ("agent", "b2bua", False, None, 486, "target-486"),
+        ("agent", "b2bua", False, None, 408, "target-408"),
     ],
 )
-def test_end_causes(confirmed: bool, local: str | None, status: int, cause: str) -> None:
-    assert end_cause(confirmed=confirmed, hung_up_locally=local, status=status) == cause
+def test_end_causes(
+    side: str, mode: str, confirmed: bool, local: str | None, status: int, cause: str
+) -> None:
+    assert (
+        end_cause(side=side, mode=mode, confirmed=confirmed, status=status, local_cause=local)
+        == cause
+    )
+
+
+def test_no_asr_capacity_is_503_with_retry_after() -> None:
+    decision = decide(
+        source_ip="127.0.0.1",
+        whole_msg=INVITE + SDP.format(pts="0"),
+        active_calls=0,
+        max_calls=2,
+        allowed_sources=LOOPBACK,
+        codecs=("PCMU",),
+        retry_after_s=7,
+        asr_full=True,
+    )
+    assert decision == Decision(
+        503, "Service Unavailable (transcription capacity full)", retry_after_s=7
+    )
+
+
+def test_a_b2bua_call_needs_two_free_slots() -> None:
+    decision = decide(
+        source_ip="127.0.0.1",
+        whole_msg=INVITE + SDP.format(pts="0"),
+        active_calls=1,
+        max_calls=2,
+        allowed_sources=LOOPBACK,
+        codecs=("PCMU",),
+        retry_after_s=7,
+        slots_needed=2,
+    )
+    assert (decision.status, decision.retry_after_s) == (503, 7)

@@ -101,3 +101,86 @@ def test_agents_map_the_dialed_extension_then_the_caller(tmp_path: Path) -> None
     assert from_env.agents == (("1001", "alice"), ("1002", "carol"))
     with pytest.raises(ConfigError, match="'1003'='' is not extension=agent"):
         load_sip_settings(None, {"BRIDGE_SIP_AGENTS": "1003"})
+
+
+def test_the_dispatcher_runs_in_front_of_several_workers(tmp_path: Path) -> None:
+    assert SipSettings().dispatcher == "auto" and not SipSettings().dispatcher_active
+    assert SipSettings(workers=2).dispatcher_active  # auto: one SIP address for several workers
+    assert SipSettings(dispatcher="on").dispatcher_active
+    assert not SipSettings(workers=4, dispatcher="off").dispatcher_active
+    path = tmp_path / "b.toml"
+    path.write_text('[sip]\nworkers = 4\ndispatcher = "on"\ndispatcher_port = 5070\n')
+    s = load_sip_settings(path, {"BRIDGE_SIP_DISPATCHER_PORT": "5090"})
+    assert (s.dispatcher, s.dispatcher_port, s.dispatcher_active) == ("on", 5090, True)
+    assert load_sip_settings(path, {"BRIDGE_SIP_DISPATCHER": "OFF"}).dispatcher == "off"
+
+
+def test_dispatcher_problems_name_the_fix() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_sip_settings(
+            None,
+            {
+                "BRIDGE_SIP_WORKERS": "4",
+                "BRIDGE_SIP_DISPATCHER_PORT": "5082",  # worker 2's port
+                "BRIDGE_SIP_HOST": "0.0.0.0",
+            },
+        )
+    text = "\n".join(info.value.problems)
+    assert "BRIDGE_SIP_DISPATCHER_PORT: 5082 is a worker's port (5080..5083)" in text
+    assert "BRIDGE_SIP_HOST: the dispatcher (Kamailio) needs the concrete address" in text
+    with pytest.raises(ConfigError, match="needs an IP address to listen on"):
+        load_sip_settings(None, {"BRIDGE_SIP_WORKERS": "2", "BRIDGE_SIP_HOST": "sip.example"})
+    with pytest.raises(ConfigError, match="unknown mode 'maybe' \\(use auto, on, off"):
+        load_sip_settings(None, {"BRIDGE_SIP_DISPATCHER": "maybe"})
+    with pytest.raises(ConfigError, match="DISPATCHER_PORT: must be 1..65535, got 0"):
+        load_sip_settings(None, {"BRIDGE_SIP_DISPATCHER_PORT": "0"})
+    # Without the dispatcher, a wildcard host and any port are the workers' business.
+    s = load_sip_settings(
+        None, {"BRIDGE_SIP_HOST": "0.0.0.0", "BRIDGE_SIP_DISPATCHER_PORT": "5080"}
+    )
+    assert not s.dispatcher_active
+
+
+def test_workers_behind_the_dispatcher_accept_its_address() -> None:
+    lan = (ipaddress.ip_network("192.0.2.0/24"),)
+    direct = SipSettings(host="10.0.0.5", allowed_sources=lan)
+    assert direct.worker_allowed_sources() == lan
+    behind = SipSettings(host="10.0.0.5", allowed_sources=lan, workers=2)
+    assert behind.worker_allowed_sources() == (*lan, ipaddress.ip_network("10.0.0.5/32"))
+    assert SipSettings(workers=2).worker_allowed_sources() == SipSettings().allowed_sources
+
+
+def test_routes_registration_and_rtp_timeout_reach_the_workers(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(
+        '[sip]\nrtp_timeout_s = 12\nregistrar = "sip:pbx.example.com"\nauth_user = "1001"\n'
+        '[sip.agents]\n"1001" = "alice"\n'
+        '[[sip.routes]]\nuser = "tap-*"\nmode = "b2bua"\ntarget = "sip:{ext}@10.0.0.5"\n'
+    )
+    settings = load_sip_settings(path, {"BRIDGE_SIP_AUTH_PASSWORD": "s3cret"})
+    assert settings.rtp_timeout_s == 12 and settings.auth_password == "s3cret"
+    assert "s3cret" not in repr(settings)
+    spec = WorkerSpec.from_json(worker_spec(settings, 0).to_json())
+    assert "s3cret" not in worker_spec(settings, 0).to_json()  # never on a command line
+    assert (spec.registrar, spec.auth_user, spec.rtp_timeout_s) == (
+        "sip:pbx.example.com",
+        "1001",
+        12,
+    )
+    assert spec.agent_users == ("1001",)
+    [route] = spec.route_table()
+    assert route == settings.routes[0]
+    assert route.b2bua_target(user="tap-1002", headers={}) == "sip:1002@10.0.0.5"
+
+
+def test_route_and_registration_problems_name_where_they_are(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text('[sip]\nregistrar = "pbx.example.com"\n[[sip.routes]]\nmode = "b2bua"\n')
+    with pytest.raises(ConfigError) as info:
+        load_sip_settings(path, {"BRIDGE_SIP_RTP_TIMEOUT_S": "-1"})
+    assert info.value.problems == [
+        f"{path}: sip.routes[1]: mode b2bua needs target or target_header (where to dial)",
+        f"{path}: sip.registrar: 'pbx.example.com' is not a sip: URI (sip:pbx.example.com)",
+        "sip.auth_user: needed with a registrar (the extension)",
+        "BRIDGE_SIP_RTP_TIMEOUT_S: must be >= 0 (0: never), got -1",
+    ]

@@ -18,17 +18,43 @@ from bridge.sip import wire
             from_uri='"Ann" <sip:ann@example.com>',
             to_uri="<sip:bridge@127.0.0.1:5080>",
             source="127.0.0.1:5070",
+        ),
+        wire.CallStarted(
+            key=8,
+            sip_call_id="x",
+            from_uri="<sip:src@sbc>",
+            to_uri="<sip:srs@bridge>",
+            source="10.0.0.1:5060",
+            mode="siprec",
+            metadata='<recording xmlns="urn:ietf:params:xml:ns:recording:1"/>',
+        ),
+        wire.LegStarted(
+            key=9,
+            call_key=8,
+            role="agent",
+            label="sip:alice@example.com (Alice)",
             codec="g722/16000",
             rate_hz=16000,
+            stream="2",
         ),
+        wire.Event(key=8, kind="sip.hold", detail="stream 0 inactive"),
         wire.Frame(key=7, position=160, pcm=bytes(range(256)) * 2 + b"\x00" * 128),
         wire.CallEnded(key=7, cause="bye-remote", status=200, reason="Normal call clearing"),
         wire.CallEnded(key=1, cause="error", status=500, reason="é", frames_dropped=3),
+        wire.Admission(full=True),
         wire.Quit(),
     ],
 )
 def test_every_message_survives_the_round_trip(message: wire.Message) -> None:
     assert wire.decode(wire.encode(message)) == message
+
+
+def test_an_unknown_mode_is_refused() -> None:
+    data = wire.encode(wire.CallStarted(7, "x", "a", "b", "s", mode="direct")).replace(
+        b'"direct"', b'"fax"'
+    )
+    with pytest.raises(RemoteProtocolError, match="unknown mode 'fax'"):
+        wire.decode(data)
 
 
 def test_a_frame_is_a_9_byte_header_and_the_pcm() -> None:

@@ -50,7 +50,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         load_config(path, {"BRIDGE_PORT": "eighty"})
     assert info.value.problems == [
         f"{path}: unknown setting asr.modle (known: api_key, delay_ms, language, max_buffer_s, "
-        "model, recycle_after_s, stall_timeout_s, url)",
+        "max_legs, model, recycle_after_s, stall_timeout_s, url)",
         f"{path}: unknown setting nope.x (unknown section)",
         "BRIDGE_PORT='eighty': expected int",
         "ASR url 'http://x': expected ws://host:port/v1/realtime (or wss://)",
@@ -100,3 +100,10 @@ def test_webrtc_ice_servers_from_the_environment() -> None:
         "webrtc turn is set but no turn_username/BRIDGE_WEBRTC_TURN_PASSWORD: TURN servers need "
         "credentials",
     ]
+
+
+def test_asr_capacity_from_the_environment() -> None:
+    assert load_config(None, {"HOME": "/h"}).asr.max_legs == 0  # no limit known
+    assert load_config(None, {"HOME": "/h", "BRIDGE_ASR_MAX_LEGS": "24"}).asr.max_legs == 24
+    with pytest.raises(ConfigError, match="ASR max_legs must be >= 0"):
+        load_config(None, {"HOME": "/h", "BRIDGE_ASR_MAX_LEGS": "-1"})
