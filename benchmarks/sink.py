@@ -19,9 +19,15 @@ handler gets the frame, so it includes this process's own scheduling delay) and 
 appended.  ``CLOCK_MONOTONIC`` is system-wide on Linux, so the benchmark can compare these times
 with its own.
 
+With ``--markers THRESHOLD`` it also decodes every append and records the impulses in it (for
+``bench_sip.py``'s latency figure): each run of samples with ``|x| >= THRESHOLD`` (gaps under
+:data:`IMPULSE_GAP` samples) gives one ``[peak_sample, peak_abs, chunk_end_sample, recv_ns]``,
+sample indices counted from the connection's first append.  An impulse whose ringing straddles
+two appends is recorded in both; the reader keeps the larger peak.
+
 Run::
 
-    python benchmarks/sink.py [--port 0] [--stats stats.json] [--max-seconds 900]
+    python benchmarks/sink.py [--port 0] [--stats stats.json] [--max-seconds 900] [--markers 0]
 
 It prints one JSON line ``{"port": ..., "pid": ...}`` on stdout once it listens (on 127.0.0.1
 only), and writes its statistics to ``--stats`` (or stdout) when it gets SIGTERM/SIGINT or after
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import resource
@@ -52,6 +59,7 @@ PROMPT_TOKENS = 39
 APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
 DELTA = '{"type":"transcription.delta","delta":""}'
 INVALID_JSON = '{"type":"error","error":"Invalid JSON","code":"invalid_json"}'
+IMPULSE_GAP = 16  # samples below the threshold that still belong to one impulse
 
 
 def total_steps(samples: int) -> int:
@@ -85,6 +93,7 @@ class ConnStats:
         "finals",
         "generations",
         "label",
+        "markers",
         "other",
         "recv_ns",
         "samples",
@@ -102,6 +111,7 @@ class ConnStats:
         self.steps_sent = 0
         self.other = 0
         self.recv_ns: list[int] = []
+        self.markers: list[list[int]] = []  # [peak_sample, peak_abs, chunk_end, recv_ns]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -115,12 +125,27 @@ class ConnStats:
             "steps_sent": self.steps_sent,
             "other_frames": self.other,
             "recv_ns": self.recv_ns,
+            "markers": self.markers,
         }
 
 
+def find_impulses(pcm: bytes, threshold: int) -> list[tuple[int, int]]:
+    """``(index, abs value)`` of the peak of each run of ``|x| >= threshold`` in PCM16 bytes."""
+    import numpy as np  # only with --markers: the plain sink stays stdlib + websockets
+
+    x = np.abs(np.frombuffer(pcm, dtype="<i2").astype(np.int32))
+    hits = np.flatnonzero(x >= threshold)
+    if hits.size == 0:
+        return []
+    runs = np.split(hits, np.flatnonzero(np.diff(hits) >= IMPULSE_GAP) + 1)
+    peaks = [int(run[np.argmax(x[run])]) for run in runs]
+    return [(i, int(x[i])) for i in peaks]
+
+
 class Sink:
-    def __init__(self) -> None:
+    def __init__(self, markers: int = 0) -> None:
         self.connections: list[ConnStats] = []
+        self.marker_threshold = markers  # 0: appends are not decoded
 
     async def handler(self, ws: ServerConnection) -> None:
         stats = ConnStats()
@@ -164,6 +189,12 @@ class Sink:
                         n = b64_decoded_len(str(event.get("audio", ""))) // 2
                 if kind == "input_audio_buffer.append":
                     recv_ns.append(now)
+                    if self.marker_threshold and n:
+                        b64 = event["audio"] if event else message[len(APPEND_HEAD) : -2]
+                        pcm = base64.b64decode(b64)
+                        end = stats.samples + n
+                        for index, peak in find_impulses(pcm, self.marker_threshold):
+                            stats.markers.append([stats.samples + index, peak, end, now])
                     stats.appends += 1
                     stats.samples += n
                     if not running:
@@ -240,7 +271,7 @@ def write_stats(path: str, result: dict[str, Any]) -> None:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    sink = Sink()
+    sink = Sink(markers=args.markers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -278,6 +309,12 @@ def main() -> None:
     parser.add_argument("--stats", help="write statistics here on exit (default: stdout)")
     parser.add_argument(
         "--max-seconds", type=float, default=900.0, help="exit after this long at most"
+    )
+    parser.add_argument(
+        "--markers",
+        type=int,
+        default=0,
+        help="decode appends and record impulses with |sample| >= this (0: off)",
     )
     asyncio.run(main_async(parser.parse_args()))
 
