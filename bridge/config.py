@@ -35,6 +35,7 @@ Example ``bridge.toml``::
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -98,6 +99,7 @@ class WebRtcConfig:
     turn_username: str | None = None
     turn_password: str | None = None  # secret: BRIDGE_WEBRTC_TURN_PASSWORD, never in files
     max_sessions: int = 16
+    public_address: str | None = None  # 1:1 NAT: the public IP the host's ports are reachable on
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +139,7 @@ _KEYS: dict[tuple[str, str], tuple[str | None, type]] = {
     ("webrtc", "turn_username"): ("BRIDGE_WEBRTC_TURN_USERNAME", str),
     ("webrtc", "turn_password"): ("BRIDGE_WEBRTC_TURN_PASSWORD", str),
     ("webrtc", "max_sessions"): ("BRIDGE_WEBRTC_MAX_SESSIONS", int),
+    ("webrtc", "public_address"): ("BRIDGE_WEBRTC_PUBLIC_ADDRESS", str),
 }
 
 
@@ -292,12 +295,21 @@ def _build(
         turn_username=get("webrtc", "turn_username", None),
         turn_password=get("webrtc", "turn_password", None),
         max_sessions=get("webrtc", "max_sessions", 16),
+        public_address=get("webrtc", "public_address", None),
     )
     if webrtc.turn_urls and not (webrtc.turn_username and webrtc.turn_password):
         problems.append(
             "webrtc turn is set but no turn_username/BRIDGE_WEBRTC_TURN_PASSWORD: TURN servers "
             "need credentials"
         )
+    if webrtc.public_address is not None:
+        try:
+            ipaddress.ip_address(webrtc.public_address)
+        except ValueError:
+            problems.append(
+                f"webrtc public_address {webrtc.public_address!r}: expected an IP address "
+                "(the 1:1 NAT's public IP; for other NATs use STUN/TURN)"
+            )
     if webrtc.max_sessions < 1:
         problems.append(f"webrtc max_sessions must be >= 1, got {webrtc.max_sessions}")
     return BridgeConfig(

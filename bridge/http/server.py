@@ -108,7 +108,11 @@ async def run_http(
         tokens=tokens,
         settings=settings,
         on_call_ended=webhooks.call_ended if webhooks else None,
-        whip=WhipSettings(max_sessions=webrtc.max_sessions, ice_servers=tuple(ice_servers)),
+        whip=WhipSettings(
+            max_sessions=webrtc.max_sessions,
+            ice_servers=tuple(ice_servers),
+            public_address=webrtc.public_address,
+        ),
     )
     server = _Server(
         uvicorn.Config(

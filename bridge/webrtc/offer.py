@@ -151,6 +151,28 @@ def keep_candidates(sdp: str, *, loopback_only: bool) -> str:
     return "\r\n".join(out)
 
 
+def advertise_public_address(answer_sdp: str, public_address: str) -> str:
+    """The answer with each host UDP candidate repeated on ``public_address`` (1:1 NAT).
+
+    aioice gathers host candidates on the local interfaces only and has no NAT mapping option.
+    Behind a static 1:1 NAT (a cloud VM's public IP) the peer can reach the same port on the
+    public address, so the answer offers that too: a host candidate (RFC 8445 §5.1.1.1) with its
+    own foundation and a slightly lower priority than the private one, like Janus'
+    ``nat_1_1_mapping`` with the private address kept.  Port and component are unchanged.
+    """
+    out: list[str] = []
+    for line in answer_sdp.replace("\r\n", "\n").split("\n"):
+        out.append(line)
+        parts = line[len("a=candidate:") :].split() if line.startswith("a=candidate:") else []
+        # RFC 8839 §5.1: foundation component transport priority address port "typ" type ...
+        if len(parts) >= 8 and parts[2].lower() == "udp" and parts[7] == "host":
+            if parts[4] == public_address:
+                continue
+            mapped = [f"{parts[0]}n", parts[1], parts[2], str(max(0, int(parts[3]) - 1))]
+            out.append("a=candidate:" + " ".join(mapped + [public_address] + parts[5:]))
+    return "\r\n".join(out)
+
+
 def loopback_udp(candidate: str) -> bool:
     """Whether a candidate (the value of ``a=candidate:``) is UDP on a loopback address."""
     parts = candidate.split()

@@ -52,7 +52,7 @@ from bridge.log import LegLogger, leg_logger
 from storage import TranscriptStore
 
 from .clock import PtsClock
-from .offer import Offer, keep_candidates
+from .offer import Offer, advertise_public_address, keep_candidates
 from .trickle import MAX_REMOTE_CANDIDATES, TricklePatch
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class WhipSettings:
     loopback_only: bool = False  # tests: use only 127.0.0.1 candidates of the offer
     # STUN/TURN servers for aiortc's candidates: (urls, username, credential).
     ice_servers: tuple[tuple[tuple[str, ...], str | None, str | None], ...] = ()
+    public_address: str | None = None  # 1:1 NAT: also offer the host candidates on this IP
 
 
 def peer_configuration(settings: WhipSettings) -> RTCConfiguration:
@@ -144,6 +145,10 @@ class WhipSession:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         self.answer_sdp = self.pc.localDescription.sdp
+        if self.settings.public_address:
+            self.answer_sdp = advertise_public_address(
+                self.answer_sdp, self.settings.public_address
+            )
         return self.answer_sdp
 
     async def start(self, now_ms: int) -> None:

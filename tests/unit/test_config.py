@@ -107,3 +107,10 @@ def test_asr_capacity_from_the_environment() -> None:
     assert load_config(None, {"HOME": "/h", "BRIDGE_ASR_MAX_LEGS": "24"}).asr.max_legs == 24
     with pytest.raises(ConfigError, match="ASR max_legs must be >= 0"):
         load_config(None, {"HOME": "/h", "BRIDGE_ASR_MAX_LEGS": "-1"})
+
+
+def test_webrtc_public_address_must_be_an_ip() -> None:
+    environ = {"HOME": "/h", "BRIDGE_WEBRTC_PUBLIC_ADDRESS": "203.0.113.5"}
+    assert load_config(None, environ).webrtc.public_address == "203.0.113.5"
+    with pytest.raises(ConfigError, match="expected an IP address"):
+        load_config(None, {"HOME": "/h", "BRIDGE_WEBRTC_PUBLIC_ADDRESS": "bridge.example.com"})

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from bridge.webrtc.offer import OfferRejected, check_offer, keep_candidates
+from bridge.webrtc.offer import (
+    OfferRejected,
+    advertise_public_address,
+    check_offer,
+    keep_candidates,
+)
 
 CHROME = (Path(__file__).parent / "chrome156_two_audio.sdp").read_text()
 
@@ -109,3 +114,21 @@ def test_session_level_ice_credentials_count() -> None:
         [*lines[:4], "a=ice-ufrag:sess", "a=ice-pwd:sessionpasswordsessionpw", *lines[4:]]
     )
     assert check_offer(sdp, max_tracks=2).ice.ufrag == "sess"
+
+
+def test_a_public_address_repeats_each_host_udp_candidate() -> None:
+    answer = (
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+        "a=candidate:1a2b 1 udp 2130706431 10.0.0.7 50123 typ host\r\n"
+        "a=candidate:3c4d 1 udp 1694498815 198.51.100.9 50123 typ srflx raddr 10.0.0.7 "
+        "rport 50123\r\n"
+        "a=candidate:5e6f 1 tcp 1518280447 10.0.0.7 9 typ host tcptype active\r\n"
+        "a=end-of-candidates\r\n"
+    )
+    lines = advertise_public_address(answer, "203.0.113.5").split("\r\n")
+    assert lines[2:4] == [
+        "a=candidate:1a2b 1 udp 2130706431 10.0.0.7 50123 typ host",
+        "a=candidate:1a2bn 1 udp 2130706430 203.0.113.5 50123 typ host",  # same port
+    ]
+    assert sum(line.count("203.0.113.5") for line in lines) == 1  # srflx, TCP: left alone
+    assert lines[-2:] == ["a=end-of-candidates", ""]  # the trailing CRLF kept
