@@ -389,24 +389,20 @@ class SipIngest:
             self._receive(worker, message)
 
     def _receive(self, worker: _Worker, message: wire.Message) -> None:
-        if isinstance(message, wire.Frame):
+        if isinstance(message, wire.Frame | wire.Dtmf):
             found = worker.legs.get(message.key)
             if found is None:
                 return
             call, state = found
-            if state.leg is None:
+            if isinstance(message, wire.Dtmf):
+                if state.leg_id is None:
+                    state.pending_dtmf.append(message)
+                else:
+                    self._put_dtmf(call, state, message)
+            elif state.leg is None:
                 state.pending.append(message)
-                return
-            self._feed(call, state.leg, message)
-        elif isinstance(message, wire.Dtmf):
-            found = worker.legs.get(message.key)
-            if found is None:
-                return
-            call, state = found
-            if state.leg_id is None:
-                state.pending_dtmf.append(message)
-                return
-            self._put_dtmf(call, state, message)
+            else:
+                self._feed(call, state.leg, message)
         elif isinstance(message, wire.LegStarted):
             owner = worker.calls.get(message.call_key)
             if owner is None:

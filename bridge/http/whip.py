@@ -161,19 +161,15 @@ async def post_offer(request: Request) -> Response:
         status = exc.status_hint or 400
         kind = "bad-sdp" if status == 400 else "no-usable-audio"
         raise HttpProblem(status, str(exc), kind=kind) from None
+    busy = None
     if sessions.full:
+        busy = f"the bridge takes at most {sessions.settings.max_sessions} WebRTC sessions at once"
+    elif at_capacity(sessions.endpoint.max_legs):
+        busy = f"transcription capacity is full ({sessions.endpoint.max_legs} legs)"
+    if busy is not None:
         raise HttpProblem(
             503,
-            f"the bridge takes at most {sessions.settings.max_sessions} WebRTC sessions at once; "
-            f"retry in {RETRY_AFTER_S} s",
-            kind="busy",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        )
-    if at_capacity(sessions.endpoint.max_legs):
-        raise HttpProblem(
-            503,
-            f"transcription capacity is full ({sessions.endpoint.max_legs} legs); "
-            f"retry in {RETRY_AFTER_S} s",
+            f"{busy}; retry in {RETRY_AFTER_S} s",
             kind="busy",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
