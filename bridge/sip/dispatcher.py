@@ -60,6 +60,8 @@ LOG_LINES_KEPT = 30  # the last lines, quoted when kamailio fails to start
 
 _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 _LEVEL = re.compile(r"\b(ALERT|BUG|CRITICAL|ERROR|WARNING|NOTICE|INFO|DEBUG):")
+# Kamailio's main process reports each child's normal exit at ALERT when it is stopped.
+_NORMAL_EXIT = re.compile(r"handle_sigs\(\): child process \d+ exited normally")
 _LEVELS = {
     "ALERT": logging.CRITICAL,
     "BUG": logging.ERROR,
@@ -316,7 +318,10 @@ async def _forward_log(stream: asyncio.StreamReader, lines: deque[str]) -> None:
             continue
         lines.append(line)
         level = _LEVEL.search(line)
-        kamailio_logger.log(_LEVELS[level.group(1)] if level else logging.DEBUG, "%s", line)
+        if level is None or _NORMAL_EXIT.search(line):
+            kamailio_logger.debug("%s", line)
+        else:
+            kamailio_logger.log(_LEVELS[level.group(1)], "%s", line)
 
 
 async def _wait_listening(
