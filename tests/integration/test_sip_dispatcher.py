@@ -294,3 +294,27 @@ async def test_run_sip_ingest_starts_kamailio_in_front_of_several_workers(
             await asyncio.wait_for(serving, 60)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # Kamailio let go of it
         probe.bind(("127.0.0.1", settings.dispatcher_port))
+
+
+async def test_the_bridges_own_bye_goes_back_through_the_dispatcher(
+    tmp_path: Path, vllm_server: VllmServer
+) -> None:
+    """A worker-originated BYE (here: no RTP for rtp_timeout_s) takes the Record-Route through
+    Kamailio, which lets it in as coming from a worker, and reaches the caller."""
+    async with dispatched(tmp_path, vllm_server, rtp_timeout_s=2) as (bridge, dispatcher):
+        work = tmp_path / "sipp"
+        write_audio(work, "PCMU", tone(1.0))
+        result = await asyncio.to_thread(
+            run_scenario,
+            work,
+            "uac_stream_proxied_bye_rx",
+            f"127.0.0.1:{dispatcher.port}",
+            fill={"FILE": "audio.raw", "PT": "0", "CODEC": "PCMU"},
+            timeout_s=30,
+        )
+        assert result.returncode == 0, result.output + result.errors
+        [transcript] = await bridge.calls(1)
+    assert came_through(transcript, dispatcher)
+    assert transcript.call.end_cause == "rtp-timeout"
+    bye = next(m for m in result.messages.split("-----") if "BYE sip:" in m)
+    assert f"Via: SIP/2.0/UDP 127.0.0.1:{dispatcher.port}" in bye  # relayed by Kamailio
