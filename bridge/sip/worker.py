@@ -448,9 +448,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
             position = tap.position
             digit, duration, flags = str(prm.digit), int(prm.duration), int(prm.flags)
             if method == "info":
-                self.worker.outbox.send_soon(
-                    wire.Dtmf(tap.key, digit, method, _duration_ms(duration), position)
-                )
+                self._digit(tap, digit, method, _duration_ms(duration), position)
                 return
             timestamp = int(prm.timestamp)
             opened = self.dtmf_open
@@ -467,9 +465,16 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
                 start = opened[2]
             else:  # the start was lost: count back from the end
                 start = max(0, position - duration_ms * tap.rate_hz // 1000)
-            self.worker.outbox.send_soon(wire.Dtmf(tap.key, digit, method, duration_ms, start))
+            self._digit(tap, digit, method, duration_ms, start)
         except Exception:  # P2
             logger.exception("call %s: DTMF callback failed", self.sip_call_id)
+
+    def _digit(self, tap: TapPort, digit: str, method: str, duration_ms: int, start: int) -> None:
+        """A finished digit: handed over (O(µs), any pjsua thread); in a b2bua call it is also
+        queued for the other side, which the conference bridge would not carry (audio only)."""
+        self.worker.outbox.send_soon(wire.Dtmf(tap.key, digit, method, duration_ms, start))
+        if self.peer is not None:
+            self.worker.dtmf_relay.append((self.peer, digit))
 
     def close_dtmf(self) -> None:
         """Hand over an RFC 4733 digit whose end never came (duration 0: unknown)."""
@@ -477,7 +482,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         tap = next(iter(self.taps.values()), None)
         if opened is not None and tap is not None:
             _, digit, start = opened
-            self.worker.outbox.send_soon(wire.Dtmf(tap.key, digit, "rfc4733", 0, start))
+            self._digit(tap, digit, "rfc4733", 0, start)
 
     # -- call state ----------------------------------------------------------------------------
 
@@ -562,6 +567,8 @@ class Worker:
         self.next_check = 0.0
         self.stopping = False
         self.asr_full = False  # the main process says: no ASR capacity for new calls
+        # b2bua digits to send on to the other side, from the main thread (not a media thread)
+        self.dtmf_relay: deque[tuple[BridgeCall, str]] = deque(maxlen=DTMF_BACKLOG)
 
     def new_key(self) -> int:
         key = self.next_key
@@ -644,11 +651,25 @@ class Worker:
                     self.asr_full = message.full
             if self.outbox.backlog:
                 self.outbox.flush()
+            self.relay_dtmf()
             now = time.monotonic()
             self.reap(now)
             if now >= self.next_check:
                 self.next_check = now + INACTIVITY_CHECK_S
                 self.check_inactivity(now)
+
+    def relay_dtmf(self) -> None:
+        """b2bua: send the digits one side pressed to the other (RFC 4733, pjsua's default)."""
+        while self.dtmf_relay:
+            call, digit = self.dtmf_relay.popleft()
+            if call.ended or not call.confirmed:
+                continue
+            try:
+                call.dialDtmf(digit)
+            except pj.Error as exc:
+                logger.warning(
+                    "call %s: DTMF %s not relayed: %s", call.sip_call_id, digit, exc.info()
+                )
 
     def check_inactivity(self, now: float) -> None:
         """Hang up a call whose tapped streams received no RTP for ``spec.rtp_timeout_s``.

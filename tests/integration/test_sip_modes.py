@@ -315,6 +315,43 @@ async def test_b2bua_cancel_while_ringing_reaches_the_callee(
     assert transcript.legs == ()
 
 
+async def test_b2bua_relays_the_callers_digits_to_the_callee(
+    tmp_path: Path, vllm_server: VllmServer
+) -> None:
+    """RFC 4733 digits from A are stored on the caller leg and sent on to B as RFC 4733 events
+    (the conference bridge carries audio only)."""
+    async with b2bua_bridge(tmp_path, vllm_server) as (bridge, callee_port), peers(1) as (b,):
+        callee = start_sipp(
+            tmp_path / "b",
+            "uas_answer",
+            bridge.target,
+            fill={"PORT": str(b.port)},
+            sip_port=callee_port,
+        )
+        caller = await asyncio.to_thread(
+            run_scenario,
+            tmp_path / "a",
+            "uac_dtmf_rfc4733",
+            bridge.target,
+            fill={"PCAPS": "/usr/share/sip-tester", "USER": "tap-1001"},
+        )
+        assert caller.returncode == 0, caller.output + caller.errors
+        assert (await callee).returncode == 0
+        transcript = await only_call(bridge)
+    [caller_leg] = [leg for leg in transcript.legs if leg.role is LegRole.CALLER]
+    stored = [e.detail.split()[0] for e in transcript.events if e.kind == "dtmf"]
+    assert stored == ["digit=1", "digit=2", "digit=3", "digit=#"]
+    assert all(e.leg_id == caller_leg.leg_id for e in transcript.events if e.kind == "dtmf")
+    # RFC 4733 §2.3: the event code is the payload's first byte; '#' is 11.
+    events = [payload[0] for pt, payload in b.received if pt == 101 and payload]
+    assert [code for n, code in enumerate(events) if n == 0 or events[n - 1] != code] == [
+        1,
+        2,
+        3,
+        11,
+    ]
+
+
 PCMU_OFFER = (
     "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
