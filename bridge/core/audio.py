@@ -21,7 +21,13 @@ What soxr (python-soxr 1.1.0, libsoxr 0.1.3-14) does, measured and relied on her
 * **Bursty output, i.e. latency.**  soxr works on blocks and returns nothing for some calls: with
   'HQ', 8 kHz input in 20 ms frames gives 0, 0, 0, 0, 0, 1660, 0, ... output samples (up to ~115 ms
   of 16 kHz audio held back); 48 kHz gives ~490 samples on two frames of three (~37 ms held).
-  ``flush()`` / ``finish()`` returns the rest.
+  ``flush()`` / ``finish()`` returns the rest.  So upsampling (8 kHz phone audio, the one
+  latency-bound case) uses soxr's variable-rate engine (``vr=True``): an impulse comes out a
+  steady 30 ms after its frame went in (fixed-rate 'HQ': 50 ms median, 110 ms at worst), with
+  > 80 dB SNR on 1-3 kHz tones (G.711 itself is ~38 dB), no time shift, the same exact totals
+  and split-invariant output, for ~5 µs more CPU per 20 ms frame.  Downsampling keeps the
+  fixed-rate engine: from 48 kHz it already releases within 10-30 ms, and ``vr`` there measured
+  17 dB.
 * **int16 mode dithers.**  With ``dtype='int16'`` libsoxr adds random TPDF dither to the output:
   silence in is not silence out, and two runs over the same input differ by up to 2 LSB.  So the
   stream runs in float32 (on the int16 scale) and this module rounds to int16 itself: digital
@@ -114,7 +120,12 @@ class Resampler:
         self._stream: soxr.ResampleStream | None = None
         if in_rate_hz != out_rate_hz:
             self._stream = soxr.ResampleStream(
-                in_rate_hz, out_rate_hz, 1, dtype="float32", quality=quality
+                in_rate_hz,
+                out_rate_hz,
+                1,
+                dtype="float32",
+                quality=quality,
+                vr=in_rate_hz < out_rate_hz,  # see "Latency" in the module docstring
             )
         self._finished = False
 
