@@ -445,3 +445,73 @@ async def test_over_capacity_is_503_with_retry_after_until_a_session_ends(
         finally:
             await first.close()
             await second.close()
+
+
+async def test_softphone_says_why_it_is_refused_and_retries_when_busy(
+    tmp_path: Path, loopback_ice: None, tone_wav: Path
+) -> None:
+    """The page as an agent sees it: a busy bridge (503) is a "reconnecting in N s" message and
+    a retry that gets through once a slot frees; a bad token is a final refusal naming the
+    status; a denied microphone says how to allow it."""
+    whip = WhipSettings(loopback_only=True, max_sessions=1, connect_timeout_s=30)
+    holder = RTCPeerConnection()
+    async with (
+        serve(tmp_path / "t.db", NO_ASR, whip) as (base, _, _),
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+        async_playwright() as pw,
+    ):
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[a for a in chromium_args(tone_wav, tmp_path / "p")[1:] if "user-data" not in a],
+        )
+        try:
+            r = await post_offer(http, await sendonly_offer(holder, PcmTrack(tone(60.0))))
+            assert r.status_code == 201, r.text  # the one slot is taken
+            page = await browser.new_page()
+            await page.goto(f"{base}/softphone?token={ALICE}&autostart=1")
+            message = page.locator("#message")
+            await page.wait_for_function(
+                "document.getElementById('message').textContent.includes('reconnecting in')",
+                timeout=20_000,
+            )
+            text = await message.text_content() or ""
+            assert "The bridge refused the call (503)" in text and "at most 1" in text, text
+            assert await page.evaluate("window.__softphone") is None
+            assert (await http.delete(r.headers["location"], headers=auth())).status_code == 200
+            info = await page.wait_for_function("window.__softphone", timeout=40_000)
+            call_id = (await info.json_value())["callId"]
+            assert call_id and (await message.text_content() or "") == ""  # cleared
+            await page.click("#stop")
+            # A wrong token: refused for good (no retry), and the page says so.
+            bad = await browser.new_page()
+            await bad.goto(f"{base}/softphone?token=not-a-token&autostart=1")
+            await bad.wait_for_function(
+                "document.getElementById('status').textContent === 'stopped'", timeout=20_000
+            )
+            text = await bad.locator("#message").text_content() or ""
+            assert text.startswith("The bridge refused the call (401)"), text
+            # No fake permission UI: the microphone is denied, and the page says how to fix it.
+            denied = await pw.chromium.launch(
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    a
+                    for a in chromium_args(tone_wav, tmp_path / "q")[1:]
+                    if "user-data" not in a and "fake-ui" not in a
+                ],
+            )
+            try:
+                page = await (await denied.new_context(permissions=[])).new_page()
+                await page.goto(f"{base}/softphone?token={ALICE}&autostart=1")
+                await page.wait_for_function(
+                    "document.getElementById('message').textContent.includes('denied')",
+                    timeout=20_000,
+                )
+                text = await page.locator("#message").text_content() or ""
+                assert text.startswith("Microphone access was denied: allow it"), text
+            finally:
+                await denied.close()
+        finally:
+            await browser.close()
+            await holder.close()
