@@ -15,7 +15,10 @@ Example::
                                   # "on", "off" or "auto" (on when workers > 1)
     dispatcher_port = 5060        # BRIDGE_SIP_DISPATCHER_PORT: the one SIP address for every
                                   # worker (host:dispatcher_port); needs `kamailio` (Debian)
-    transports = ["udp", "tcp"]   # BRIDGE_SIP_TRANSPORTS="udp,tcp"
+    transports = ["udp", "tcp"]   # BRIDGE_SIP_TRANSPORTS="udp,tcp" ("tls" too, one worker only)
+    tls_port = 5061               # BRIDGE_SIP_TLS_PORT: worker k takes TLS on tls_port + k
+    tls_cert_file = ""            # BRIDGE_SIP_TLS_CERT_FILE: PEM certificate (chain)
+    tls_key_file = ""             # BRIDGE_SIP_TLS_KEY_FILE: its PEM private key
     rtp_port_min = 40000          # BRIDGE_SIP_RTP_PORT_MIN: split evenly over the workers
     rtp_port_max = 40999          # BRIDGE_SIP_RTP_PORT_MAX
     codecs = ["PCMU", "PCMA", "G722"]  # BRIDGE_SIP_CODECS, in order of preference
@@ -63,7 +66,7 @@ PJSUA_MAX_CALLS = 4
 
 # Codecs the bridge can tap (pjsua2.md §3); everything else in the wheel stays off.
 SUPPORTED_CODECS = ("PCMU", "PCMA", "G722")
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
 # [sip] dispatcher: Kamailio in front of the workers (bridge.sip.dispatcher).
 DISPATCHER_MODES = ("auto", "on", "off")
 _HOST_TOKEN = re.compile(r"[A-Za-z0-9.:-]+")
@@ -91,6 +94,9 @@ class SipSettings:
     agents: tuple[tuple[str, str], ...] = ()  # (SIP user or URI, agent)
     rtp_timeout_s: int = 30
     routes: tuple[Route, ...] = ()
+    tls_port: int = 5061  # worker k takes TLS (RFC 3261 §26.2) on tls_port + k
+    tls_cert_file: str | None = None  # PEM certificate (chain) the workers present
+    tls_key_file: str | None = None  # its PEM private key
     registrar: str | None = None  # register as an extension of this PBX (RFC 3261 §10)
     auth_user: str | None = None
     auth_password: str | None = field(default=None, repr=False)
@@ -158,6 +164,9 @@ _KEYS: dict[str, tuple[str, type]] = {
     "direct_role": ("BRIDGE_SIP_DIRECT_ROLE", str),
     "agents": ("BRIDGE_SIP_AGENTS", list),
     "rtp_timeout_s": ("BRIDGE_SIP_RTP_TIMEOUT_S", int),
+    "tls_port": ("BRIDGE_SIP_TLS_PORT", int),
+    "tls_cert_file": ("BRIDGE_SIP_TLS_CERT_FILE", str),
+    "tls_key_file": ("BRIDGE_SIP_TLS_KEY_FILE", str),
     "registrar": ("BRIDGE_SIP_REGISTRAR", str),
     "auth_user": ("BRIDGE_SIP_AUTH_USER", str),
     "auth_password": ("BRIDGE_SIP_AUTH_PASSWORD", str),
@@ -252,9 +261,9 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
     transports = tuple(t.lower() for t in get("transports"))
     for t in transports:
         if t not in TRANSPORTS:
-            problems.append(f"{origin('transports')}: unknown transport {t!r} (use udp, tcp)")
+            problems.append(f"{origin('transports')}: unknown transport {t!r} (use udp, tcp, tls)")
     if not transports:
-        problems.append(f"{origin('transports')}: needs at least one of udp, tcp")
+        problems.append(f"{origin('transports')}: needs at least one of udp, tcp, tls")
     codecs = tuple(c.upper() for c in get("codecs"))
     for c in codecs:
         if c not in SUPPORTED_CODECS:
@@ -324,6 +333,9 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
         dispatcher=str(get("dispatcher")).lower(),
         dispatcher_port=get("dispatcher_port"),
         routes=get("routes"),
+        tls_port=get("tls_port"),
+        tls_cert_file=get("tls_cert_file") or None,
+        tls_key_file=get("tls_key_file") or None,
         registrar=get("registrar") or None,
         auth_user=get("auth_user") or None,
         auth_password=get("auth_password") or None,
@@ -356,6 +368,27 @@ def _check_ranges(s: SipSettings, origin: Any, problems: list[str]) -> None:
             problems.append(
                 f"RTP port range {s.rtp_port_min}..{s.rtp_port_max}: {share} port(s) per worker, "
                 f"need at least {2 * s.max_calls_per_worker + 2} (2 per call)"
+            )
+    if "tls" in s.transports:
+        for key in ("tls_cert_file", "tls_key_file"):
+            path = getattr(s, key)
+            if not path:
+                problems.append(f"{origin(key)}: needed for transport tls (a PEM file)")
+            elif not Path(path).expanduser().is_file():
+                problems.append(f"{origin(key)}: {path!r} is not a readable file")
+        if s.dispatcher_active:
+            problems.append(
+                f"{origin('transports')}: tls is served by the workers themselves; with several "
+                "workers Kamailio is in front and the bridge does not configure its tls module "
+                "(use one worker, dispatcher = 'off', or terminate TLS at your SBC)"
+            )
+        tls_end = s.tls_port + max(s.workers, 1)
+        if not 1 <= s.tls_port or tls_end - 1 > 65535:
+            problems.append(f"{origin('tls_port')}: tls_port + workers - 1 must be in 1..65535")
+        elif s.tls_port < s.port + s.workers and s.port < tls_end:
+            problems.append(
+                f"{origin('tls_port')}: {s.tls_port}..{tls_end - 1} overlaps the workers' "
+                f"UDP/TCP ports {s.port}..{s.port + s.workers - 1}"
             )
     if s.registrar is not None:
         if not s.registrar.startswith(("sip:", "sips:")):

@@ -34,6 +34,9 @@ class WorkerSpec:
     direct_role: str = "caller"  # a LegRole value: the remote party of a direct call
     agent_users: tuple[str, ...] = ()  # [sip.agents] keys: who is an agent in SIPREC metadata
     routes: tuple[dict[str, str], ...] = ()  # [[sip.routes]] tables (sip_config.routes)
+    tls_port: int = 5061  # this worker's TLS port, when "tls" is a transport
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     registrar: str | None = None  # register as auth_user (its password: environment only)
     auth_user: str | None = None
     auth_realm: str = "*"
@@ -84,6 +87,9 @@ def worker_spec(settings: SipSettings, index: int) -> WorkerSpec:
         direct_role=settings.direct_role.value,
         agent_users=tuple(extension for extension, _ in settings.agents),
         routes=tuple(route.as_table() for route in settings.routes),
+        tls_port=settings.tls_port + index,
+        tls_cert_file=settings.tls_cert_file,
+        tls_key_file=settings.tls_key_file,
         registrar=settings.registrar,
         auth_user=settings.auth_user,
         auth_realm=settings.auth_realm,

@@ -608,13 +608,21 @@ class Worker:
         ep.libInit(cfg)
         ep.audDevManager().setNullDev()  # the wheel has no sound devices
         public = spec.public_address or spec.host
+        kinds = {
+            "udp": pj.PJSIP_TRANSPORT_UDP,
+            "tcp": pj.PJSIP_TRANSPORT_TCP,
+            "tls": pj.PJSIP_TRANSPORT_TLS,
+        }
         for name in spec.transports:
             tc = pj.TransportConfig()
             tc.port = spec.sip_port
             tc.boundAddress = spec.host
             tc.publicAddress = public
-            kind = pj.PJSIP_TRANSPORT_TCP if name == "tcp" else pj.PJSIP_TRANSPORT_UDP
-            ep.transportCreate(kind, tc)
+            if name == "tls":  # RFC 3261 §26.2: SIP over TLS, on its own port
+                tc.port = spec.tls_port
+                tc.tlsConfig.certFile = spec.tls_cert_file or ""
+                tc.tlsConfig.privKeyFile = spec.tls_key_file or ""
+            ep.transportCreate(kinds[name], tc)
         ep.libStart()
         add_supported_option_tag("siprec")
         for codec in ep.codecEnum2():

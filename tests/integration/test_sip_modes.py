@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import ipaddress
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from engine_server import EngineServer
 from test_sip import Bridge, endpoint_for, open_bridge, sip_settings, until
 from vllm_server import VllmServer
@@ -29,6 +36,7 @@ from bridge.leg import live_legs
 from sip_config.routes import Route
 from storage import CallTranscript, TranscriptStore
 from tests.engine import speech
+from tests.sip import baresip
 from tests.sip.rtp import RtpPeer, sdp_ports
 from tests.sip.sipp import SippResult, free_port, run_scenario
 
@@ -485,3 +493,69 @@ async def test_a_registered_extension_authenticates_with_the_pbx(
             )
             assert call.final_status() == (200, "OK"), call.messages
             assert (await only_call(bridge)).call.end_cause == "bye-remote"
+
+
+# -- transports --------------------------------------------------------------------------------
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (PEM), made here: nothing secret is committed."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_a_call_over_tls_is_transcribed(tmp_path: Path, vllm_server: VllmServer) -> None:
+    """RFC 3261 §26.2: the worker listens for SIP over TLS on its own port with the configured
+    certificate; baresip dials there, checking that certificate, and the call is a leg."""
+    cert, key = self_signed_cert(tmp_path / "tls")
+    tls_port = free_port(socket.SOCK_STREAM)
+    settings = sip_settings(
+        transports=("udp", "tls"),
+        tls_port=tls_port,
+        tls_cert_file=str(cert),
+        tls_key_file=str(key),
+        codecs=("PCMU",),
+    )
+    async with open_bridge(tmp_path, vllm_server, settings) as bridge:
+        pcm = tone(3.0, 440).astype(np.int16)
+        result = await asyncio.to_thread(
+            baresip.call,
+            tmp_path / "baresip",
+            f"127.0.0.1:{tls_port}",
+            pcm,
+            codec="PCMU",
+            rate_hz=RATE,
+            tls_cafile=cert,
+        )
+        transcript = await only_call(bridge)
+    assert f"sip:bridge@127.0.0.1:{tls_port};transport=tls terminated" in result.output
+    assert transcript.call.end_cause == "bye-remote"
+    [leg] = transcript.legs
+    assert leg.codec == "pcmu/8000"
+    assert leg_text(transcript, LegRole.CALLER).startswith("hello world.")

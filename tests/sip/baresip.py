@@ -44,8 +44,11 @@ def call(
     codec: str = "G722/16000/1",
     rate_hz: int = 16000,
     timeout_s: float | None = None,
+    tls_cafile: Path | None = None,
 ) -> BaresipResult:
     """Dial ``sip:bridge@<target>``, play ``pcm`` and hang up at its end; wait for baresip.
+
+    ``tls_cafile``: dial over TLS (``;transport=tls``), trusting the certificates in that file.
 
     baresip's ``-t`` quits it after ``timeout_s`` (default: the audio plus 4 s) even when the call
     ended long before.
@@ -64,7 +67,7 @@ def call(
         f"module_path {MODULES}\n"
         "module g711.so\nmodule g722.so\nmodule aufile.so\n"
         "module_app account.so\nmodule_app menu.so\n"
-        "net_interface 127.0.0.1\n"
+        "net_interface 127.0.0.1\n" + (f"sip_cafile {tls_cafile}\n" if tls_cafile else "")
     )
     (work_dir / "accounts").write_text(f"<sip:caller@127.0.0.1>;regint=0;audio_codecs={codec}\n")
     (work_dir / "contacts").write_text("")
@@ -76,7 +79,7 @@ def call(
             "-t",
             str(int(timeout_s + 0.5)),
             "-e",
-            f"/dial sip:bridge@{target}",
+            f"/dial sip:bridge@{target}" + (";transport=tls" if tls_cafile else ""),
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

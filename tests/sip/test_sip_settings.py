@@ -49,7 +49,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     path = tmp_path / "bridge.toml"
     path.write_text(
         '[sip]\nmax_calls_per_worker = 8\ncodecs = ["opus"]\nallowed_sources = ["nope"]\n'
-        'portz = 1\ndirect_role = "boss"\ntransports = ["tls"]\n'
+        'portz = 1\ndirect_role = "boss"\ntransports = ["sctp"]\n'
     )
     with pytest.raises(ConfigError) as info:
         load_sip_settings(path, {"BRIDGE_SIP_WORKERS": "two", "BRIDGE_SIP_ENABLED": "maybe"})
@@ -62,7 +62,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "'nope' is not an IP address or network",
         "unknown setting sip.portz",
         "unknown role 'boss'",
-        "unknown transport 'tls'",
+        "unknown transport 'sctp'",
     ):
         assert expected in text
     assert len(info.value.problems) == 8
@@ -183,4 +183,35 @@ def test_route_and_registration_problems_name_where_they_are(tmp_path: Path) -> 
         f"{path}: sip.registrar: 'pbx.example.com' is not a sip: URI (sip:pbx.example.com)",
         "sip.auth_user: needed with a registrar (the extension)",
         "BRIDGE_SIP_RTP_TIMEOUT_S: must be >= 0 (0: never), got -1",
+    ]
+
+
+def test_tls_needs_its_files_one_worker_and_its_own_ports(tmp_path: Path) -> None:
+    cert = tmp_path / "cert.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    environ = {
+        "BRIDGE_SIP_TRANSPORTS": "udp,tls",
+        "BRIDGE_SIP_TLS_CERT_FILE": str(cert),
+        "BRIDGE_SIP_TLS_KEY_FILE": str(cert),
+        "BRIDGE_SIP_TLS_PORT": "5071",
+    }
+    settings = load_sip_settings(None, environ)
+    assert settings.transports == ("udp", "tls")
+    assert worker_spec(settings, 0).tls_port == 5071
+    with pytest.raises(ConfigError) as info:
+        load_sip_settings(
+            None,
+            {
+                **environ,
+                "BRIDGE_SIP_TLS_KEY_FILE": str(tmp_path / "missing.pem"),
+                "BRIDGE_SIP_TLS_PORT": "5081",
+                "BRIDGE_SIP_WORKERS": "2",
+            },
+        )
+    assert info.value.problems == [
+        f"BRIDGE_SIP_TLS_KEY_FILE: '{tmp_path / 'missing.pem'}' is not a readable file",
+        "BRIDGE_SIP_TRANSPORTS: tls is served by the workers themselves; with several workers "
+        "Kamailio is in front and the bridge does not configure its tls module (use one worker, "
+        "dispatcher = 'off', or terminate TLS at your SBC)",
+        "BRIDGE_SIP_TLS_PORT: 5081..5082 overlaps the workers' UDP/TCP ports 5080..5081",
     ]
