@@ -45,8 +45,11 @@ from tests.sip.sipp import (
 pytestmark = pytest.mark.integration
 
 RATE = 8000
-# sipp's rtp_stream sends 20 ms packets; the caller hangs up this long after its ACK.
+# sipp's rtp_stream sends 20 ms packets of STREAM_MS of audio; the caller hangs up BYE_AFTER_MS
+# after its ACK.  The margin lets the last packets through pjsua's jitter buffer (a BYE discards
+# what it still holds: 60 ms seen on a loaded box), so every streamed sample is on the leg.
 STREAM_MS = 3000
+BYE_AFTER_MS = STREAM_MS + 300
 
 
 def tone(seconds: float, freq: float = 440.0, dbfs: float = -20.0) -> np.ndarray:
@@ -140,7 +143,7 @@ async def call_streaming(
         "uac_stream",
         bridge.target,
         fill={"FILE": "audio.raw", "PT": str(pt), "CODEC": codec},
-        extra=["-d", str(STREAM_MS), "-t", "t1" if transport == "tcp" else "u1"],
+        extra=["-d", str(BYE_AFTER_MS), "-t", "t1" if transport == "tcp" else "u1"],
     )
     assert result.returncode == 0, result.output + result.errors
     assert result.final_status() == (200, "OK")

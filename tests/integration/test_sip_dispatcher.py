@@ -22,7 +22,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_sip import STREAM_MS, Bridge, endpoint_for, open_bridge, sip_settings, tone, write_audio
+from test_sip import (
+    BYE_AFTER_MS,
+    STREAM_MS,
+    Bridge,
+    endpoint_for,
+    open_bridge,
+    sip_settings,
+    tone,
+    write_audio,
+)
 from vllm_server import VllmServer
 
 from bridge.errors import TransportError
@@ -76,7 +85,7 @@ async def call_through(
         "uac_stream_proxied",
         f"127.0.0.1:{dispatcher.port}",
         fill={"FILE": "audio.raw", "PT": "0", "CODEC": "PCMU"},
-        extra=["-d", str(STREAM_MS), "-t", "t1" if transport == "tcp" else "u1"],
+        extra=["-d", str(BYE_AFTER_MS), "-t", "t1" if transport == "tcp" else "u1"],
         calls=calls,
         timeout_s=30,
     )
