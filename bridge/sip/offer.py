@@ -165,3 +165,49 @@ def sdp_body(whole_msg: str) -> str | None:
                     status_hint=415,
                 )
     return body
+
+
+def sdp_blocks(sdp: str) -> list[list[str]]:
+    """The lines of an SDP (no empty ones): the session block, then one block per m= line
+    (RFC 8866 §5), so block ``i + 1`` is media index ``i``."""
+    blocks: list[list[str]] = [[]]
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        if line.startswith("m="):
+            blocks.append([])
+        if line:
+            blocks[-1].append(line)
+    return blocks
+
+
+def join_sdp(blocks: list[list[str]], eol: str = "\r\n") -> str:
+    return eol.join(line for block in blocks for line in block) + eol
+
+
+def receive_on(sdp: str, ports: dict[int, int], *, recvonly: bool = False) -> str:
+    """Our SDP with the audio m-lines of ``ports`` (m-line index -> RTP port) moved there.
+
+    RFC 8866 §5.14: the m= port is where the media is to be sent; RFC 3605: ``a=rtcp`` names
+    the RTCP port, which follows as the next odd one (RFC 3550 §11).  ``recvonly``: those
+    streams are also answered ``a=recvonly`` (RFC 3264 §6.1: an answerer may narrow sendrecv),
+    so the bridge sends no RTP that a latching SBC could follow back to pjsua's port; a
+    stream already answered sendonly or inactive keeps its direction.
+    """
+    blocks = sdp_blocks(sdp)
+    for index, block in enumerate(blocks[1:]):
+        port = ports.get(index)
+        head = block[0].split(" ", 2)
+        if port is None or head[0] != "m=audio" or len(head) < 3 or head[1] == "0":
+            continue
+        block[0] = f"m=audio {port} {head[2]}"
+        directed = False
+        for n, line in enumerate(block):
+            if line.startswith("a=rtcp:"):
+                rest = line[7:].split(" ", 1)[1:]
+                block[n] = " ".join([f"a=rtcp:{port + 1}", *rest])
+            elif line.startswith("a=") and line[2:] in DIRECTIONS:
+                directed = True
+                if recvonly and line == "a=sendrecv":
+                    block[n] = "a=recvonly"
+        if recvonly and not directed:
+            block.append("a=recvonly")
+    return join_sdp(blocks)

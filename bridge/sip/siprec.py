@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from bridge.core.types import LegRole
 from bridge.errors import RemoteProtocolError
 from bridge.sip.message import SipMessage, parse_message
-from bridge.sip.offer import SdpOffer, parse_sdp
+from bridge.sip.offer import SdpOffer, join_sdp, parse_sdp, sdp_blocks
 
 SDP_TYPE = "application/sdp"
 METADATA_TYPE = "application/rs-metadata+xml"  # RFC 7866 §9, with Content-Disposition below
@@ -494,13 +494,8 @@ def label_answer(answer_sdp: str, labels: Sequence[str | None]) -> str:
     §1.3, tested).  Blocks that already have a label, and ``None`` labels, are left alone.
     """
     eol = "\r\n" if "\r\n" in answer_sdp else "\n"
-    blocks: list[list[str]] = [[]]
-    for line in answer_sdp.replace("\r\n", "\n").split("\n"):
-        if line.startswith("m="):
-            blocks.append([])
-        if line:
-            blocks[-1].append(line)
+    blocks = sdp_blocks(answer_sdp)
     for block, label in zip(blocks[1:], labels, strict=False):
         if label and not any(line.startswith("a=label:") for line in block):
             block.append(f"a=label:{label}")
-    return eol.join(line for block in blocks for line in block) + eol
+    return join_sdp(blocks, eol)

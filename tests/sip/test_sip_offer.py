@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.errors import RemoteProtocolError
-from bridge.sip.offer import PayloadFormat, choose_codec, parse_sdp, sdp_body
+from bridge.sip.offer import PayloadFormat, choose_codec, parse_sdp, receive_on, sdp_body
 
 OFFER = """v=0\r
 o=caller 1 1 IN IP4 192.0.2.1\r
@@ -73,3 +73,31 @@ def test_the_body_of_an_invite() -> None:
     with pytest.raises(RemoteProtocolError, match="expected application/sdp") as info:
         sdp_body(head + "Content-Type: text/plain\r\n\r\nhello")
     assert info.value.status_hint == 415
+
+
+PJSUA_ANSWER = (
+    "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=pjmedia\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 0 101\r\nc=IN IP4 127.0.0.1\r\na=rtcp:4001 IN IP4 127.0.0.1\r\n"
+    "a=sendrecv\r\na=rtpmap:0 PCMU/8000\r\n"
+    "m=audio 4002 RTP/AVP 0\r\nc=IN IP4 127.0.0.1\r\na=sendonly\r\n"
+    "m=audio 0 RTP/AVP 0\r\n"
+    "m=audio 4006 RTP/AVP 0\r\n"
+)
+
+
+def test_receive_on_moves_the_named_streams_and_their_rtcp() -> None:
+    moved = receive_on(PJSUA_ANSWER, {0: 50000, 1: 50002, 2: 50004}, recvonly=True)
+    media = parse_sdp(moved).media
+    assert [m.port for m in media] == [50000, 50002, 0, 4006]  # a refused stream stays refused
+    assert "a=rtcp:50001 IN IP4 127.0.0.1" in moved  # RFC 3605, the next odd port
+    # RFC 3264 §6.1: sendrecv narrowed to recvonly; a sendonly answer keeps its direction.
+    assert [m.direction for m in media[:2]] == ["recvonly", "sendonly"]
+    assert moved.endswith("\r\n") and "\r\n\r\n" not in moved
+
+
+def test_receive_on_adds_recvonly_where_no_direction_was_given() -> None:
+    moved = receive_on(PJSUA_ANSWER, {3: 50006}, recvonly=True)
+    media = parse_sdp(moved).media
+    assert (media[3].port, media[3].direction) == (50006, "recvonly")
+    assert (media[0].port, media[0].direction) == (4000, "sendrecv")  # not ours: untouched
+    assert parse_sdp(receive_on(PJSUA_ANSWER, {0: 50000})).media[0].direction == "sendrecv"
