@@ -527,7 +527,7 @@ class SipIngest:
         await self.store.add_leg(info)
         leg = Leg(
             info,
-            LegAudio(started.rate_hz, AudioEncoding.PCM16),
+            LegAudio(started.rate_hz, AudioEncoding(started.encoding)),
             self.endpoint,
             self.store,
             settings=self.leg_settings,

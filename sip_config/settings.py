@@ -363,11 +363,13 @@ def _check_ranges(s: SipSettings, origin: Any, problems: list[str]) -> None:
         )
     elif s.workers >= 1:
         share = (s.rtp_port_max - s.rtp_port_min + 1) // s.workers
-        # pjsua takes 2 ports (RTP + RTCP) per call, starting at an even port.
-        if share < 2 * s.max_calls_per_worker + 2:
+        # Each call takes 2 ports (RTP + RTCP, from an even port) in each half of a worker's
+        # share: pjsua's media transports, and the worker's own receivers (bridge.sip.media).
+        need = 2 * (2 * s.max_calls_per_worker + 2)
+        if share < need:
             problems.append(
                 f"RTP port range {s.rtp_port_min}..{s.rtp_port_max}: {share} port(s) per worker, "
-                f"need at least {2 * s.max_calls_per_worker + 2} (2 per call)"
+                f"need at least {need} (2 per call for pjsua, 2 for the bridge's receiver)"
             )
     if "tls" in s.transports:
         for key in ("tls_cert_file", "tls_key_file"):

@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from bridge.errors import RemoteProtocolError
-from bridge.sip.offer import choose_codec, parse_sdp, sdp_body
+from bridge.sip.offer import SdpOffer, choose_codec, parse_sdp, sdp_body
 from bridge.sip.siprec import RecordingSession, parse_siprec_invite
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -31,6 +31,7 @@ class Decision:
     codec: str | None = None
     retry_after_s: int | None = None  # for 503 (RFC 3261 §20.33)
     recording: RecordingSession | None = None  # a SIPREC offer's streams and participants
+    offer: SdpOffer | None = None  # the INVITE's SDP offer (None: an offerless INVITE)
 
     @property
     def accepted(self) -> bool:
@@ -90,7 +91,7 @@ def decide(
     except RemoteProtocolError as exc:
         status = exc.status_hint or 400
         return Decision(status, f"{REASONS.get(status, 'Bad Request')} ({exc})")
-    return Decision(200, "OK", codec=codec, recording=recording)
+    return Decision(200, "OK", codec=codec, recording=recording, offer=offer)
 
 
 def end_cause(

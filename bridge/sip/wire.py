@@ -3,7 +3,7 @@
 SEQPACKET keeps message boundaries, order and reliability, so one message is one datagram and
 there is no length prefix.  The first byte is the kind::
 
-    FRAME    b"F" <u32 key> <u32 position> <PCM16 little-endian, mono, at the tap's rate>
+    FRAME    b"F" <u32 key> <u32 position> <mono samples: LegStarted.encoding, .rate_hz>
     control  <kind> <u32 key> <UTF-8 JSON object>
              kinds: R(eady) S(tarted call) L(eg started) V(event) D(tmf) E(nded);
              main -> worker: A(dmission) Q(uit)
@@ -12,12 +12,13 @@ A call (:class:`CallStarted` ... :class:`CallEnded`) has one leg per tapped audi
 (:class:`LegStarted`): one in mode ``direct``, one per recorded stream in ``siprec``, caller and
 agent in ``b2bua``.  ``key`` names a call or a leg inside one worker (one counter for both; pjsua's
 call slot is reused, so the worker counts its own keys).  Frames and digits carry their leg's key.
-``position`` is the frame's first sample on the tap clock, counted from the leg's first tapped
-frame: a frame the worker had to drop (socket full) leaves a hole that the leg fills with silence,
-so the leg clock never skips (design.md §2).  Frames are the hot path (50 per
-second per call); control messages are rare, so they carry JSON for easy growth.  A DTMF digit
-(:class:`Dtmf`) carries a ``position`` on the same tap clock as the frames, so the main process
-places it on the leg clock.
+``position`` is the frame's first sample on the leg clock (a pjsua tap's ticks, or the RTP
+timestamps placed by :mod:`bridge.sip.rtp`): a frame the worker had to drop (socket full), a
+lost packet or a pause leaves a hole that the leg fills with silence, so the leg clock never
+skips (design.md §2); a frame with no samples only moves the clock on.  Samples are PCM16
+little-endian, or G.711 bytes as they came in RTP (the leg decodes them).  Frames are the hot
+path (50 per second per call); control messages are rare, so they carry JSON for easy growth.
+A DTMF digit (:class:`Dtmf`) carries a ``position`` on the same leg clock as the frames.
 
 Pure: bytes in, messages out.
 """
@@ -89,8 +90,9 @@ class LegStarted:
     role: str  # a bridge.core.types.LegRole value
     label: str  # who is heard: a participant's AOR and name, or the remote URI
     codec: str  # "pcmu/8000", "pcma/8000", "g722/16000"
-    rate_hz: int  # rate of the PCM16 frames (the tap port's clock rate)
+    rate_hz: int  # sample rate of the frames (the leg clock)
     stream: str = ""  # SIPREC: the SDP a=label (RFC 4574) of the stream
+    encoding: str = "pcm16"  # of the frames: an AudioEncoding value (G.711 comes as sent)
 
 
 @dataclass(frozen=True, slots=True)

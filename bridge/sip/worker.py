@@ -19,18 +19,24 @@ Run by :mod:`bridge.ingest` as ``python -m bridge.sip.worker --spec JSON --fd N`
 its end of a ``SOCK_SEQPACKET`` socket pair (:mod:`bridge.sip.wire`).  The process lives until
 the main process sends ``Quit`` or closes the socket, or until SIGTERM/SIGINT.
 
+Media: the RTP of ``direct`` and ``siprec`` calls comes to the worker's own sockets, named in
+our answer (:mod:`bridge.sip.media`, placed by :mod:`bridge.sip.rtp`), so pjsua's jitter buffer
+and conference clock never touch it; ``b2bua`` calls go through pjsua's conference, which plays
+each side out to the other, and are tapped there (:class:`TapPort`).
+
 Threads (test-peers.md §2): ``onIncomingCall``/``onCallState``/``onCallMediaState`` run on
-pjsua's ``pjsua_0`` thread, ``onFrameReceived`` on the conference ``clock`` thread, which serves
-every call, so a frame callback only copies the bytes (ctypes, ~1.4 µs) and ``send()``s them
-(~2 µs, pjsua2.md §4.2).  ``onDtmfEvent`` runs on the ``media`` thread (RTP receive, for RFC 4733
-events) or on ``pjsua_0`` (SIP INFO ``application/dtmf-relay``, which pjsua answers 200 itself),
-pjsua2.md §5: it only reads the tap's position and hands a small message over, never waiting.
+pjsua's ``pjsua_0`` thread; our own RTP sockets are read by the ``rtp-in`` thread; a b2bua tap's
+``onFrameReceived`` runs on the conference ``clock`` thread, which serves every call, so a frame
+callback only copies the bytes (ctypes, ~1.4 µs) and ``send()``s them (~2 µs, pjsua2.md §4.2).
+``onDtmfEvent`` runs on the ``media`` thread (RTP receive, for a b2bua call's RFC 4733 events)
+or on ``pjsua_0`` (SIP INFO ``application/dtmf-relay``, which pjsua answers 200 itself),
+pjsua2.md §5: it only reads the leg's position and hands a small message over, never waiting.
 Pitfalls handled here (pjsua2.md "Pitfalls"):
 
 * P1: ``getInfo()`` is kept in a local before touching ``.media``;
 * P2: an exception escaping a callback pins the ``Call`` and aborts ``libDestroy``: every
   callback catches everything and logs it;
-* P3: taps are (re)connected on every ``onCallMediaState``;
+* P3: taps are (re)connected, and our streams' formats re-read, on every ``onCallMediaState``;
 * P6 / test-peers.md finding 3: ``Call`` and ``AudioMediaPort`` objects are kept for a grace
   period after DISCONNECTED (the graveyard) and all are gone before ``libDestroy``.
 """
@@ -58,9 +64,11 @@ import pjsua2 as pj
 from bridge.core.types import LegRole
 from bridge.errors import RemoteProtocolError
 from bridge.sip import siprec, wire
+from bridge.sip.media import MediaReceiver, RtpPorts, RtpStream
 from bridge.sip.message import parse_message
-from bridge.sip.offer import parse_sdp
+from bridge.sip.offer import PayloadFormat, SdpOffer, parse_sdp, receive_on
 from bridge.sip.policy import Decision, decide, end_cause
+from bridge.sip.rtp import StreamFormat
 from bridge.sip.spec import PASSWORD_ENV, WorkerSpec
 from sip_config.routes import select_route
 
@@ -263,9 +271,12 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         self.sip_call_id = "?"
         self.from_uri = ""
         self.to_uri = ""
-        # media index -> plan; key -1: the first audio stream, whatever its index
+        # media index (SDP m-line) -> plan
         self.plans: dict[int, StreamPlan] = {}
-        self.taps: dict[int, TapPort] = {}  # media index -> tap, once its media is up
+        # media index -> the leg's source once its media is up: pjsua's conference (b2bua),
+        # or the worker's own RTP sockets (direct, siprec: bridge.sip.media)
+        self.taps: dict[int, TapPort | RtpStream] = {}
+        self.rtp_ports: dict[int, RtpPorts] = {}  # media index -> the pair our answer names
         self.audio: Any = None  # b2bua: this side's stream in the bridge
         self.held = False
         self.accepted = False
@@ -311,16 +322,19 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
             up = mi.status in (pj.PJSUA_CALL_MEDIA_ACTIVE, pj.PJSUA_CALL_MEDIA_REMOTE_HOLD)
             if not up or not mi.dir & pj.PJMEDIA_DIR_DECODING:
                 continue
-            plan = self.plans.get(mi.index) or (None if self.taps else self.plans.get(-1))
+            plan = self.plans.get(mi.index)
             if plan is None and mi.index not in self.taps:
                 continue  # a stream nobody asked for (e.g. a second m-line of a direct call)
             receiving = True
+            if self.rtp_ports:  # direct, siprec: the RTP comes to our own sockets
+                self._update_rtp_leg(mi.index, plan)
+                continue
             media = self.getAudioMedia(mi.index)
             audio = audio or media
             tap = self.taps.get(mi.index)
             if tap is None and plan is not None:
                 tap = self._start_leg(mi.index, plan)
-            if tap is not None:
+            if isinstance(tap, TapPort):
                 media.startTransmit(tap)
         self._set_held(not receiving)
         self.audio = audio
@@ -329,11 +343,41 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
             audio.startTransmit(peer.audio)  # pjsua2.md §2: A <-> B through the bridge
             peer.audio.startTransmit(audio)
 
-    def _start_leg(self, index: int, plan: StreamPlan) -> TapPort:
+    def _update_rtp_leg(self, index: int, plan: StreamPlan | None) -> None:
+        """Open the leg of stream ``index`` on its port pair, or take a re-offer's formats."""
+        ports = self.rtp_ports.get(index)
+        if ports is None:
+            return  # not ours (no pair could be bound for it): pjsua receives and drops it
+        fmt = stream_format(self.getStreamInfo(index))
+        tap = self.taps.get(index)
+        if isinstance(tap, RtpStream):
+            try:
+                self.worker.media.update(tap, fmt)
+            except ValueError as exc:
+                logger.warning(
+                    "call %s: media %d: re-offer not taken: %s", self.sip_call_id, index, exc
+                )
+        elif plan is not None:
+            self._start_leg(index, plan, ports, fmt)
+
+    def _start_leg(
+        self,
+        index: int,
+        plan: StreamPlan,
+        ports: RtpPorts | None = None,
+        fmt: StreamFormat | None = None,
+    ) -> TapPort | RtpStream:
+        """A new leg for stream ``index``: on ``ports`` (direct, siprec), else a pjsua tap."""
         si = self.getStreamInfo(index)
         codec, rate = si.codecName.lower(), int(si.codecClockRate)
         key = self.worker.new_key()
-        tap = TapPort(self.worker.outbox, key, rate).create(f"tap{key}")
+        tap: TapPort | RtpStream
+        encoding = "pcm16"
+        if ports is not None and fmt is not None:
+            tap, encoding = self.worker.media.open(key, ports, fmt)
+            rate = tap.rate_hz
+        else:
+            tap = TapPort(self.worker.outbox, key, rate).create(f"tap{key}")
         logger.info(
             "call %s: media %d up, %s/%d, %s (%s)",
             self.sip_call_id,
@@ -352,6 +396,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
                 codec=f"{codec}/{rate}",
                 rate_hz=rate,
                 stream=plan.stream,
+                encoding=encoding,
             )
         )
         self.taps[index] = tap  # after LegStarted: a DTMF message names a leg the main knows
@@ -375,7 +420,10 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
     def rx_packets_now(self) -> int:
         """RTP packets received on every tapped stream so far (main thread)."""
         total = 0
-        for index in list(self.taps):
+        for index, tap in list(self.taps.items()):
+            if isinstance(tap, RtpStream):
+                total += tap.packets
+                continue
             try:
                 total += int(self.getStreamStat(index).rtcp.rxStat.pkt)
             except pj.Error:
@@ -385,13 +433,21 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
     # -- SIPREC: answer labels, metadata updates -----------------------------------------------
 
     def onCallSdpCreated(self, prm: Any) -> None:  # noqa: N802
-        """SIPREC: the answer names each stream with the offer's ``a=label`` (RFC 4574), so the
-        SRC can match them (pjsua2.md §1.3)."""
+        """Our SDP (an answer, or an offer in a 200 to an offerless INVITE): the streams with
+        a port pair of ours are received there (:mod:`bridge.sip.media`), a direct call's
+        recvonly; SIPREC: each stream is named with the offer's ``a=label`` (RFC 4574), so the
+        SRC can match them (pjsua2.md §1.3).  pjsua re-parses the edited SDP."""
         try:
+            sdp = str(prm.sdp.wholeSdp)
             if self.mode == "siprec":
                 labels = [m.label for m in parse_sdp(str(prm.remSdp.wholeSdp)).media]
                 if any(labels):
-                    prm.sdp.wholeSdp = siprec.label_answer(str(prm.sdp.wholeSdp), labels)
+                    sdp = siprec.label_answer(sdp, labels)
+            if self.rtp_ports:
+                ports = {index: pair.port for index, pair in self.rtp_ports.items()}
+                sdp = receive_on(sdp, ports, recvonly=self.mode == "direct")
+            if sdp != str(prm.sdp.wholeSdp):
+                prm.sdp.wholeSdp = sdp
         except Exception:  # P2
             logger.exception("call %s: SDP callback failed", self.sip_call_id)
 
@@ -435,6 +491,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
             return
         before, self.recording = self.recording, updated
         self.plans.update(self.worker.stream_plans(updated))  # new streams get their legs
+        self.worker.bind_rtp(self)
         if updated.metadata_xml and updated.metadata_xml != before.metadata_xml:
             logger.info("call %s: SIPREC metadata updated", self.sip_call_id)
             self.worker.outbox.send_control(
@@ -480,7 +537,9 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         except Exception:  # P2
             logger.exception("call %s: DTMF callback failed", self.sip_call_id)
 
-    def _digit(self, tap: TapPort, digit: str, method: str, duration_ms: int, start: int) -> None:
+    def _digit(
+        self, tap: TapPort | RtpStream, digit: str, method: str, duration_ms: int, start: int
+    ) -> None:
         """A finished digit: handed over (O(µs), any pjsua thread); in a b2bua call it is also
         queued for the other side, which the conference bridge would not carry (audio only)."""
         self.worker.outbox.send_soon(wire.Dtmf(tap.key, digit, method, duration_ms, start))
@@ -580,6 +639,16 @@ class Worker:
         self.asr_full = False  # the main process says: no ASR capacity for new calls
         # b2bua digits to send on to the other side, from the main thread (not a media thread)
         self.dtmf_relay: deque[tuple[BridgeCall, str]] = deque(maxlen=DTMF_BACKLOG)
+        # The worker's RTP ports: pjsua's media transports take the lower half (b2bua calls,
+        # and the ports pjsua opens for every call anyway), our own receivers the upper.
+        half = spec.rtp_port_range // 2 // 2 * 2
+        self.pjsua_ports = range(spec.rtp_port, spec.rtp_port + half)
+        self.media = MediaReceiver(
+            spec.host,
+            range(spec.rtp_port + half, spec.rtp_port + spec.rtp_port_range),
+            outbox.send,
+            outbox.send_soon,
+        )
 
     def new_key(self) -> int:
         key = self.next_key
@@ -646,10 +715,11 @@ class Worker:
         mt = acfg.mediaConfig.transportConfig
         mt.boundAddress = spec.host
         mt.publicAddress = public
-        mt.port = spec.rtp_port
-        mt.portRange = spec.rtp_port_range
+        mt.port = self.pjsua_ports.start
+        mt.portRange = len(self.pjsua_ports)
         self.account = BridgeAccount(self)
         self.account.create(acfg)
+        self.media.start()
 
     def run(self, sock: socket.socket, stop: list[bool]) -> None:
         """Until Quit, EOF from the main process, or a signal; reaps the graveyard and checks
@@ -725,6 +795,7 @@ class Worker:
             ):
                 time.sleep(0.05)
             time.sleep(STOP_GRACE_S)  # let pjsua finish with the just-ended calls' objects
+        self.media.stop()
         _unlink(list(self.calls.values()))  # P6: in a function, so no loop variable lingers
         self.graveyard.clear()
         self.calls.clear()
@@ -786,7 +857,6 @@ class Worker:
             log_refusal(ci.callIdString, source, decision)
             call.answer(answer_param(decision.status, decision.reason, decision.retry_after_s))
             return  # a final non-2xx answer ends the call
-        call.accepted, call.mode = True, mode
         detail, metadata, agent_uri = "", "", target or ""
         if decision.recording is not None:
             agent_uri = self.agent_aor(decision.recording)
@@ -796,7 +866,16 @@ class Worker:
             detail = f"streams={len(decision.recording.streams)}"
         else:
             remote_role = route.role.value if route else self.spec.direct_role
-            call.plans = {-1: StreamPlan(remote_role, ci.remoteUri)}
+            call.plans = {first_audio(decision.offer): StreamPlan(remote_role, ci.remoteUri)}
+        call.mode = mode
+        if mode != "b2bua" and not self.bind_rtp(call):
+            decision = Decision(
+                503, "Service Unavailable (no free RTP port)", retry_after_s=self.spec.retry_after_s
+            )
+            log_refusal(ci.callIdString, source, decision)
+            call.answer(answer_param(decision.status, decision.reason, decision.retry_after_s))
+            return
+        call.accepted = True
         if target is not None:
             detail = f"target={target}"
         logger.info(
@@ -831,6 +910,24 @@ class Worker:
         call.answer(answer_param(180, "Ringing"))
         self.dial(call, target, route.agent_role.value)
 
+    def bind_rtp(self, call: BridgeCall) -> bool:
+        """A port pair of our own for each planned stream of ``call`` that has none yet;
+        ``False`` (and a log line) if one could not be bound."""
+        for index in call.plans:
+            if index not in call.rtp_ports:
+                ports = self.media.bind()
+                if ports is None:
+                    logger.error(
+                        "call %s: no free RTP port pair in %d..%d for media %d",
+                        call.sip_call_id,
+                        self.media.ports.start,
+                        self.media.ports.stop - 1,
+                        index,
+                    )
+                    return False
+                call.rtp_ports[index] = ports
+        return True
+
     def stream_plans(self, session: siprec.RecordingSession) -> dict[int, StreamPlan]:
         """One plan per recorded stream, keyed by its media index (its SDP m-line)."""
         roles = siprec.assign_roles(session, self.spec.agent_users)
@@ -852,7 +949,7 @@ class Worker:
         callee = BridgeCall(self, pj.PJSUA_INVALID_ID, self.new_key(), target)
         callee.caller, callee.mode, callee.accepted = caller, "b2bua", True
         callee.sip_call_id, callee.to_uri = caller.sip_call_id, target
-        callee.plans = {-1: StreamPlan(role, target)}
+        callee.plans = {0: StreamPlan(role, target)}  # our offer's one audio m-line
         caller.peer, callee.peer = callee, caller
         self.calls[callee.key] = callee
         try:
@@ -881,7 +978,13 @@ class Worker:
         (its cause taken from the side that ended first) once every side of it has ended."""
         call.close_dtmf()
         for tap in call.taps.values():
+            if isinstance(tap, RtpStream):
+                self.media.close(tap)  # its last digit now, before CallEnded
             tap.closed = True  # no frame after the call's end (see TapPort)
+        opened = {id(tap.ports) for tap in call.taps.values() if isinstance(tap, RtpStream)}
+        for ports in call.rtp_ports.values():
+            if id(ports) not in opened:
+                self.media.release(ports)  # bound for a stream that never came up
         self.graveyard.append((time.monotonic(), call))
         owner, peer = call.owner, call.peer
         if not owner.accepted:
@@ -919,6 +1022,29 @@ class Worker:
             reason,
             dropped,
         )
+
+
+def first_audio(offer: SdpOffer | None) -> int:
+    """The media index of a direct call's tapped stream: the offer's first audio m-line
+    with a port (0 for an offerless INVITE: pjsua's offer has one audio m-line)."""
+    if offer is not None:
+        for index, media in enumerate(offer.media):
+            if media.kind == "audio" and media.port != 0:
+                return index
+    return 0
+
+
+def stream_format(si: Any) -> StreamFormat:
+    """What one negotiated stream carries (pjsua's ``StreamInfo``): its codec's receive
+    payload type and the RFC 4733 one, if any (RFC 4733 §7: dynamic, 96..127)."""
+    name = str(si.codecName).upper()
+    codec = PayloadFormat(int(si.rxPt), name, 8000)  # G.722's RTP clock too (RFC 3551 §4.5.2)
+    events = int(si.audRxEventPt)
+    return StreamFormat(
+        audio={codec.payload_type: codec},
+        events=events if 96 <= events <= 127 else None,
+        comfort_noise=frozenset({13}),  # RFC 3389's static payload type
+    )
 
 
 def audio_count(session: siprec.RecordingSession) -> int:

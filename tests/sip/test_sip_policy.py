@@ -28,7 +28,10 @@ def run(
 
 
 def test_an_allowed_offer_is_answered_with_its_codec() -> None:
-    assert run(pts="8 0") == Decision(200, "OK", codec="PCMA")
+    decision = run(pts="8 0")
+    assert (decision.status, decision.reason, decision.codec) == (200, "OK", "PCMA")
+    assert decision.offer is not None  # the worker finds the stream to receive in it
+    assert [(m.kind, m.port) for m in decision.offer.media] == [("audio", 4000)]
 
 
 def test_a_disallowed_source_is_403_before_anything_else() -> None:

@@ -69,12 +69,12 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_rtp_range_must_hold_every_call() -> None:
-    with pytest.raises(ConfigError, match="need at least 10 \\(2 per call\\)"):
+    with pytest.raises(ConfigError, match="need at least 20 \\(2 per call for pjsua, 2 for"):
         load_sip_settings(
             None,
             {
                 "BRIDGE_SIP_RTP_PORT_MIN": "40000",
-                "BRIDGE_SIP_RTP_PORT_MAX": "40019",
+                "BRIDGE_SIP_RTP_PORT_MAX": "40039",
                 "BRIDGE_SIP_WORKERS": "4",
             },
         )
