@@ -34,9 +34,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
-
-import numpy as np
+from typing import Any, Final
 
 from bridge.sip import wire
 from bridge.sip.rtp import Audio, Output, RtpReceiver, StreamFormat
@@ -71,6 +69,9 @@ class G722Decoder:
     PCM_SHIFT: Final = 1
 
     def __init__(self, max_bytes: int = DATAGRAM_BYTES) -> None:
+        # numpy only once a G.722 call comes: it adds 12 MiB to a worker that has none.
+        import numpy as np
+
         lib = _pjsua_library()
         self._decode = lib.g722_dec_decode
         self._decode.argtypes = [
@@ -83,7 +84,7 @@ class G722Decoder:
         self._state = ctypes.create_string_buffer(self.STATE_BYTES)
         if lib.g722_dec_init(self._state) != 0:
             raise RuntimeError("g722_dec_init failed")
-        self._out = np.zeros(2 * max_bytes, dtype=np.int16)  # 2 samples per byte
+        self._out: Any = np.zeros(2 * max_bytes, dtype=np.int16)  # 2 samples per byte
         self._out_ptr = self._out.ctypes.data
         self._count = ctypes.c_size_t()
         self._count_ref = ctypes.byref(self._count)
@@ -96,7 +97,8 @@ class G722Decoder:
         self._count.value = self._out.size
         if self._decode(self._state, payload, n, self._out_ptr, self._count_ref) != 0:
             raise ValueError("g722_dec_decode failed")
-        return (self._out[: self._count.value] << self.PCM_SHIFT).tobytes()
+        pcm: bytes = (self._out[: self._count.value] << self.PCM_SHIFT).tobytes()
+        return pcm
 
 
 @dataclass(eq=False)
