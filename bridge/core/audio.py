@@ -13,8 +13,9 @@ silence, and duplicated input is dropped, so ``samples_out`` after ``finish()`` 
 What soxr (python-soxr 1.1.0, libsoxr 0.1.3-14) does, measured and relied on here:
 
 * **No time shift.**  libsoxr trims its filter delay itself: output sample ``i`` is the signal at
-  ``i / out_rate_hz``, in streaming mode too.  A 1 kHz tone comes out in phase with an ideal tone
-  (SNR > 130 dB before quantisation), so nothing has to be skipped or padded.
+  ``i / out_rate_hz``, in streaming mode too (8 kHz, on the half-band filter: 2.4 ms late).  A
+  1 kHz tone comes out in phase with an ideal tone (SNR > 130 dB before quantisation), so
+  nothing has to be skipped or padded.
 * **Exact totals.**  After ``last=True`` the total output is ``floor(n * out / in + 1/2)`` for
   ``n`` input samples: ``n * 2`` for 8 kHz, ``n`` for 16 kHz, ``round(n / 3)`` for 48 kHz.  Only
   32 kHz can hit an exact half (odd ``n``), which soxr rounds up (Python's ``round`` would not).
@@ -24,9 +25,10 @@ What soxr (python-soxr 1.1.0, libsoxr 0.1.3-14) does, measured and relied on her
   ``flush()`` / ``finish()`` returns the rest.  Its variable-rate engine (``vr=True``) releases a
   steady 30 ms after each frame, 'QQ' (cubic) at once but at 10 dB SNR; no setting of python-soxr
   goes lower.  So 8 kHz phone audio, the one latency-bound case (a live caption per word),
-  is upsampled by :class:`HalfbandInterpolator` instead (2.4 ms, > 90 dB), with soxr's
-  properties: no time shift, exact totals, split-invariant output.  Every other ratio is soxr's:
-  downsampling from 48 kHz releases within 10-30 ms on the fixed-rate engine.
+  is upsampled by :class:`HalfbandInterpolator` instead (> 90 dB): nothing held back, exact
+  totals, split-invariant output, and a constant 2.4 ms delay (39 samples) that is left in.
+  Every other ratio is soxr's: downsampling from 48 kHz releases within 10-30 ms on the
+  fixed-rate engine.
 * **int16 mode dithers.**  With ``dtype='int16'`` libsoxr adds random TPDF dither to the output:
   silence in is not silence out, and two runs over the same input differ by up to 2 LSB.  So the
   stream runs in float32 (on the int16 scale) and this module rounds to int16 itself: digital
@@ -97,16 +99,21 @@ class HalfbandInterpolator:
     flat (< 0.001 dB) to 3.4 kHz, >= 90 dB down from 4.6 kHz (the image of 3.4 kHz), tones of
     0.3-3.4 kHz through at >= 92 dB SNR (G.711 itself is ~38 dB).  Half of a half-band filter's
     taps are zero: the odd output samples are the input samples themselves, delayed, and the
-    even ones a 40-tap FIR of the input, so a 20 ms frame costs one small ``np.convolve``.  The
-    filter delays by 39 output samples (2.4 ms); like soxr, the first 39 are dropped and
-    ``last=True`` returns what is held, so output sample ``i`` is the signal at ``i / 16000``
-    and ``n`` samples in give exactly ``2 n`` out.
+    even ones a 40-tap FIR of the input, so a 20 ms frame costs one small ``np.convolve``.
+
+    Every input sample gives two output samples at once, and the output is the signal
+    :data:`DELAY` samples (2.4 ms) late: output ``i`` is the signal at ``(i - 39) / 16000``.
+    Unlike soxr this delay is not trimmed, because trimming it means holding each frame's last
+    39 output samples until the next frame comes: 20 ms more for every 80 ms chunk that ends
+    where a packet ends, which is every chunk of a SIP leg (:mod:`bridge.sip.rtp` aligns them).
+    So ``n`` samples in give exactly ``2 n`` out, and the last 2.4 ms of a stream stay in the
+    filter.
     """
 
     TAPS: Final = 79  # 4k - 1 taps: a half-band filter whose centre tap is a sample (odd phase)
     BETA: Final = 9.0
     DELAY: Final = (TAPS - 1) // 2  # output samples
-    __slots__ = ("_emitted", "_history", "_received", "_skip")
+    __slots__ = ("_history",)
 
     def __init__(self) -> None:
         self.clear()
@@ -114,29 +121,20 @@ class HalfbandInterpolator:
     def clear(self) -> None:
         """Start afresh (soxr's ``clear``)."""
         self._history = np.zeros(_HALFBAND.size - 1, dtype=np.float32)
-        self._skip = self.DELAY
-        self._received = self._emitted = 0
 
     def resample_chunk(
         self, x: npt.NDArray[np.float32], last: bool = False
     ) -> npt.NDArray[np.float32]:
-        self._received += x.size
-        if last:
-            x = np.concatenate((x, np.zeros(self.DELAY // 2 + 1, dtype=np.float32)))
-        xe = np.concatenate((self._history, x))
+        """Two output samples per input sample; ``last`` changes nothing (nothing is held)."""
         n = x.size
+        if not n:
+            return np.zeros(0, dtype=np.float32)
+        xe = np.concatenate((self._history, x))
         y = np.empty(2 * n, dtype=np.float32)
         y[0::2] = np.convolve(xe, _HALFBAND, "valid")
         lag = _HALFBAND.size - 1 - self.DELAY // 2  # the odd phase: the input, delayed
         y[1::2] = xe[lag : lag + n]
         self._history = xe[xe.size - self._history.size :]
-        if self._skip:
-            skipped = min(self._skip, y.size)
-            y = y[skipped:]
-            self._skip -= skipped
-        if last:
-            y = y[: 2 * self._received - self._emitted]
-        self._emitted += y.size
         return y
 
 
@@ -159,7 +157,8 @@ class Resampler:
     ``process()`` may return fewer (or zero) samples than the rate ratio suggests, because soxr
     buffers internally; ``flush()`` returns the rest, after which the total output is exactly
     ``floor(n * out_rate_hz / in_rate_hz + 1/2)`` samples for ``n`` input samples.  Output sample
-    ``i`` is aligned with input time ``i / out_rate_hz`` (soxr compensates its filter delay).
+    ``i`` is aligned with input time ``i / out_rate_hz`` (soxr compensates its filter delay;
+    the half-band filter leaves its 2.4 ms in).
 
     When the rates are equal the input passes through untouched and soxr is not used.
 

@@ -28,6 +28,9 @@ Placement rules, in the order :meth:`RtpReceiver.receive_datagram` applies them:
    opened, so the legs of one call (two SIPREC streams) stay aligned.  A new SSRC (RFC 3550
    §8.2, e.g. the SBC re-originating the stream) is taken only when a second packet of it
    follows in sequence (the probation of RFC 3550 Appendix A.1), then anchored at "now".
+   Every anchor is rounded up to a whole :data:`FRAME_MS` frame (RFC 3551 §4.2: 20 ms is the
+   default packet time), so 20 ms packets end where the leg's 80 ms chunks end and a chunk goes
+   to the ASR with the packet that completes it, not with the next one.
 3. A packet more than :data:`MAX_JUMP_MS` ahead of where the wall clock says the stream is
    (a timestamp jump) starts a new anchor at "now"; an in-sequence packet that lands before
    what was already handed over (the sender's clock slipped back, or restarted) starts a new
@@ -52,6 +55,7 @@ from bridge.sip.offer import PayloadFormat
 
 __all__ = [
     "EVENT_SLACK_MS",
+    "FRAME_MS",
     "MAX_JUMP_MS",
     "MAX_PACKET_MS",
     "STALL_MS",
@@ -65,6 +69,7 @@ __all__ = [
 MAX_PACKET_MS: Final = 200  # longest payload taken (RFC 3551 §4.2: 20 ms by default)
 MAX_JUMP_MS: Final = 1000  # a timestamp this far from the wall clock's guess is a jump
 EVENT_SLACK_MS: Final = 200  # an RFC 4733 timestamp this far from the arrival is not trusted
+FRAME_MS: Final = 20  # anchors are whole frames of RFC 3551 §4.2's default packet time
 STALL_MS: Final = 200  # the leg clock never lags the last packet's pace by more than this
 PROBATION: Final = 2  # RFC 3550 A.1 MIN_SEQUENTIAL: packets in sequence to accept a new SSRC
 
@@ -154,6 +159,7 @@ class RtpReceiver:
         self._jump_samples = MAX_JUMP_MS * self.rate_hz // 1000
         self._max_samples = MAX_PACKET_MS * self.rate_hz // 1000
         self._event_slack = EVENT_SLACK_MS * self.rate_hz // 1000
+        self._frame = FRAME_MS * self.rate_hz // 1000
         self._ticks = SAMPLES_PER_TICK["G722" if self.rate_hz == 16000 else "PCMU"]
         self._ssrc: int | None = None
         self._anchor_ts = 0
@@ -241,7 +247,9 @@ class RtpReceiver:
         return self._pace_pos + int((now_s - self._pace_s) * self.rate_hz)
 
     def _anchor(self, ts: int, position: int) -> None:
-        self._anchor_ts, self._anchor_pos = ts, position
+        """Timestamp ``ts`` is at ``position``, rounded up to a whole frame (see rule 2)."""
+        frame = self._frame
+        self._anchor_ts, self._anchor_pos = ts, -(-position // frame) * frame
 
     def _position(self, ts: int) -> int:
         delta = (ts - self._anchor_ts) & 0xFFFFFFFF
@@ -279,7 +287,7 @@ class RtpReceiver:
                 return []
             self.reanchors += 1  # in sequence but in the past: the sender's clock slipped back
             self._anchor(ts, self._end)
-            position = self._end
+            position = self._anchor_pos
         self._count(seq, ahead, newer, now_s)
         end = position + n
         if end > self._end:

@@ -172,8 +172,10 @@ def test_tone_keeps_frequency_and_level(rate: int, freq_hz: float) -> None:
     pcm = tone(rate, freq_hz, rate * seconds)
     out = stream(LegAudio(rate, AudioEncoding.PCM16), split(pcm, rate // 50)).astype(np.float64)
     assert out.size == OUT_HZ * seconds
-    # The ideal 16 kHz tone, same amplitude and phase: soxr compensates its delay, so no shift.
-    reference = 16000.0 * np.sin(2 * np.pi * freq_hz * np.arange(out.size) / OUT_HZ)
+    # The ideal 16 kHz tone, same amplitude and phase: soxr compensates its delay, so no shift;
+    # the half-band filter (8 kHz) leaves its 39 samples in.
+    delay = HalfbandInterpolator.DELAY if rate == 8000 else 0
+    reference = 16000.0 * np.sin(2 * np.pi * freq_hz * (np.arange(out.size) - delay) / OUT_HZ)
     inner = slice(OUT_HZ // 20, -OUT_HZ // 20)  # 50 ms: the filter's start/end transients
     assert snr_db(out[inner], reference[inner]) >= 60.0
     level_db = 20 * np.log10(np.std(out[inner]) / np.std(reference[inner]))
@@ -188,10 +190,10 @@ def test_8khz_upsampling_keeps_telephone_band_tones_at_90_db(freq_hz: float) -> 
     interpolator = HalfbandInterpolator()
     y = np.concatenate(
         [interpolator.resample_chunk(x[i : i + 160]) for i in range(0, x.size, 160)]
-        + [interpolator.resample_chunk(np.zeros(0, dtype=np.float32), last=True)]
     ).astype(np.float64)
     assert y.size == 32000
-    reference = 16000.0 * np.sin(2 * np.pi * freq_hz * np.arange(y.size) / OUT_HZ)
+    delay = HalfbandInterpolator.DELAY
+    reference = 16000.0 * np.sin(2 * np.pi * freq_hz * (np.arange(y.size) - delay) / OUT_HZ)
     inner = slice(800, -800)
     assert snr_db(y[inner], reference[inner]) >= 90.0
 
@@ -206,16 +208,18 @@ def test_8khz_upsampling_rejects_the_image() -> None:
 
 
 def test_8khz_upsampling_releases_each_frame_at_once() -> None:
-    """Unlike soxr (30 ms held on its variable-rate engine, more on the others), a frame's
-    samples come out with it, less the filter's 39-sample (2.4 ms) delay, and an impulse at
-    input sample k is at output sample 2 k: no time shift."""
+    """Unlike soxr (30 ms held on its variable-rate engine, more on the others), all of a
+    frame's samples come out with it; an impulse at input sample k is at output sample
+    2 k + 39, the filter's constant 2.4 ms."""
     resampler = Resampler(8000)
     pcm = np.zeros(800, dtype=np.int16)
     pcm[401] = 16000
     sizes = [resampler.process(pcm[i : i + 160]).size for i in range(0, 800, 160)]
-    assert sizes == [320 - HalfbandInterpolator.DELAY] + [320] * 4
+    assert sizes == [320] * 5
+    assert resampler.flush().size == 0
     out = one_shot(pcm, 8000)
-    assert int(np.argmax(out)) == 802 and out[802] == 16000
+    assert out.size == 1600
+    assert int(np.argmax(out)) == 802 + HalfbandInterpolator.DELAY and out.max() == 16000
 
 
 def test_tone_above_output_nyquist_is_removed() -> None:

@@ -150,8 +150,9 @@ def test_what_is_not_a_whole_rtp_packet_is_invalid(packet: bytes, why: str) -> N
     assert r.receive_datagram(packet, 10.5) == [], why
     assert counters(r) == counts(invalid=1)
     assert r.last_packet_s is None
-    # Nothing was anchored: the first good packet still anchors at the wall clock.
-    assert r.receive_datagram(rtp(1, 1000), 10.75) == [audio(6000)]
+    # Nothing was anchored: the first good packet still anchors at the wall clock (6000),
+    # rounded up to a whole 20 ms frame.
+    assert r.receive_datagram(rtp(1, 1000), 10.75) == [audio(6080)]
 
 
 # -- anchoring and placement by timestamp ------------------------------------------------------
@@ -211,13 +212,23 @@ def test_a_duplicate_is_late() -> None:
     assert r.receive_datagram(rtp(3, 1320), 10.54) == [audio(4320)]
 
 
+def test_a_clock_slip_after_a_stall_reanchors_on_a_whole_frame() -> None:
+    """After a stall fill (unaligned: wall - STALL_MS), a packet whose place was handed over
+    starts a new anchor at the next whole 20 ms frame, so chunks stay packet-aligned."""
+    r = flowing()
+    [stall] = r.poll(10.78125)  # 4320 + 2250 - 1600 = 4970
+    assert stall.position == 4970
+    assert r.receive_datagram(rtp(3, 1320), 10.8) == [audio(5120)]  # 32 frames of 160
+    assert counters(r) == counts(packets=3, reanchors=1, stalls=1)
+
+
 def test_a_timestamp_jump_reanchors_at_the_wall_clock() -> None:
     """Two seconds ahead of where the wall clock puts the stream (4320 + 0.25 s = 6320): the
-    packet is "now", nothing is dropped."""
+    packet is "now" (rounded up to a whole 20 ms frame: 6400), nothing is dropped."""
     r = flowing()
-    assert r.receive_datagram(rtp(3, 1320 + 16000), 10.75) == [audio(6320)]
+    assert r.receive_datagram(rtp(3, 1320 + 16000), 10.75) == [audio(6400)]
     assert counters(r) == counts(packets=3, reanchors=1)
-    assert r.receive_datagram(rtp(4, 1480 + 16000), 10.76) == [audio(6480)]
+    assert r.receive_datagram(rtp(4, 1480 + 16000), 10.76) == [audio(6560)]
     assert counters(r) == counts(packets=4, reanchors=1)
 
 
@@ -264,9 +275,10 @@ def test_a_packet_overlapping_the_handed_over_end_keeps_its_place() -> None:
 # -- a new SSRC (RFC 3550 §8.2, probation of A.1) -----------------------------------------------
 
 
-@pytest.mark.parametrize(("now_s", "position"), [(10.5, 4320), (10.75, 6320)])
+@pytest.mark.parametrize(("now_s", "position"), [(10.5, 4320), (10.75, 6400)])
 def test_a_new_ssrc_is_taken_on_its_second_packet(now_s: float, position: int) -> None:
-    """Anchored at "now" but never before what was handed over (4320)."""
+    """Anchored at "now" (at 10.75 s: 6320, a whole frame up: 6400) but never before what was
+    handed over (4320)."""
     r = flowing()
     assert r.receive_datagram(rtp(500, 90000, b"\x01" * 160, ssrc=OTHER_SSRC), now_s) == []
     assert counters(r) == counts(packets=2)
@@ -323,7 +335,7 @@ def test_a_payload_type_not_in_the_answer_is_foreign() -> None:
     assert r.receive_datagram(rtp(1, 1000, pt=8), 10.5) == []  # PCMA, not negotiated
     assert r.receive_datagram(rtp(2, 1160, pt=96), 10.52) == []
     assert counters(r) == counts(foreign=2)
-    assert r.receive_datagram(rtp(3, 1320), 10.75) == [audio(6000)]
+    assert r.receive_datagram(rtp(3, 1320), 10.75) == [audio(6080)]  # 6000, a whole frame up
 
 
 def test_comfort_noise_is_ignored_silently() -> None:
