@@ -16,8 +16,8 @@ Set-up, every part the real code or a real peer, each in its own process:
   each answer's RTP port;
 * the RTP sender (this script with ``--sender``, one process for all calls) streams G.711
   speech-like audio to each answer's port, paced at 20 ms (calls spread over the 20 ms), with a
-  full-scale impulse as the last sample of some packets: packet 50 (start, once pjsua's jitter
-  buffer has settled), packets 52..59 (the call's index in binary, to tell the calls apart at
+  full-scale impulse as the last sample of some packets: packet 50 (start, once every call
+  is settled), packets 52..59 (the call's index in binary, to tell the calls apart at
   the sink) and 61..68 (the same bits inverted, a check), then one every second (packet 99 +
   50 k).  It records the ``time.monotonic_ns()`` at which each impulse packet was sent;
 * ``benchmarks/sink.py --markers`` (the realtime protocol without ASR) records when each append
@@ -27,8 +27,9 @@ Printed (a summary, then one JSON object):
 
 * ``latency_added_ms`` (p50/p99/max): for each 1 s marker, ``t_append_received - (t_sent +
   (chunk_end - marker_sample) / 16000)``: what the bridge adds beyond the unavoidable wait for
-  the marker's 80 ms chunk to fill (the jitter buffer, pjsua's conference tick, the worker ->
-  main process socket, resampling, the leg and its websocket, the sink's own wake-up).
+  the marker's 80 ms chunk to fill (the worker's RTP receive thread, the worker -> main
+  process socket, resampling, the leg and its websocket, the sink's own wake-up; a leg's clock
+  is anchored on whole 20 ms frames, so its chunks end where packets end).
   ``CLOCK_MONOTONIC`` is one clock for all processes of the host.  ``latency_steady_ms``: only
   markers sent inside the CPU window (every call up);
 * ``cpu_pct_per_call``: CPU of the workers + the main process (+ Kamailio) over the steady window,
@@ -336,6 +337,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # One generation per leg: the sink's sample indices then count the whole call.
     legs = LegSettings(recycle_after_s=args.seconds + 3600)
     caller_ports = free_port_block(args.calls * 2)
+    while caller_ports < rtp + workers * 20 and rtp < caller_ports + args.calls * 2:
+        caller_ports = free_port_block(args.calls * 2)  # not yet bound, so pick apart
     calls = [{"index": c, "port": caller_ports + 2 * c} for c in range(args.calls)]
     groups: list[tuple[str, list[dict[str, int]]]] = []
     if via_kamailio:
