@@ -19,8 +19,8 @@ Example::
     tls_port = 5061               # BRIDGE_SIP_TLS_PORT: worker k takes TLS on tls_port + k
     tls_cert_file = ""            # BRIDGE_SIP_TLS_CERT_FILE: PEM certificate (chain)
     tls_key_file = ""             # BRIDGE_SIP_TLS_KEY_FILE: its PEM private key
-    rtp_port_min = 40000          # BRIDGE_SIP_RTP_PORT_MIN: split evenly over the workers
-    rtp_port_max = 40999          # BRIDGE_SIP_RTP_PORT_MAX
+    rtp_port_min = 40000          # BRIDGE_SIP_RTP_PORT_MIN: split evenly over the workers, each
+    rtp_port_max = 40999          # BRIDGE_SIP_RTP_PORT_MAX   share half pjsua, half our receivers
     codecs = ["PCMU", "PCMA", "G722"]  # BRIDGE_SIP_CODECS, in order of preference
     allowed_sources = ["127.0.0.0/8"]  # BRIDGE_SIP_ALLOWED_SOURCES: others get 403
     workers = 1                   # BRIDGE_SIP_WORKERS: pjsua2 processes
