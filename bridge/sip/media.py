@@ -209,24 +209,27 @@ class MediaReceiver:
         self._command("open", stream)
         return stream, passed or "pcm16"
 
+    @staticmethod
+    def same_codec(stream: RtpStream, fmt: StreamFormat) -> bool:
+        """Whether ``fmt`` (a re-offer's) carries the codec the stream's leg was opened with."""
+        before = {f.encoding for f in stream.receiver.format.audio.values()}
+        return {f.encoding for f in fmt.audio.values()} == before
+
     def update(self, stream: RtpStream, fmt: StreamFormat) -> None:
-        """A re-offer changed the stream's payload types; raises ``ValueError`` if its codec
-        changed (one leg has one encoding)."""
-        if fmt.audio.keys() != stream.receiver.format.audio.keys() and {
-            f.encoding for f in fmt.audio.values()
-        } != {f.encoding for f in stream.receiver.format.audio.values()}:
-            raise ValueError("the re-offer changed the stream's codec")
+        """A re-offer renumbered the stream's payload types (:meth:`same_codec`)."""
         with self._lock:
             stream.receiver.update_format(fmt)
 
-    def close(self, stream: RtpStream) -> None:
-        """Stop a leg's stream: its open digit is handed over now, nothing of it after this."""
+    def close(self, stream: RtpStream, *, keep_ports: bool = False) -> None:
+        """Stop a leg's stream: its open digit is handed over now, nothing of it after this.
+        ``keep_ports``: the pair stays bound, for the leg that :meth:`open` starts on it next
+        (a re-offer changed the codec: one leg has one encoding and rate)."""
         with self._lock:
             if self._streams.pop(stream.key, None) is None:
                 return
             stream.closed = True
             self._hand_over(stream, stream.receiver.close())
-        self._command("close", stream)
+        self._command("pause" if keep_ports else "close", stream)
 
     def stop(self) -> None:
         """Close every stream and stop the thread (the worker is shutting down)."""
@@ -285,8 +288,9 @@ class MediaReceiver:
                     self._selector.unregister(sock)
                 except (KeyError, ValueError):
                     pass  # closed before its open command ran
-            ports.close()
-            self._in_use.discard(ports.port)
+            if what == "close":
+                ports.close()
+                self._in_use.discard(ports.port)
 
     def _read(self, stream: RtpStream, now: float) -> None:
         sock = stream.ports.rtp

@@ -277,6 +277,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         # or the worker's own RTP sockets (direct, siprec: bridge.sip.media)
         self.taps: dict[int, TapPort | RtpStream] = {}
         self.rtp_ports: dict[int, RtpPorts] = {}  # media index -> the pair our answer names
+        self.retired_dropped = 0  # frames dropped by legs replaced after a codec change
         self.audio: Any = None  # b2bua: this side's stream in the bridge
         self.held = False
         self.accepted = False
@@ -350,14 +351,20 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
             return  # not ours (no pair could be bound for it): pjsua receives and drops it
         fmt = stream_format(self.getStreamInfo(index))
         tap = self.taps.get(index)
+        media = self.worker.media
         if isinstance(tap, RtpStream):
-            try:
-                self.worker.media.update(tap, fmt)
-            except ValueError as exc:
-                logger.warning(
-                    "call %s: media %d: re-offer not taken: %s", self.sip_call_id, index, exc
-                )
-        elif plan is not None:
+            if media.same_codec(tap, fmt):
+                media.update(tap, fmt)
+                return
+            # A re-offer changed the codec (a transfer to a G.722 phone, say): the leg's
+            # encoding and rate are fixed, so it ends here and a new leg goes on.
+            codec = "/".join(f.encoding for f in fmt.audio.values())
+            logger.info("call %s: media %d: now %s, a new leg", self.sip_call_id, index, codec)
+            media.close(tap, keep_ports=True)
+            self.retired_dropped += tap.dropped
+            del self.taps[index]
+            plan = self.plans.get(index)
+        if plan is not None:
             self._start_leg(index, plan, ports, fmt)
 
     def _start_leg(
@@ -1007,7 +1014,9 @@ class Worker:
         if not owner.ended or (owner.peer is not None and not owner.peer.ended):
             return
         sides = [owner] + ([owner.peer] if owner.peer is not None else [])
-        dropped = sum(tap.dropped for side in sides for tap in side.taps.values())
+        dropped = sum(
+            side.retired_dropped + sum(tap.dropped for tap in side.taps.values()) for side in sides
+        )
         cause = owner.first_end
         self.outbox.send_control(
             wire.CallEnded(

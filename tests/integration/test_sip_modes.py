@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from cryptography import x509
@@ -48,6 +49,15 @@ RATE = 8000
 def tone(seconds: float, freq: float) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
     return (0.1 * 32767 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def g722(pcm: np.ndarray) -> bytes:
+    """8 kHz PCM16 as G.722 (FFmpeg's encoder, through PyAV), upsampled by repetition."""
+    encoder = av.CodecContext.create("g722", "w")
+    encoder.sample_rate, encoder.layout, encoder.format = 16000, "mono", "s16"
+    frame = av.AudioFrame.from_ndarray(np.repeat(pcm, 2).reshape(1, -1), format="s16")
+    frame.sample_rate = 16000
+    return b"".join(bytes(p) for p in [*encoder.encode(frame), *encoder.encode(None)])
 
 
 def dominant_hz(pcm: np.ndarray) -> float:
@@ -388,6 +398,37 @@ async def test_hold_feeds_the_leg_silence_and_resume_goes_on(
     # The hold's 1.5 s are on the leg clock too (silence), so the leg spans the whole call.
     assert 4500 - 100 <= leg.duration_ms <= leg.ended_at_ms - leg.started_at_ms + 20
     assert transcript.call.end_cause == "bye-remote"
+
+
+async def test_a_codec_change_mid_call_goes_on_as_a_new_leg(
+    tmp_path: Path, vllm_server: VllmServer
+) -> None:
+    """RFC 3264 §8.3.2: a re-INVITE moves the stream from PCMU to G.722 (a PBX after a transfer
+    to a wideband phone).  A leg's encoding and rate are fixed, so the first leg ends where the
+    codec changed and a second one, on the same port, carries the rest; both are transcribed."""
+    settings = sip_settings(codecs=("PCMU", "G722"))
+    async with open_bridge(tmp_path, vllm_server, settings) as bridge, peers(1) as (a,):
+        caller = start_sipp(
+            tmp_path / "a",
+            "uac_recodec",
+            bridge.target,
+            fill={"PORT": str(a.port), "PAUSE": "2500"},
+        )
+        [to_bridge] = await ports_in(tmp_path / "a" / "messages.log", "SIP/2.0 200 OK")
+        a.send(to_bridge, encode_ulaw(tone(2.4, 440)))
+        a.send(to_bridge, g722(tone(2.0, 440)), pt=9, delay_s=2.7)
+        result = await caller
+        assert result.returncode == 0, result.output + result.errors
+        transcript = await only_call(bridge)
+    assert transcript.call.end_cause == "bye-remote"
+    first, second = sorted(transcript.legs, key=lambda leg: leg.started_at_ms)
+    assert (first.codec, second.codec) == ("pcmu/8000", "g722/16000")
+    assert first.role is second.role is LegRole.CALLER
+    assert second.started_at_ms - first.started_at_ms >= 2000  # at the re-INVITE
+    assert second.duration_ms is not None and 1800 <= second.duration_ms <= 3000
+    for leg in (first, second):  # the scripted server's words, on each leg's own session
+        text = " ".join(s.text for s in transcript.segments if s.leg_id == leg.leg_id and s.final)
+        assert text.startswith("hello world."), (leg.codec, text)
 
 
 async def test_a_call_without_rtp_is_hung_up_by_the_bridge(

@@ -167,3 +167,29 @@ def test_pairs_are_even_and_not_handed_out_twice(
     media.release(first)
     again = media.bind()
     assert again is not None and again.port == first.port
+
+
+def test_a_codec_change_starts_a_new_leg_on_the_same_ports(
+    main_end: tuple[socket.socket, MediaReceiver],
+) -> None:
+    """A re-offer from PCMU to G.722 (a transfer to a wideband phone): the first leg's stream
+    closes with its ports kept, and the next leg receives the new codec on them."""
+    main, media = main_end
+    ports = media.bind()
+    assert ports is not None
+    first, _ = media.open(1, ports, PCMU)
+    assert media.same_codec(first, PCMU) and not media.same_codec(first, G722)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    target = ("127.0.0.1", ports.port)
+    sender.sendto(packet(1, 0, b"\x11" * 160), target)
+    frame = next_audio(main)
+    assert isinstance(frame, wire.Frame) and frame.key == 1
+    media.close(first, keep_ports=True)
+    second, encoding = media.open(2, ports, G722)
+    assert encoding == "pcm16" and second.rate_hz == 16000
+    sender.sendto(packet(2, 160, bytes(160), pt=9), target)
+    frame = next_audio(main)
+    assert isinstance(frame, wire.Frame) and (frame.key, len(frame.pcm)) == (2, 640)
+    assert first.packets == 1 and second.packets == 1
+    media.close(second)
+    sender.close()
