@@ -198,10 +198,10 @@ class MediaReceiver:
         (``pcmu``, ``pcma`` or ``pcm16``: AudioEncoding values).  ``fmt`` names one codec, the
         negotiated one: like pjmedia's stream, packets of the answer's other codecs are dropped
         (counted as ``foreign``)."""
-        encodings = {f.encoding for f in fmt.audio.values()}
-        if len(encodings) != 1:
-            raise ValueError(f"one codec per stream, got {sorted(encodings)}")
-        passed = PASSED_ON.get(encodings.pop())
+        if len(fmt.encodings) != 1:
+            raise ValueError(f"one codec per stream, got {sorted(fmt.encodings)}")
+        [encoding] = fmt.encodings
+        passed = PASSED_ON.get(encoding)
         decode = None if passed is not None else G722Decoder().decode
         stream = RtpStream(key, ports, RtpReceiver(fmt, opened_s=time.monotonic()), decode)
         with self._lock:
@@ -212,8 +212,7 @@ class MediaReceiver:
     @staticmethod
     def same_codec(stream: RtpStream, fmt: StreamFormat) -> bool:
         """Whether ``fmt`` (a re-offer's) carries the codec the stream's leg was opened with."""
-        before = {f.encoding for f in stream.receiver.format.audio.values()}
-        return {f.encoding for f in fmt.audio.values()} == before
+        return fmt.encodings == stream.receiver.format.encodings
 
     def update(self, stream: RtpStream, fmt: StreamFormat) -> None:
         """A re-offer renumbered the stream's payload types (:meth:`same_codec`)."""

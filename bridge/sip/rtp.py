@@ -58,6 +58,7 @@ __all__ = [
     "FRAME_MS",
     "MAX_JUMP_MS",
     "MAX_PACKET_MS",
+    "RTP_CLOCK_HZ",
     "STALL_MS",
     "Audio",
     "Digit",
@@ -90,6 +91,11 @@ class StreamFormat:
     comfort_noise: frozenset[int] = frozenset()  # CN payload types (RFC 3389): ignored
 
     @property
+    def encodings(self) -> frozenset[str]:
+        """The audio codecs' names, e.g. ``{"PCMU"}``."""
+        return frozenset(f.encoding for f in self.audio.values())
+
+    @property
     def sample_rate_hz(self) -> int:
         """The leg's sample rate: G.722 samples at 16 kHz on an 8 kHz RTP clock (RFC 3551
         §4.5.2), G.711 at 8 kHz."""
@@ -114,9 +120,9 @@ class StreamFormat:
         )
 
 
-# Samples on the leg clock per payload byte, and per RTP timestamp unit.
+# Samples on the leg clock per payload byte.
 SAMPLES_PER_BYTE: Final = {"PCMU": 1, "PCMA": 1, "G722": 2}
-SAMPLES_PER_TICK: Final = {"PCMU": 1, "PCMA": 1, "G722": 2}
+RTP_CLOCK_HZ: Final = 8000  # all three (G.722's too: RFC 3551 §4.5.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +166,7 @@ class RtpReceiver:
         self._max_samples = MAX_PACKET_MS * self.rate_hz // 1000
         self._event_slack = EVENT_SLACK_MS * self.rate_hz // 1000
         self._frame = FRAME_MS * self.rate_hz // 1000
-        self._ticks = SAMPLES_PER_TICK["G722" if self.rate_hz == 16000 else "PCMU"]
+        self._ticks = self.rate_hz // RTP_CLOCK_HZ  # leg samples per timestamp unit
         self._ssrc: int | None = None
         self._anchor_ts = 0
         self._anchor_pos = 0

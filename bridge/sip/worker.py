@@ -68,7 +68,7 @@ from bridge.sip.media import MediaReceiver, RtpPorts, RtpStream
 from bridge.sip.message import parse_message
 from bridge.sip.offer import PayloadFormat, SdpOffer, parse_sdp, receive_on
 from bridge.sip.policy import Decision, decide, end_cause
-from bridge.sip.rtp import StreamFormat
+from bridge.sip.rtp import RTP_CLOCK_HZ, StreamFormat
 from bridge.sip.spec import PASSWORD_ENV, WorkerSpec
 from sip_config.routes import select_route
 
@@ -358,7 +358,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
                 return
             # A re-offer changed the codec (a transfer to a G.722 phone, say): the leg's
             # encoding and rate are fixed, so it ends here and a new leg goes on.
-            codec = "/".join(f.encoding for f in fmt.audio.values())
+            codec = "/".join(sorted(fmt.encodings))
             logger.info("call %s: media %d: now %s, a new leg", self.sip_call_id, index, codec)
             media.close(tap, keep_ports=True)
             self.retired_dropped += tap.dropped
@@ -1036,18 +1036,14 @@ class Worker:
 def first_audio(offer: SdpOffer | None) -> int:
     """The media index of a direct call's tapped stream: the offer's first audio m-line
     with a port (0 for an offerless INVITE: pjsua's offer has one audio m-line)."""
-    if offer is not None:
-        for index, media in enumerate(offer.media):
-            if media.kind == "audio" and media.port != 0:
-                return index
-    return 0
+    return offer.media.index(offer.audio[0]) if offer is not None and offer.audio else 0
 
 
 def stream_format(si: Any) -> StreamFormat:
     """What one negotiated stream carries (pjsua's ``StreamInfo``): its codec's receive
     payload type and the RFC 4733 one, if any (RFC 4733 §7: dynamic, 96..127)."""
     name = str(si.codecName).upper()
-    codec = PayloadFormat(int(si.rxPt), name, 8000)  # G.722's RTP clock too (RFC 3551 §4.5.2)
+    codec = PayloadFormat(int(si.rxPt), name, RTP_CLOCK_HZ)
     events = int(si.audRxEventPt)
     return StreamFormat(
         audio={codec.payload_type: codec},
