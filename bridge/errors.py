@@ -7,7 +7,9 @@
     ├── MediaError                  audio we cannot read: missing/corrupt file, unsupported format
     ├── ProtocolError               raised by ``bridge.core`` only
     │   ├── RemoteProtocolError     the peer broke the protocol (``status_hint`` for the reply)
-    │   │   └── AsrProtocolError    the ASR server sent something the realtime protocol forbids
+    │   │   ├── AsrProtocolError    the ASR server sent something the realtime protocol forbids
+    │   │   └── BadNumber           a number not ASCII digits, too long or out of range (also a
+    │   │                           ValueError; ``bridge.core.numbers.parse_uint``)
     │   └── InvalidState            core called in the wrong state: our bug (also AssertionError)
     ├── AsrServerError              an ``error`` event from the ASR server; ``code``, ``retryable``
     └── TransportError              raised by ``bridge.io``; ``retryable``
