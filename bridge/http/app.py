@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -44,6 +44,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from bridge import metrics
+from bridge.core.numbers import BadNumber, parse_uint
 from bridge.core.types import LegRole
 from bridge.errors import BridgeError, ConfigError, MediaError, StorageError
 from bridge.export import MEDIA_TYPES, iter_render, to_json
@@ -66,6 +67,8 @@ logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_PAGE = 200
+MAX_EPOCH_MS_DIGITS = 15  # 10**15 ms is the year 33658; SQLite integers stop at 19 digits
+MAX_QUERY_TEXT = 500
 
 
 @dataclass(slots=True)
@@ -119,14 +122,11 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise HttpProblem(
-            400, f"query {name}={raw!r}: expected an integer {lo}..{hi}", kind="bad-query"
-        ) from None
-    if not lo <= value <= hi:
-        raise HttpProblem(400, f"query {name}={value}: must be in {lo}..{hi}", kind="bad-query")
-    return value
+        return parse_uint(
+            raw, what=f"query {name}", max_digits=len(str(hi)), minimum=lo, maximum=hi
+        )
+    except BadNumber as exc:
+        raise HttpProblem(400, f"{exc}: expected an integer {lo}..{hi}", kind="bad-query") from None
 
 
 def _time_param(request: Request, name: str) -> int | None:
@@ -134,20 +134,44 @@ def _time_param(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if not raw:
         return None
-    if raw.isdigit():
-        return int(raw)
+    expected = "expected epoch milliseconds or ISO 8601 (e.g. 2026-01-31T09:00:00Z)"
+    if raw.isascii() and raw.isdigit():
+        try:
+            return parse_uint(raw, what=f"query {name}", max_digits=MAX_EPOCH_MS_DIGITS)
+        except BadNumber as exc:
+            raise HttpProblem(400, f"{exc}: {expected}", kind="bad-query") from None
     try:
+        if not raw.isascii() or len(raw) > 64:
+            raise ValueError(raw)
         instant = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=datetime.now().astimezone().tzinfo).astimezone()
+        return int(instant.timestamp() * 1000)
+    except (ValueError, OverflowError, OSError):
         raise HttpProblem(
-            400,
-            f"query {name}={raw!r}: expected epoch milliseconds or ISO 8601 "
-            "(e.g. 2026-01-31T09:00:00Z)",
-            kind="bad-query",
+            400, f"query {name}={_shown(raw)}: {expected}", kind="bad-query"
         ) from None
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=datetime.now().astimezone().tzinfo).astimezone()
-    return int(instant.timestamp() * 1000)
+
+
+def _text_param(request: Request, name: str, max_chars: int = MAX_QUERY_TEXT) -> str | None:
+    """A free-text query value: at most ``max_chars``, no control characters (SQLite's FTS5
+    ends a string at NUL: ``q=%00`` is an unterminated string to it)."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    if len(raw) > max_chars:
+        raise HttpProblem(
+            400, f"query {name}: at most {max_chars} characters, got {len(raw)}", kind="bad-query"
+        )
+    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in raw):
+        raise HttpProblem(
+            400, f"query {name}={_shown(raw)}: control characters are not allowed", kind="bad-query"
+        )
+    return raw
+
+
+def _shown(raw: str) -> str:
+    return repr(raw) if len(raw) <= 40 else repr(raw[:40]) + f"... ({len(raw)} characters)"
 
 
 def _call_json(record: Any) -> dict[str, Any]:
@@ -219,7 +243,7 @@ async def list_calls(request: Request) -> Response:
         )
     limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
     offset = _int_param(request, "offset", 0, 0, 10**9)
-    agent = request.query_params.get("agent") or None
+    agent = _text_param(request, "agent")
     if not principal.is_supervisor:
         if agent is not None and agent != principal.agent:
             raise HttpProblem(403, "agents may list only their own calls", kind="forbidden")
@@ -228,8 +252,8 @@ async def list_calls(request: Request) -> Response:
         active=None if status == "all" else status == "active",
         since_ms=_time_param(request, "since"),
         until_ms=_time_param(request, "until"),
-        text=request.query_params.get("q") or None,
-        who=request.query_params.get("who") or None,
+        text=_text_param(request, "q"),
+        who=_text_param(request, "who"),
         agent=agent,
         limit=limit,
         offset=offset,
@@ -262,11 +286,18 @@ async def export_call(request: Request) -> Response:
     call_id = request.path_params["call_id"]
     transcript = await _visible_transcript(request, call_id)
     fmt = request.query_params.get("format", "json")
+    if fmt not in MEDIA_TYPES:
+        raise HttpProblem(
+            400,
+            f"query format={_shown(fmt)}: expected one of {', '.join(MEDIA_TYPES)}",
+            kind="bad-query",
+        )
+    leg = _text_param(request, "leg", max_chars=200)
     try:
-        chunks = iter_render(transcript, fmt, leg=request.query_params.get("leg") or None)
+        chunks = iter_render(transcript, fmt, leg=leg)
     except ValueError as exc:
         raise HttpProblem(400, str(exc), kind="bad-query") from None
-    suffix = "" if not request.query_params.get("leg") else "-" + request.query_params["leg"]
+    suffix = "" if leg is None else "-" + quote(leg, safe="")
     return StreamingResponse(
         (chunk.encode("utf-8") for chunk in chunks),
         media_type=MEDIA_TYPES[fmt],
@@ -380,10 +411,10 @@ async def live_socket(websocket: WebSocket) -> None:
         resume_from = None
         if raw:
             try:
-                resume_from = int(raw)
-            except ValueError:
-                detail = f"resume_from={raw!r}: expected a sequence number"
-                raise HttpProblem(400, detail) from None
+                resume_from = parse_uint(raw, what="query resume_from", max_digits=18)
+            except BadNumber as exc:
+                detail = f"{exc}: expected a sequence number"
+                raise HttpProblem(400, detail, kind="bad-query") from None
     except HttpProblem as problem:
         # Before accept: an HTTP answer (starlette sends it as a denial response).
         await websocket.send_denial_response(problem_response(problem))
@@ -421,7 +452,10 @@ async def _bridge_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BridgeError)
     status = 503 if getattr(exc, "retryable", False) else 500
     logger.error("%s %s failed: %s", request.method, request.url.path, exc)
-    return problem_response(HttpProblem(status, str(exc), kind="bridge-error"))
+    detail = str(exc)
+    if isinstance(exc, StorageError):  # its message names the database file: for the log only
+        detail = "the transcript store failed (the bridge's log says why)"
+    return problem_response(HttpProblem(status, detail, kind="bridge-error"))
 
 
 def create_app(

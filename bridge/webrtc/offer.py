@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from bridge.core.numbers import BadNumber, parse_uint
 from bridge.errors import RemoteProtocolError
 
 # Codec names (lower case) / clock rates aiortc can decode, in our order of preference.
@@ -202,12 +203,17 @@ def _split(lines: list[str]) -> tuple[list[str], list[list[str]]]:
 
 def _media(line: str) -> tuple[str, int]:
     parts = line[2:].split()
-    if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
-        raise OfferRejected(
-            f"bad media line {line[:60]!r}: expected 'm=<media> <port> <proto> <fmt> ...'",
-            status_hint=400,
-        )
-    return parts[0], int(parts[1].split("/")[0])
+    expected = f"bad media line {line[:60]!r}: expected 'm=<media> <port> <proto> <fmt> ...'"
+    if len(parts) < 4:
+        raise OfferRejected(expected, status_hint=400)
+    port, _, count = parts[1].partition("/")
+    try:
+        number = parse_uint(port, what="port", max_digits=5, maximum=65535)
+        if count:
+            parse_uint(count, what="number of ports", max_digits=5, maximum=65535)
+    except BadNumber as exc:
+        raise OfferRejected(f"{expected} ({exc})", status_hint=400) from None
+    return parts[0], number
 
 
 def _codecs(section: list[str]) -> tuple[str, ...]:
@@ -215,14 +221,16 @@ def _codecs(section: list[str]) -> tuple[str, ...]:
     for line in section:
         if line.startswith("a=rtpmap:"):
             parts = line[len("a=rtpmap:") :].split(None, 1)
-            if len(parts) != 2 or "/" not in parts[1] or not parts[0].isdigit():
+            if len(parts) != 2 or "/" not in parts[1]:
                 raise OfferRejected(
                     f"bad rtpmap {line[:60]!r}: expected 'a=rtpmap:<pt> <name>/<rate>'",
                     status_hint=400,
                 )
-            rate = parts[1].split("/")[1]
-            if not rate.isdigit():
-                raise OfferRejected(f"bad clock rate in {line[:60]!r}", status_hint=400)
+            try:
+                parse_uint(parts[0], what="payload type", max_digits=3, maximum=127)
+                parse_uint(parts[1].split("/")[1].strip(), what="clock rate", max_digits=10)
+            except BadNumber as exc:
+                raise OfferRejected(f"bad rtpmap {line[:60]!r}: {exc}", status_hint=400) from None
             codecs.append(parts[1].strip().lower())
     # RFC 3551 static payload types need no rtpmap: 0 = PCMU, 8 = PCMA.
     formats = section[0].split()[3:]

@@ -34,6 +34,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bridge.core.numbers import BadNumber, parse_uint
 from bridge.errors import RemoteProtocolError
 
 from .offer import IceCredentials, Offer, loopback_udp
@@ -215,16 +216,17 @@ def _check_candidate(value: str, n: int) -> None:
             status_hint=400,
         )
     numbers = (("component", component, 3, 256), ("priority", priority, 10, 2**32 - 1))
-    for name, text, digits, top in (*numbers, ("port", port, 5, 65535)):
-        if not (text.isascii() and text.isdigit() and len(text) <= digits and int(text) <= top):
+    rports = [
+        text for name, text in zip(fields[8::2], fields[9::2], strict=False) if name == "rport"
+    ]
+    checks = (*numbers, ("port", port, 5, 65535), *(("rport", text, 5, 65535) for text in rports))
+    for name, text, digits, top in checks:
+        try:
+            parse_uint(text, what=f"candidate {name}", max_digits=digits, maximum=top)
+        except BadNumber:
             raise TrickleRejected(
                 f"bad candidate {name} {text[:20]!r} on line {n}: {expected}", status_hint=400
-            )
-    for name, text in zip(fields[8::2], fields[9::2], strict=False):
-        if name == "rport" and not (text.isascii() and text.isdigit() and int(text) <= 65535):
-            raise TrickleRejected(
-                f"bad candidate rport {text[:20]!r} on line {n}: {expected}", status_hint=400
-            )
+            ) from None
 
 
 def _check_not_restart(ice: IceCredentials, ufrags: set[str], pwds: set[str]) -> None:

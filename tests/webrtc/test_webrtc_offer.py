@@ -132,3 +132,25 @@ def test_a_public_address_repeats_each_host_udp_candidate() -> None:
     ]
     assert sum(line.count("203.0.113.5") for line in lines) == 1  # srflx, TCP: left alone
     assert lines[-2:] == ["a=end-of-candidates", ""]  # the trailing CRLF kept
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 opus/48000²/2"),  # '²'.isdigit() is True
+        ("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 opus/٤٨٠٠٠/2"),  # Arabic-Indic digits
+        ("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 opus/" + "9" * 5000 + "/2"),
+        ("a=rtpmap:111 opus/48000/2", "a=rtpmap:١١١ opus/48000/2"),
+        ("a=rtpmap:111 opus/48000/2", "a=rtpmap:" + "1" * 5000 + " opus/48000/2"),
+        ("m=audio 38632 ", "m=audio 38632² "),
+        ("m=audio 38632 ", "m=audio ٣٨٦٣٢ "),
+        ("m=audio 38632 ", "m=audio " + "9" * 5000 + " "),
+        ("m=audio 38632 ", "m=audio 70000 "),
+        ("m=audio 38632 ", "m=audio 38632/² "),
+    ],
+)
+def test_non_ascii_or_huge_numbers_are_400(old: str, new: str) -> None:
+    assert old in CHROME
+    error = rejected(CHROME.replace(old, new, 1))
+    assert error.status_hint == 400
+    assert len(str(error)) < 300  # a 5,000-digit number is not echoed whole

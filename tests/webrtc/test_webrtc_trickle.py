@@ -116,6 +116,12 @@ def test_new_credentials_are_an_ice_restart_422() -> None:
         (fragment("1 1 udp 99999999999 127.0.0.1 1 typ host"), "priority"),
         (fragment("f@o 1 udp 1 127.0.0.1 1 typ host"), "foundation"),
         (fragment("1 1 udp 1 203.0.113.7 1 typ srflx raddr 192.0.2.2 rport x"), "rport"),
+        (
+            fragment("1 1 udp 1 203.0.113.7 1 typ srflx raddr 192.0.2.2 rport " + "9" * 5000),
+            "rport",
+        ),
+        (fragment("1 1 udp 1 203.0.113.7 1 typ srflx raddr 192.0.2.2 rport ٣"), "rport"),
+        (fragment("1 1 udp 2122194687 127.0.0.1 ²² typ host"), "port"),
         ("a=end-of-candidates\r\n" * 2000, "larger than"),
     ],
 )
