@@ -56,7 +56,7 @@ from bridge.webrtc.session import WhipSessions, WhipSettings
 from storage import TranscriptStore
 
 from .auth import Principal, authenticate, bearer_token
-from .live_ws import serve_subscription
+from .live_ws import refuse_handshake, serve_subscription
 from .openapi import openapi_document
 from .problems import HttpProblem, problem_response
 from .uploads import UploadRunner
@@ -125,8 +125,10 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
         return parse_uint(
             raw, what=f"query {name}", max_digits=len(str(hi)), minimum=lo, maximum=hi
         )
-    except BadNumber as exc:
-        raise HttpProblem(400, f"{exc}: expected an integer {lo}..{hi}", kind="bad-query") from None
+    except BadNumber:
+        raise HttpProblem(
+            400, f"query {name}={_shown(raw)}: expected an integer {lo}..{hi}", kind="bad-query"
+        ) from None
 
 
 def _time_param(request: Request, name: str) -> int | None:
@@ -171,6 +173,9 @@ def _text_param(request: Request, name: str, max_chars: int = MAX_QUERY_TEXT) ->
 
 
 def _shown(raw: str) -> str:
+    """A query value for a problem detail: as it is if short and plain, else quoted and cut."""
+    if len(raw) <= 40 and raw.isascii() and raw.isprintable() and "'" not in raw:
+        return raw
     return repr(raw) if len(raw) <= 40 else repr(raw[:40]) + f"... ({len(raw)} characters)"
 
 
@@ -416,8 +421,7 @@ async def live_socket(websocket: WebSocket) -> None:
                 detail = f"{exc}: expected a sequence number"
                 raise HttpProblem(400, detail, kind="bad-query") from None
     except HttpProblem as problem:
-        # Before accept: an HTTP answer (starlette sends it as a denial response).
-        await websocket.send_denial_response(problem_response(problem))
+        await refuse_handshake(websocket, problem.status, problem.detail)
         return
     await serve_subscription(websocket, state.hub, live_filter, resume_from, state.stopping)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from http import HTTPStatus
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -27,6 +28,22 @@ logger = logging.getLogger(__name__)
 
 CLOSE_TRY_AGAIN_LATER = 1013  # RFC 6455 §7.4.1 registry: "Try Again Later"
 CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+
+
+async def refuse_handshake(websocket: WebSocket, status: int, detail: str) -> None:
+    """Refuse a WebSocket upgrade before accepting it: a refusal, not an error.
+
+    The ASGI way is ``websocket.close`` before ``websocket.accept``: every uvicorn WebSocket
+    implementation then answers the upgrade with HTTP 403 and logs nothing above INFO.  (A
+    problem+json denial through the ``websocket.http.response`` extension reaches the client too,
+    but uvicorn 0.54's default ``websockets-sansio`` protocol then logs "ASGI callable returned
+    without completing handshake" at ERROR for every refused token.)  The close code goes with
+    the ASGI message for servers that pass it on: 1008 (policy violation, RFC 6455 §7.4.1) with
+    the status' phrase as reason.  Why it was refused is logged here at INFO (never the token).
+    """
+    logger.info("live WebSocket refused (%d): %s", status, detail)
+    await websocket.close(CLOSE_POLICY_VIOLATION, HTTPStatus(status).phrase)
 
 
 async def serve_subscription(

@@ -7,13 +7,17 @@ rates written that way.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
-from .served import SUPERVISOR, serve_bridge
+from .served import ALICE, SUPERVISOR, serve_bridge
 
 CHROME = (Path(__file__).parent.parent / "webrtc" / "chrome156_two_audio.sdp").read_text()
 LEAKS = ("/work/", "/tmp/", "/home/", "/root/", ".py", ".db", "Traceback")
@@ -86,3 +90,34 @@ async def test_whip_sdp_numbers_are_400(tmp_path: Path, old: str, new: str) -> N
             headers={**served.auth(SUPERVISOR), "Content-Type": "application/sdp"},
         )
         assert_clean_400(response)
+
+
+@pytest.mark.parametrize(
+    ("query", "token"),
+    [
+        ("", None),  # no token
+        ("", "wrong-token-123"),  # a token that is not configured
+        ("?resume_from=%C2%B2", SUPERVISOR),  # a bad query: '²'
+        ("?agent=bob", ALICE),  # another agent's calls
+    ],
+)
+async def test_refused_live_handshake_is_no_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, query: str, token: str | None
+) -> None:
+    """Issue 12 item 12: a refused WebSocket upgrade logs nothing at ERROR (uvicorn's own
+    "ASGI callable returned without completing handshake" included); the client sees HTTP 403."""
+    caplog.set_level(logging.INFO)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with serve_bridge(tmp_path / "b.db") as served:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(served.ws + "/api/v1/live" + query, additional_headers=headers):
+                pass
+        assert refused.value.response.status_code == 403
+        await asyncio.sleep(0.1)  # uvicorn logs after the app returned
+        # A good token on the same server still gets its stream.
+        async with connect(served.ws + "/api/v1/live", additional_headers=served.auth()):
+            pass
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert any("live WebSocket refused" in r.getMessage() for r in caplog.records)
+    assert not any(SUPERVISOR in r.getMessage() for r in caplog.records)
