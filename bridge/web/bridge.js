@@ -65,5 +65,18 @@ const Bridge = (() => {
     close() { this.closed = true; if (this.ws) this.ws.close(); }
   }
   function logout() { sessionStorage.removeItem(KEY); location.href = "/login"; }
-  return { token, requireToken, api, clock, el, Live, logout, KEY };
+  // Where the login page may send the browser: a path on this origin, else "/".  One leading
+  // "/" (not "//" nor "/\": browsers read a backslash as a slash, so "/\evil.example" is
+  // "//evil.example", another host), no backslash or control character anywhere (the URL parser
+  // drops tabs and newlines: "/\t/evil.example" is "//evil.example" too), and, parsed against
+  // this page, still this origin.
+  function safeNext(next) {
+    if (typeof next !== "string" || next.length > 2048) return "/";
+    if (!/^\/(?![\/\\])[^\\\u0000-\u001f\u007f]*$/.test(next)) return "/";
+    let url;
+    try { url = new URL(next, location.origin); } catch (e) { return "/"; }
+    if (url.origin !== location.origin) return "/";
+    return url.pathname + url.search + url.hash;
+  }
+  return { token, requireToken, api, clock, el, Live, logout, safeNext, KEY };
 })();
