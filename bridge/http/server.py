@@ -114,6 +114,8 @@ async def run_http(
             public_address=webrtc.public_address,
         ),
     )
+    if webhooks is not None:
+        app.state.registry.register(webhooks.collector())  # bridge_webhook_* metrics
     server = _Server(
         uvicorn.Config(
             app,
