@@ -261,7 +261,9 @@ def openapi_document() -> dict[str, Any]:
                         "names.  A partial may be replaced by a newer revision of the same "
                         "segment before it is sent; finals are never dropped.  Reconnect with "
                         "resume_from=<last seq> to miss nothing; on resync re-read over REST.  "
-                        "Closed with 1013 'too-slow' when a client falls behind."
+                        "Closed with 1013 'too-slow' when a client falls behind.  A refused "
+                        "upgrade (no or invalid token, another agent's calls, a bad query) is "
+                        "HTTP 403 without a body; the bridge logs why at INFO."
                     ),
                     "parameters": [
                         _q("call", "one call"),
@@ -271,7 +273,10 @@ def openapi_document() -> dict[str, Any]:
                         _q("token", "API token, for browsers"),
                     ],
                     "x-websocket": True,
-                    "responses": {"101": {"description": "switching protocols"}, **_ERRORS},
+                    "responses": {
+                        "101": {"description": "switching protocols"},
+                        "403": {"description": "upgrade refused (token, agent or query)"},
+                    },
                 }
             },
         },
