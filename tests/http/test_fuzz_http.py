@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 import httpx
@@ -100,15 +101,19 @@ class FuzzServer:
             self.loop.close()
 
 
-async def _seed(store: object) -> None:
-    for n, agent in ((1, "alice"), (2, "bob")):
-        cid = f"call-{n}"
-        await store.add_call(call(cid, title=f"+4930123{n} -> Support"))  # type: ignore[attr-defined]
-        await store.add_leg(leg(f"leg-{n}", cid))  # type: ignore[attr-defined]
-        store.put_segment(seg("my router is broken", final=True, leg_id=f"leg-{n}", call_id=cid))  # type: ignore[attr-defined]
-        await store.set_call_agent(cid, agent)  # type: ignore[attr-defined]
-        await store.end_call(cid, ended_at_ms=2_000_000_000_000, cause="bye")  # type: ignore[attr-defined]
-    await store.flush()  # type: ignore[attr-defined]
+async def _seed(store: Any) -> None:
+    """call-1 (alice) and call-2 (bob) for reading; call-3..call-42 for DELETE to eat; call-live
+    still active (DELETE: 409)."""
+    seeded = [("call-1", "alice"), ("call-2", "bob"), ("call-live", "alice")]
+    seeded += [(f"call-{n}", "bob" if n % 2 else "alice") for n in range(3, 43)]
+    for n, (cid, agent) in enumerate(seeded):
+        await store.add_call(call(cid, title=f"+4930123{n} -> Support"))
+        await store.add_leg(leg(f"leg-{n}", cid))
+        store.put_segment(seg("my router is broken", final=True, leg_id=f"leg-{n}", call_id=cid))
+        await store.set_call_agent(cid, agent)
+        if cid != "call-live":
+            await store.end_call(cid, ended_at_ms=2_000_000_000_000, cause="bye")
+    await store.flush()
 
 
 class HealthProbe:
@@ -409,8 +414,13 @@ def auth_and_query(draw: st.DrawFn, *names: str) -> tuple[tuple[tuple[str, bytes
     return tuple(headers), q
 
 
-def path_value() -> st.SearchStrategy[str]:
-    return st.one_of(st.sampled_from(["call-1", "call-2", "nope"]), RAW_VALUE).filter(bool)
+def path_value(
+    ids: tuple[str, ...] = ("call-1", "call-2", "call-live", "nope"),
+) -> st.SearchStrategy[str]:
+    return st.one_of(st.sampled_from(ids), RAW_VALUE).filter(bool)
+
+
+DELETABLE = tuple(f"call-{n}" for n in range(3, 43)) + ("call-live", "nope")
 
 
 def get(path: str, *names: str) -> st.SearchStrategy[Req]:
@@ -420,7 +430,9 @@ def get(path: str, *names: str) -> st.SearchStrategy[Req]:
 @st.composite
 def call_route(draw: st.DrawFn, method: str, suffix: str, *names: str) -> Req:
     headers, q = draw(auth_and_query(*names))
-    return Req(method, f"/api/v1/calls/{draw(path_value())}{suffix}", q, headers)
+    # DELETE eats its own calls: call-1 and call-2 stay for GET and export.
+    call_id = draw(path_value(DELETABLE if method == "DELETE" else ("call-1", "call-2", "nope")))
+    return Req(method, f"/api/v1/calls/{call_id}{suffix}", q, headers)
 
 
 def _wav(seconds: float = 0.2, rate: int = 8000, channels: int = 1) -> bytes:
@@ -745,8 +757,13 @@ def test_no_500_and_no_server_path(
 def test_health_stays_fast_while_fuzzed(
     fuzzing: tuple[FuzzServer, httpx.Client, HealthProbe],
 ) -> None:
-    """Runs after the routes (pytest keeps file order): /health's latency over the whole run."""
-    _, _, probe = fuzzing
+    """Runs after the routes (pytest keeps file order): /health's latency over the whole run
+    (and over one more burst of its own, should it run alone)."""
+    server, client, probe = fuzzing
+    for name in ("GET /api/v1/calls", "POST /api/v1/whip"):
+        fuzz_route(
+            server, client, name, routes(server)[name], Tally(), max_examples=20, fail_fast=True
+        )
     assert len(probe.latencies) > 20
     assert probe.failures == 0
     assert probe.p99() < HEALTH_P99_LIMIT_S, f"/health p99 {probe.p99() * 1000:.0f} ms"
