@@ -136,7 +136,7 @@ class WebhookOutbox:
         )
 
     async def expire(self, *, created_before_ms: int) -> list[OutboxItem]:
-        """Remove and return the events stored before ``created_before_ms`` (given up)."""
+        """Remove and return (without bodies) the events stored before ``created_before_ms``."""
         rows = await self._fetch(
             f"SELECT {_COLUMNS} FROM webhook_outbox WHERE created_at_ms < ? ORDER BY id",
             (created_before_ms,),

@@ -282,3 +282,34 @@ async def test_events_older_than_max_age_are_given_up_with_an_error(
         )
     finally:
         await hooks.close()
+
+
+async def test_outbox_is_bounded_ordered_per_call_and_kept_in_the_file(tmp_path: Path) -> None:
+    from storage.outbox import WebhookOutbox
+
+    outbox = await WebhookOutbox.open(tmp_path / "b.db", max_rows=4)
+    try:
+        for n, call_id in enumerate(["a", "b", "a", "c", "a"]):
+            _, dropped = await outbox.put(call_id, "segment.final", b"%d" % n, now_ms=n)
+            assert dropped == (1 if n == 4 else 0)  # the fifth pushes out the oldest (a, #0)
+        assert outbox.depth == 4
+        heads = await outbox.heads()
+        assert [(h.call_id, h.body) for h in heads] == [("b", b"1"), ("a", b"2"), ("c", b"3")]
+        await outbox.postpone(heads[0].id, next_at_ms=99, error="HTTP 503")
+        await outbox.remove(heads[1].id)
+    finally:
+        await outbox.close()
+    reopened = await WebhookOutbox.open(tmp_path / "b.db", max_rows=4)
+    try:
+        assert reopened.depth == 3
+        heads = await reopened.heads()
+        assert [(h.call_id, h.body, h.attempts) for h in heads] == [
+            ("b", b"1", 1),
+            ("c", b"3", 0),
+            ("a", b"4", 0),
+        ]
+        assert heads[0].last_error == "HTTP 503" and heads[0].next_at_ms == 99
+        assert [x.body for x in await reopened.expire(created_before_ms=4)] == [b""] * 2
+        assert reopened.depth == 1
+    finally:
+        await reopened.close()
