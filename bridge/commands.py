@@ -330,12 +330,15 @@ async def serve(args: argparse.Namespace) -> int:
     async with await TranscriptStore.open(config.db_path) as store:
         print(f"bridge: config from {config.source}", file=sys.stderr)
         print(f"bridge: transcripts in {store.path}", file=sys.stderr)
+        # Calls a previous run left active (it was killed): each ends at its last stored
+        # activity, its legs closed, the untranscribed rest of an upload stored as a gap.  The
+        # files of its uploads are removed when the HTTP app starts (UploadRunner).
         now_ms = int(time.time() * 1000)
-        dangling = await store.end_active_calls(ended_at_ms=now_ms, cause="bridge-restarted")
+        dangling = await store.end_dead_calls(cause="bridge-restarted", now_ms=now_ms)
         if dangling:
             print(
-                f"bridge: {dangling} call(s) left active by a previous run marked ended "
-                "(bridge-restarted)",
+                f"bridge: {len(dangling)} call(s) left active by a previous run marked ended "
+                "(bridge-restarted) at their last stored activity",
                 file=sys.stderr,
             )
         async with asr_endpoint(config) as endpoint:

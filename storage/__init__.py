@@ -8,12 +8,22 @@ Modules: ``store`` (the interface and the readers), ``writer`` (the one batching
 """
 
 from .migrate import latest_version
-from .store import CallPage, CallRecord, CallTranscript, LegRecord, TranscriptStore
+from .store import (
+    MEDIA_DURATION_EVENT,
+    CallPage,
+    CallRecord,
+    CallTranscript,
+    DeadCall,
+    LegRecord,
+    TranscriptStore,
+)
 
 __all__ = [
+    "MEDIA_DURATION_EVENT",
     "CallPage",
     "CallRecord",
     "CallTranscript",
+    "DeadCall",
     "LegRecord",
     "TranscriptStore",
     "latest_version",

@@ -64,6 +64,21 @@ class CallRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadCall:
+    """A call a dead process left active, as :meth:`TranscriptStore.end_dead_calls` ended it."""
+
+    call_id: CallId
+    ended_at_ms: int  # its last stored activity
+    legs_closed: int
+    untranscribed_ms: int  # audio stored as gaps (known only where the call said how long)
+
+
+# A call-level event (leg_id NULL) whose detail ``duration_ms=N`` says how long the call's audio
+# is (an uploaded file): if the process dies, the rest of each leg is stored as a gap.
+MEDIA_DURATION_EVENT = "media.duration"
+
+
+@dataclass(frozen=True, slots=True)
 class CallPage:
     """One page of :meth:`TranscriptStore.search_calls`: the calls and how many match in all."""
 
@@ -279,6 +294,98 @@ class TranscriptStore:
         await self._writer.end_active_calls(ended_at_ms=ended_at_ms, cause=cause)
         return int(rows[0][0])
 
+    async def end_dead_calls(self, *, cause: str, now_ms: int) -> list[DeadCall]:
+        """End every call still active, as left by a process that died (for start-up).
+
+        Each call ends at its last stored activity: the newest of its start, its legs' starts and
+        ends, its segments' writes, its call-level events and, for live (not file) legs, their
+        start plus the leg clock they reached (never after ``now_ms``), not at the restart.  Its
+        open legs are closed with the leg clock they reached (their last segment, gap or event).
+        Where the call has a :data:`MEDIA_DURATION_EVENT` (an upload: the length
+        of its audio is known), the rest of each open leg is stored as a gap, and the leg's
+        duration is the audio's.  One transaction; returns the calls ended.
+        """
+        calls = await self._read(
+            "SELECT c.call_id, max(c.started_at_ms,"
+            " coalesce((SELECT max(max(l.started_at_ms, coalesce(l.ended_at_ms, 0)))"
+            "           FROM legs AS l WHERE l.call_id = c.call_id), 0),"
+            " coalesce((SELECT max(s.updated_at_ms) FROM segments AS s"
+            "           WHERE s.call_id = c.call_id), 0),"
+            " coalesce((SELECT max(e.at_ms) FROM events AS e"
+            "           WHERE e.call_id = c.call_id AND e.leg_id IS NULL), 0)),"
+            " (SELECT e.detail FROM events AS e WHERE e.call_id = c.call_id AND e.leg_id IS NULL"
+            "  AND e.kind = ? ORDER BY e.id DESC LIMIT 1), c.started_at_ms"
+            " FROM calls AS c WHERE c.ended_at_ms IS NULL",
+            (MEDIA_DURATION_EVENT,),
+        )
+        if not calls:
+            return []
+        legs = await self._read(
+            "SELECT l.call_id, l.leg_id, l.source, l.started_at_ms, max("
+            " coalesce((SELECT max(s.end_ms) FROM segments AS s WHERE s.leg_id = l.leg_id), 0),"
+            " coalesce((SELECT max(g.start_ms + g.duration_ms) FROM gaps AS g"
+            "           WHERE g.leg_id = l.leg_id), 0),"
+            " coalesce((SELECT max(e.at_ms) FROM events AS e WHERE e.leg_id = l.leg_id), 0))"
+            " FROM legs AS l JOIN calls AS c ON c.call_id = l.call_id"
+            " WHERE c.ended_at_ms IS NULL AND l.ended_at_ms IS NULL",
+            (),
+        )
+        open_legs: dict[str, list[tuple[str, int]]] = {}
+        realtime_end: dict[str, int] = {}  # live legs: their clock runs with the wall clock
+        for row in legs:
+            call_id, reached_ms = str(row[0]), max(int(row[4]), 0)
+            open_legs.setdefault(call_id, []).append((str(row[1]), reached_ms))
+            if row[2] != LegSource.FILE.value:  # a file may be fed faster than real time
+                end = int(row[3]) + reached_ms
+                realtime_end[call_id] = max(realtime_end.get(call_id, 0), end)
+        statements: list[tuple[str, str, dict[str, str | int | None]]] = []
+        dead: list[DeadCall] = []
+        for row in calls:
+            call_id = str(row[0])
+            last_ms = max(int(row[1]), realtime_end.get(call_id, 0))
+            ended_at_ms = max(min(last_ms, now_ms), int(row[3]))
+            audio_ms = _duration_ms(row[2])
+            untranscribed = 0
+            for leg_id, reached_ms in open_legs.get(call_id, []):
+                duration_ms = reached_ms
+                if audio_ms is not None and audio_ms > reached_ms:
+                    duration_ms = audio_ms
+                    untranscribed += audio_ms - reached_ms
+                    statements.append(
+                        (
+                            f"gap on leg {leg_id} of dead call {call_id}",
+                            "INSERT INTO gaps (call_id, leg_id, start_ms, duration_ms, reason)"
+                            " VALUES (:call_id, :leg_id, :start_ms, :duration_ms, :reason)",
+                            {
+                                "call_id": call_id,
+                                "leg_id": leg_id,
+                                "start_ms": reached_ms,
+                                "duration_ms": audio_ms - reached_ms,
+                                "reason": f"not transcribed: the bridge stopped ({cause})",
+                            },
+                        )
+                    )
+                statements.append(
+                    (
+                        f"end leg {leg_id} of dead call {call_id}",
+                        "UPDATE legs SET ended_at_ms = :ended_at_ms, duration_ms = :duration_ms"
+                        " WHERE leg_id = :leg_id AND ended_at_ms IS NULL",
+                        {"leg_id": leg_id, "ended_at_ms": ended_at_ms, "duration_ms": duration_ms},
+                    )
+                )
+            statements.append(
+                (
+                    f"end dead call {call_id}",
+                    "UPDATE calls SET ended_at_ms = :ended_at_ms, end_cause = :cause"
+                    " WHERE call_id = :call_id AND ended_at_ms IS NULL",
+                    {"call_id": call_id, "ended_at_ms": ended_at_ms, "cause": cause},
+                )
+            )
+            legs_closed = len(open_legs.get(call_id, []))
+            dead.append(DeadCall(CallId(call_id), ended_at_ms, legs_closed, untranscribed))
+        await self._writer.submit_all(statements)
+        return dead
+
     async def set_call_agent(self, call_id: str, agent: str | None) -> None:
         """Assign the call to an agent (who may then see it).  Returns once committed."""
         await self._writer._submit(
@@ -478,6 +585,17 @@ class TranscriptStore:
                 for r in events
             ),
         )
+
+
+def _duration_ms(detail: object) -> int | None:
+    """``duration_ms=N`` (among space-separated ``key=value`` pairs) from an event detail."""
+    if not isinstance(detail, str):
+        return None
+    for pair in detail.split():
+        key, _, value = pair.partition("=")
+        if key == "duration_ms" and value.isascii() and value.isdigit() and len(value) <= 12:
+            return int(value)
+    return None
 
 
 def _call_record(row: sqlite3.Row) -> CallRecord:

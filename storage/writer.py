@@ -307,6 +307,18 @@ class Writer:
         await self._submit("end active legs", _END_ACTIVE_LEGS, params, must_change=False)
         await self._submit("end active calls", _END_ACTIVE_CALLS, params, must_change=False)
 
+    async def submit_all(self, statements: list[tuple[str, str, Params]]) -> None:
+        """Run ``(what, sql, params)`` statements in one transaction (queued together, so the
+        task takes them in one batch); a statement may change no row."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        ops = [
+            _Op(what, sql, params, loop.create_future(), False) for what, sql, params in statements
+        ]
+        for op in ops:
+            self._append(op, urgent=True)
+        await asyncio.gather(*(op.future for op in ops))
+
     async def flush(self) -> None:
         """Return once everything queued before this call is committed."""
         await self._submit("flush", None, {}, must_change=False)

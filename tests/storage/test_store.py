@@ -178,3 +178,68 @@ async def test_end_active_calls_closes_what_a_dead_process_left_open(tmp_path: P
         transcript = await store.get_call("b")
         assert transcript is not None and not transcript.legs[0].active
         assert await store.end_active_calls(ended_at_ms=4000, cause="x") == 0
+
+
+async def test_end_dead_calls_ends_each_at_its_last_activity_and_marks_the_untranscribed_rest(
+    store: TranscriptStore,
+) -> None:
+    """kill -9 (issue 12, item 11): the restart does not stamp its own time on the calls."""
+    import time
+
+    from storage import MEDIA_DURATION_EVENT
+
+    now = int(time.time() * 1000)
+    t0 = now - 600_000  # the dead process started them ten minutes ago
+    # An upload: stereo, 60 s of audio, killed after finals up to 12.4 s on one leg.
+    await store.add_call(call("up", started_at_ms=t0))
+    store.put_event(LegEvent(CallId("up"), None, t0 + 5, MEDIA_DURATION_EVENT, "duration_ms=60000"))
+    await store.add_leg(leg("up-l", call_id="up", started_at_ms=t0 + 10))
+    await store.add_leg(leg("up-r", call_id="up", started_at_ms=t0 + 10))
+    store.put_segment(segment("hello there", final=True, leg_id="up-l", call_id="up", start_ms=0))
+    store.put_segment(
+        segment("how are you", seq=1, final=True, leg_id="up-l", call_id="up", start_ms=12_100)
+    )
+    store.put_gap(Gap(CallId("up"), LegId("up-r"), 0, 3_000, "asr-unreachable"))
+    # A live call with no known length: legs closed at what they reached, no gap invented.
+    await store.add_call(call("live", started_at_ms=t0 + 1000))
+    await store.add_leg(leg("live-a", call_id="live", started_at_ms=t0 + 1000))
+    store.put_event(LegEvent(CallId("live"), LegId("live-a"), 7_000, "sip.hold", ""))
+    # A call with nothing but its start.
+    await store.add_call(call("bare", started_at_ms=t0 + 2000))
+    # An ended call is left alone.
+    await store.add_call(call("done", started_at_ms=t0))
+    await store.end_call("done", ended_at_ms=t0 + 9, cause="bye")
+    await store.flush()
+    last_write = int(time.time() * 1000)
+
+    dead = {
+        d.call_id: d
+        for d in await store.end_dead_calls(cause="bridge-restarted", now_ms=now + 3_600_000)
+    }
+    assert set(dead) == {"up", "live", "bare"}
+    # The upload's last activity is its segments' write, not the restart an hour later.
+    assert now - 1000 <= dead["up"].ended_at_ms <= last_write
+    assert (dead["up"].legs_closed, dead["up"].untranscribed_ms) == (2, 60_000 - 12_400 + 57_000)
+    assert dead["bare"].ended_at_ms == t0 + 2000 and dead["bare"].legs_closed == 0
+    assert dead["live"].untranscribed_ms == 0
+
+    up = await store.get_call("up")
+    assert up is not None
+    assert (up.call.end_cause, up.call.ended_at_ms) == ("bridge-restarted", dead["up"].ended_at_ms)
+    assert [(lg.leg_id, lg.duration_ms, lg.active) for lg in up.legs] == [
+        ("up-l", 60_000, False),
+        ("up-r", 60_000, False),
+    ]
+    assert all(lg.ended_at_ms == dead["up"].ended_at_ms for lg in up.legs)
+    rest = [(g.leg_id, g.start_ms, g.duration_ms) for g in up.gaps if "not transcribed" in g.reason]
+    assert sorted(rest) == [("up-l", 12_400, 47_600), ("up-r", 3_000, 57_000)]
+    assert [s.text for s in up.segments if s.final] == ["hello there", "how are you"]
+    live = await store.get_call("live")
+    assert live is not None and live.gaps == ()
+    # A live leg's clock runs with the wall clock: it was still there 7 s after it started.
+    assert dead["live"].ended_at_ms == t0 + 8000
+    assert [(lg.duration_ms, lg.ended_at_ms) for lg in live.legs] == [(7_000, t0 + 8000)]
+    done = await store.get_call("done")
+    assert done is not None and (done.call.end_cause, done.call.ended_at_ms) == ("bye", t0 + 9)
+    # Nothing is left to end; a second start-up changes nothing.
+    assert await store.end_dead_calls(cause="bridge-restarted", now_ms=now) == []
