@@ -78,15 +78,24 @@ async def transcribe_file(
     window_s: float = 10.0,
     clock: Callable[[], float] = time.monotonic,
     stop: asyncio.Event | None = None,
+    stop_cause: Callable[[], str] | None = None,
+    call_id: CallId | None = None,
+    title: str | None = None,
 ) -> FileResult:
     """Transcribe one file into a new call; returns its id and per-leg results.
+
+    ``call_id``: a call the caller stored already (an upload that waited in a queue); else a new
+    one is stored.  ``title`` names the call and its legs (default: the file's name).  When
+    ``stop`` is set the call ends with ``stop_cause()`` (default ``interrupted``).
 
     Raises:
         AsrConnectionError: the ASR server failed for good; what was transcribed is stored.
     """
-    call_id = CallId(uuid.uuid4().hex)
     now_ms = int(time.time() * 1000)
-    await store.add_call(CallInfo(call_id, LegSource.FILE, now_ms, title=audio.path.name))
+    title = audio.path.name if title is None else title
+    if call_id is None:
+        call_id = CallId(uuid.uuid4().hex)
+        await store.add_call(CallInfo(call_id, LegSource.FILE, now_ms, title=title))
     legs = []
     for channel in range(audio.channels):
         if audio.channels == 1:
@@ -103,7 +112,7 @@ async def transcribe_file(
             call_id=call_id,
             leg_id=LegId(uuid.uuid4().hex),
             role=role,
-            label=f"{label} channel of {audio.path.name}",
+            label=f"{label} channel of {title}",
             codec=f"{audio.encoding.value}/{audio.sample_rate_hz}",
             source=LegSource.FILE,
             started_at_ms=now_ms,
@@ -145,7 +154,7 @@ async def transcribe_file(
     if failures:
         cause = "asr-failed"
     elif stop is not None and stop.is_set():
-        cause = "interrupted"
+        cause = stop_cause() if stop_cause is not None else "interrupted"
     else:
         cause = "completed"
     await store.end_call(call_id, ended_at_ms=ended_ms, cause=cause)

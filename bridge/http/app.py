@@ -59,13 +59,23 @@ from .auth import Principal, authenticate, bearer_token
 from .live_ws import refuse_handshake, serve_subscription
 from .openapi import openapi_document
 from .problems import HttpProblem, problem_response
-from .uploads import UploadRunner
+from .uploads import (
+    MULTIPART_SLACK_BYTES,
+    UploadLimits,
+    UploadRunner,
+    declared_length,
+    file_name_for,
+    parse_title,
+    receive_multipart,
+    receive_raw,
+    too_large,
+    user_message,
+)
 from .whip import whip_routes
 
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_PAGE = 200
 MAX_EPOCH_MS_DIGITS = 15  # 10**15 ms is the year 33658; SQLite integers stop at 19 digits
 MAX_QUERY_TEXT = 500
@@ -313,9 +323,21 @@ async def export_call(request: Request) -> Response:
 
 
 async def delete_call(request: Request) -> Response:
+    """Delete an ended call; an upload still queued or running is cancelled instead (its call
+    ends ``cancelled`` with the finals so far: 200 with the call, 202 while its legs finish)."""
     _supervisor(request)
     call_id = request.path_params["call_id"]
     state = _state(request)
+    if state.uploads.owns(call_id):
+        ended = await state.uploads.cancel(call_id)
+        transcript = await state.store.get_call(call_id)
+        if not ended or transcript is None:
+            location = f"/api/v1/calls/{call_id}"
+            return JSONResponse(
+                {"id": call_id, "status": "cancelling", "links": {"self": location}},
+                status_code=202,
+            )
+        return JSONResponse({**_call_json(transcript.call), "status": "cancelled"})
     record = await state.store.get_call(call_id)
     if record is None:
         raise HttpProblem(404, f"no call {call_id!r}", kind="not-found")
@@ -328,7 +350,9 @@ async def delete_call(request: Request) -> Response:
 
 
 async def post_call(request: Request) -> Response:
+    """An uploaded recording as a call: streamed to disk, queued for spare ASR capacity."""
     principal = _principal(request)
+    token = bearer_token(request.headers, request.query_params) or ""
     state = _state(request)
     agent = request.query_params.get("agent") or None
     if not principal.is_supervisor:
@@ -343,45 +367,46 @@ async def post_call(request: Request) -> Response:
     except ConfigError as exc:
         detail = str(exc).replace("--roles", "query roles")
         raise HttpProblem(400, detail, kind="bad-query") from None
-    if state.uploads.running >= state.uploads.max_running:
-        raise HttpProblem(
-            503,
-            f"{state.uploads.running} uploaded calls are being transcribed already; retry later",
-            kind="busy",
-            headers={"Retry-After": "10"},
-        )
+    title = parse_title(request.query_params.get("title"))
+    limit = state.uploads.limits.max_bytes
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise HttpProblem(400, "multipart body: put the recording in a field named 'file'")
-        data = await upload.read()
-        name = upload.filename or "upload.wav"
-    else:
-        if not content_type.startswith(("audio/wav", "audio/x-wav", "audio/wave")):
-            raise HttpProblem(
-                415,
-                f"Content-Type {content_type or 'missing'}: send audio/wav, or multipart/form-data"
-                " with a 'file' field",
-                kind="unsupported-media",
+    multipart = content_type.startswith("multipart/form-data")
+    if not multipart and not content_type.startswith(("audio/wav", "audio/x-wav", "audio/wave")):
+        raise HttpProblem(
+            415,
+            f"Content-Type {content_type[:100] or 'missing'}: send audio/wav, or"
+            " multipart/form-data with a 'file' field",
+            kind="unsupported-media",
+        )
+    declared = declared_length(request)
+    if declared is not None and declared > limit + (MULTIPART_SLACK_BYTES if multipart else 0):
+        raise too_large(limit)
+    async with state.uploads.receiving_slot(token) as folder:
+        if multipart:
+            path = folder / "body"
+            size, file_name = await receive_multipart(request, path, limit)
+            if file_name is not None:
+                title = parse_title(file_name)
+            path = path.rename(folder / file_name_for(title))
+        else:
+            path = folder / file_name_for(title)
+            size = await receive_raw(request, path, limit)
+        if not size:
+            raise HttpProblem(400, "the request body is empty: send a WAV recording")
+        try:
+            accepted = await state.uploads.submit(
+                path, token=token, title=title, fast=pace == "fast", roles=roles, agent=agent
             )
-        data = b""
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > MAX_UPLOAD_BYTES:
-                raise HttpProblem(413, f"recordings are limited to {MAX_UPLOAD_BYTES} bytes")
-        name = request.query_params.get("title") or "upload.wav"
-    if not data:
-        raise HttpProblem(400, "the request body is empty: send a WAV recording")
-    path = state.uploads.save(data, name)
-    try:
-        call_id = await state.uploads.start(path, fast=pace == "fast", roles=roles, agent=agent)
-    except MediaError as exc:
-        raise HttpProblem(422, str(exc), kind="bad-audio") from None
-    location = f"/api/v1/calls/{call_id}"
+        except MediaError as exc:
+            raise HttpProblem(422, user_message(exc, path, title), kind="bad-audio") from None
+    location = f"/api/v1/calls/{accepted.call_id}"
     return JSONResponse(
-        {"id": call_id, "links": {"self": location, "view": f"/calls/{call_id}"}},
+        {
+            "id": accepted.call_id,
+            "status": accepted.state,
+            "queue_position": accepted.queue_position,
+            "links": {"self": location, "view": f"/calls/{accepted.call_id}"},
+        },
         status_code=202,
         headers={"Location": location},
     )
@@ -472,14 +497,21 @@ def create_app(
     on_call_ended: Callable[[str], None] | None = None,
     max_uploads: int = 8,
     whip: WhipSettings | None = None,
+    upload_limits: UploadLimits | None = None,
+    upload_dir: Path | None = None,
 ) -> Starlette:
-    """The ASGI app.  The caller owns ``store`` and ``hub``; :func:`close_app` stops uploads."""
+    """The ASGI app.  The caller owns ``store`` and ``hub``; :func:`close_app` stops uploads.
+
+    Uploads are kept under ``upload_dir`` (default: ``uploads/`` beside the store's file), where
+    the files a killed process left are removed now.
+    """
     uploads = UploadRunner(
         store=store,
         hub=hub,
         endpoint=endpoint,
         settings=settings or LegSettings(),
-        max_running=max_uploads,
+        directory=upload_dir or store.path.parent / "uploads",
+        limits=upload_limits or UploadLimits(max_running=max_uploads),
         on_call_ended=on_call_ended,
     )
     routes = [

@@ -149,10 +149,15 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "202": _json("started; Location is the call"),
+                        "202": _json(
+                            "accepted; Location is the call. Body: id, status (running, or"
+                            " queued until live calls leave ASR capacity spare), queue_position"
+                            " (0 when running), links"
+                        ),
                         "413": _PROBLEM,
                         "415": _PROBLEM,
                         "422": _PROBLEM,
+                        "429": _PROBLEM,
                         "503": _PROBLEM,
                         **_ERRORS,
                     },
@@ -166,8 +171,15 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json("the call"), **_ERRORS},
                 },
                 "delete": {
-                    "summary": "Delete an ended call and its transcript (supervisors)",
-                    "responses": {"204": {"description": "deleted"}, "409": _PROBLEM, **_ERRORS},
+                    "summary": "Delete an ended call and its transcript (supervisors); an upload"
+                    " still queued or running is cancelled instead (ends 'cancelled', finals kept)",
+                    "responses": {
+                        "200": _json("the cancelled upload's call"),
+                        "202": _json("cancelling: its legs are still finishing"),
+                        "204": {"description": "deleted"},
+                        "409": _PROBLEM,
+                        **_ERRORS,
+                    },
                 },
             },
             "/api/v1/calls/{call_id}/export": {

@@ -12,6 +12,8 @@ Raw files take their encoding from the extension or ``encoding``; their rate fro
 
 Every problem raises ``MediaError`` with one line naming the file, what is wrong and how to fix it.
 Samples are streamed with ``AudioFile.read_blocks()``; nothing reads a whole file into memory.
+The header parse is bounded: at most :data:`MAX_HEADER_CHUNKS` chunks are looked at (it still does
+blocking file I/O: callers on an event loop run ``open_audio`` in a thread).
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from bridge.core.audio import SUPPORTED_SAMPLE_RATES_HZ
 from bridge.core.types import AudioEncoding
 from bridge.errors import MediaError
 
-__all__ = ["RAW_EXTENSIONS", "SUPPORTED_SAMPLE_RATES_HZ", "AudioFile", "open_audio"]
+__all__ = [
+    "MAX_HEADER_CHUNKS",
+    "RAW_EXTENSIONS",
+    "SUPPORTED_SAMPLE_RATES_HZ",
+    "AudioFile",
+    "open_audio",
+]
 
 RAW_EXTENSIONS: Final[dict[str, AudioEncoding]] = {
     ".ul": AudioEncoding.PCMU,
@@ -59,6 +67,10 @@ _TAG_NAMES: Final = {
     0x0055: "MP3",
 }
 _MAX_FMT_BYTES: Final = 1024
+# Chunks read before both ``fmt `` and ``data`` are found.  Real recorders write a handful (LIST,
+# bext, fact, iXML, JUNK/PAD); a file with millions of empty chunks would make the header parse
+# take seconds, so past this many the file is refused.
+MAX_HEADER_CHUNKS: Final = 1024
 _SUPPORTED_FORMATS: Final = "16-bit PCM, µ-law or A-law only"
 _SOX_RAW_TYPE: Final = {
     AudioEncoding.PCMU: "ul",
@@ -231,7 +243,14 @@ def _open_wav(path: Path, f: BinaryIO, size: int) -> AudioFile:
     fmt: bytes | None = None
     data_offset = data_size = -1
     offset = 12
+    chunks = 0
     while offset + 8 <= size and (fmt is None or data_offset < 0):
+        chunks += 1
+        if chunks > MAX_HEADER_CHUNKS:
+            raise MediaError(
+                f"{name}: damaged WAV header (more than {MAX_HEADER_CHUNKS} chunks before the"
+                " fmt and data chunks); export it again"
+            )
         f.seek(offset)
         chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
         body = offset + 8

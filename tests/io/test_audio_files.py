@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 import wave
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from bridge.core.audio import LegAudio
 from bridge.core.g711 import encode_alaw, encode_ulaw
 from bridge.core.types import AudioEncoding
 from bridge.errors import MediaError
-from bridge.io.audio_files import AudioFile, open_audio
+from bridge.io.audio_files import MAX_HEADER_CHUNKS, AudioFile, open_audio
 
 PCM = 1
 FLOAT = 3
@@ -312,6 +313,31 @@ def test_no_data_chunk(in_tmp: Path) -> None:
     assert wav_error(in_tmp, "a.wav", content) == (
         "a.wav: damaged WAV file (no data chunk); export it again"
     )
+
+
+def test_too_many_chunks_before_data_is_refused_quickly(in_tmp: Path) -> None:
+    # Hostile input (issue 12): millions of empty JUNK chunks made the header parse take seconds
+    # on the event loop.  The parse looks at MAX_HEADER_CHUNKS chunks at most.
+    junk = chunk(b"JUNK", b"") * 2_000_000  # 16 MB of empty chunks
+    content = riff(chunk(b"fmt ", fmt_body(PCM, 1, 16000, 16)), junk, chunk(b"data", b"\0" * 320))
+    started = time.perf_counter()
+    assert wav_error(in_tmp, "junk.wav", content) == (
+        f"junk.wav: damaged WAV header (more than {MAX_HEADER_CHUNKS} chunks before the fmt and"
+        " data chunks); export it again"
+    )
+    assert time.perf_counter() - started < 0.5
+
+
+def test_chunks_up_to_the_cap_are_skipped(tmp_path: Path) -> None:
+    pcm = noise(160).tobytes()
+    junk = chunk(b"JUNK", b"") * (MAX_HEADER_CHUNKS - 2)  # with fmt and data: exactly the cap
+    path = write(
+        tmp_path / "padded.wav",
+        riff(chunk(b"fmt ", fmt_body(PCM, 1, 16000, 16)), junk, chunk(b"data", pcm)),
+    )
+    audio = open_audio(path)
+    assert audio.frames == 160
+    assert read_all(audio, 160) == [pcm]
 
 
 def test_empty_data_chunk(in_tmp: Path) -> None:
