@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bridge.sip import wire
-from bridge.sip.rtp import Audio, Output, RtpReceiver, StreamFormat
+from bridge.sip.rtp import Address, Audio, Output, RtpReceiver, SourceLatch, StreamFormat
 
 __all__ = ["G722Decoder", "MediaReceiver", "RtpPorts", "RtpStream"]
 
@@ -122,6 +122,7 @@ class RtpStream:
     ports: RtpPorts
     receiver: RtpReceiver
     decode: Callable[[bytes], bytes] | None  # None: the payload goes on as it is (G.711)
+    latch: SourceLatch
     dropped: int = 0  # frames that did not fit in the socket to the main process
     closed: bool = False
 
@@ -193,17 +194,20 @@ class MediaReceiver:
         ports.close()
         self._in_use.discard(ports.port)
 
-    def open(self, key: int, ports: RtpPorts, fmt: StreamFormat) -> tuple[RtpStream, str]:
+    def open(
+        self, key: int, ports: RtpPorts, fmt: StreamFormat, latch: SourceLatch
+    ) -> tuple[RtpStream, str]:
         """Start receiving leg ``key`` on ``ports``; returns the encoding of its frames
         (``pcmu``, ``pcma`` or ``pcm16``: AudioEncoding values).  ``fmt`` names one codec, the
         negotiated one: like pjmedia's stream, packets of the answer's other codecs are dropped
-        (counted as ``foreign``)."""
+        (counted as ``foreign``); ``latch`` says whose packets are taken at all."""
         if len(fmt.encodings) != 1:
             raise ValueError(f"one codec per stream, got {sorted(fmt.encodings)}")
         [encoding] = fmt.encodings
         passed = PASSED_ON.get(encoding)
         decode = None if passed is not None else G722Decoder().decode
-        stream = RtpStream(key, ports, RtpReceiver(fmt, opened_s=time.monotonic()), decode)
+        receiver = RtpReceiver(fmt, opened_s=time.monotonic())
+        stream = RtpStream(key, ports, receiver, decode, latch)
         with self._lock:
             self._streams[key] = stream
         self._command("open", stream)
@@ -214,10 +218,11 @@ class MediaReceiver:
         """Whether ``fmt`` (a re-offer's) carries the codec the stream's leg was opened with."""
         return fmt.encodings == stream.receiver.format.encodings
 
-    def update(self, stream: RtpStream, fmt: StreamFormat) -> None:
-        """A re-offer renumbered the stream's payload types (:meth:`same_codec`)."""
+    def update(self, stream: RtpStream, fmt: StreamFormat, expected: Address | None) -> None:
+        """A re-offer renumbered the stream's payload types (:meth:`same_codec`), or moved it."""
         with self._lock:
             stream.receiver.update_format(fmt)
+            stream.latch.expect(expected)
 
     def close(self, stream: RtpStream, *, keep_ports: bool = False) -> None:
         """Stop a leg's stream: its open digit is handed over now, nothing of it after this.
@@ -293,15 +298,25 @@ class MediaReceiver:
 
     def _read(self, stream: RtpStream, now: float) -> None:
         sock = stream.ports.rtp
+        latch = stream.latch
         for _ in range(READS_PER_WAKE):
             try:
-                data = sock.recv(DATAGRAM_BYTES)
+                data, source = sock.recvfrom(DATAGRAM_BYTES)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:  # e.g. ICMP port unreachable reported on a later recv
                 if exc.errno not in (errno.ECONNREFUSED, errno.EBADF):
                     logger.warning("leg %d: RTP socket: %s", stream.key, exc)
                 break
+            if not latch.accept(source[:2], now):
+                if latch.foreign_source == 1:  # once per stream; the count goes in CallEnded
+                    logger.warning(
+                        "leg %d: RTP from %s:%d dropped: the stream takes %s:%d's",
+                        stream.key,
+                        *source[:2],
+                        *(latch.latched or ("?", 0)),
+                    )
+                continue
             with self._lock:
                 if stream.closed:
                     return

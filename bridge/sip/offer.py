@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bridge.core.numbers import BadNumber, parse_uint
 from bridge.errors import RemoteProtocolError
 
 # RFC 3551 §6 static audio payload types (name, RTP clock).  G.722's RTP clock is 8000 although
@@ -34,6 +35,12 @@ class PayloadFormat:
     encoding: str  # upper case, e.g. "PCMU", "TELEPHONE-EVENT"
     rtp_clock_hz: int
 
+
+# pjmedia keeps at most this many m-lines of an SDP (PJMEDIA_MAX_SDP_MEDIA) and drops the rest,
+# which would shift every media index after it; such an offer is refused instead.
+MAX_MEDIA = 16
+PAYLOAD_TYPE = re.compile(r"[0-9]{1,3}", re.ASCII)  # RFC 3551 §6: 0..127 in <fmt>
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 # RFC 8866 §6.7: the media direction attributes; sendrecv when neither level names one.
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -81,15 +88,26 @@ def parse_sdp(text: str, *, require_connection: bool = True) -> SdpOffer:
     directions: list[str | None] = []
     session_direction = "sendrecv"
     for n, line in enumerate(lines, 1):
+        if CONTROL.search(line):
+            # RFC 8866 §9: byte-string excludes NUL, CR and LF; pjmedia would copy a NUL into
+            # its answer and then abort on it (pjsip_inv_verify_request3 "Invalid local SDP").
+            raise bad_sdp(f"line {n} has a control character")
         if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
             raise bad_sdp(f"line {n} {line[:40]!r} is not <type>=<value>")
         kind, value = line[0], line[2:]
         if kind == "m":
             parts = value.split()
-            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+            if len(parts) < 4:
                 raise bad_sdp(f"line {n} m={value[:40]!r}: expected m=<media> <port> <proto> <fmt>")
-            pts = [int(p) for p in parts[3:] if p.isdigit()] if parts[2].startswith("RTP/") else []
-            media.append((parts[0], int(parts[1].split("/")[0]), parts[2], pts, {}))
+            if len(media) == MAX_MEDIA:
+                raise RemoteProtocolError(
+                    f"more than {MAX_MEDIA} media streams offered", status_hint=488
+                )
+            shape = f"line {n} m={value[:40]!r}: expected m=<media> <port> <proto> <fmt>"
+            port = _number(parts[1].split("/")[0], f"{shape}; the port", 65535)
+            rtp = parts[2].startswith("RTP/")
+            pts = [int(p) for p in parts[3:] if PAYLOAD_TYPE.fullmatch(p)] if rtp else []
+            media.append((parts[0], port, parts[2], pts, {}))
             labels.append(None)
             directions.append(None)
         elif kind == "c":
@@ -98,9 +116,9 @@ def parse_sdp(text: str, *, require_connection: bool = True) -> SdpOffer:
         elif kind == "a" and value.startswith("rtpmap:") and media:
             head, _, codec = value[7:].partition(" ")
             name, _, rate = codec.partition("/")
-            if not head.isdigit() or not rate.split("/")[0].isdigit():
-                raise bad_sdp(f"line {n} a={value[:40]!r}: expected a=rtpmap:<pt> <name>/<rate>")
-            media[-1][4][int(head)] = (name.upper(), int(rate.split("/")[0]))
+            shape = f"line {n} a={value[:40]!r}: expected a=rtpmap:<pt> <name>/<rate>"
+            pt = _number(head, f"{shape}; the payload type", 127)
+            media[-1][4][pt] = (name.upper(), _number(rate.split("/")[0], f"{shape}; the rate"))
         elif kind == "a" and value.startswith("label:") and media:
             labels[-1] = value[6:].strip() or None
         elif kind == "a" and value in DIRECTIONS:
@@ -126,6 +144,14 @@ def parse_sdp(text: str, *, require_connection: bool = True) -> SdpOffer:
     if require_connection and not any(line.startswith("c=") for line in lines):
         raise bad_sdp("no c= line (RFC 8866 §5.7)")
     return SdpOffer(tuple(offers))
+
+
+def _number(text: str, what: str, maximum: int = 10_000_000) -> int:
+    """An SDP number by ASCII rules (``²`` or 5,000 digits are a 400, not a crash)."""
+    try:
+        return parse_uint(text, what=what, max_digits=len(str(maximum)), maximum=maximum)
+    except BadNumber as exc:
+        raise bad_sdp(str(exc)) from None
 
 
 def choose_codec(offer: SdpOffer, allowed: tuple[str, ...]) -> str:

@@ -59,7 +59,10 @@ def decide(
     slots_needed: int = 1,
     asr_full: bool = False,
 ) -> Decision:
-    """Answer an INVITE: 403 for a disallowed source, 503 when full, 400/415/488 for the offer.
+    """Answer an INVITE: 403 for a disallowed source, 400/415/488 for the offer, 503 when full.
+
+    A stranger's body is never read (403 first); a bad offer gets its own status even when the
+    bridge is full, so a PBX admin sees what is wrong with it rather than a busy signal.
 
     ``siprec``: the INVITE requires it (RFC 7866 §6.1.1), so its body is multipart SDP +
     rs-metadata.  ``slots_needed``: pjsua calls the call takes (a b2bua call two).
@@ -68,6 +71,20 @@ def decide(
     """
     if not source_allowed(source_ip, allowed_sources):
         return Decision(403, f"Forbidden (source {source_ip} not allowed)")
+    recording, offer, codec = None, None, codecs[0]
+    try:
+        if siprec:
+            recording = parse_siprec_invite(whole_msg)
+            offer = recording.offer
+        else:
+            body = sdp_body(whole_msg)
+            # RFC 3261 §13.2.1: an INVITE without an offer gets ours in the 200 (pjsua).
+            offer = parse_sdp(body) if body is not None else None
+        if offer is not None:
+            codec = choose_codec(offer, codecs)
+    except RemoteProtocolError as exc:
+        status = exc.status_hint or 400
+        return Decision(status, f"{REASONS.get(status, 'Bad Request')} ({exc})")
     if active_calls + slots_needed > max_calls:
         return Decision(
             503, "Service Unavailable (all call slots busy)", retry_after_s=retry_after_s
@@ -76,21 +93,6 @@ def decide(
         return Decision(
             503, "Service Unavailable (transcription capacity full)", retry_after_s=retry_after_s
         )
-    recording = None
-    try:
-        if siprec:
-            recording = parse_siprec_invite(whole_msg)
-            offer = recording.offer
-        else:
-            body = sdp_body(whole_msg)
-            if body is None:
-                # RFC 3261 §13.2.1: an INVITE without an offer gets ours in the 200 (pjsua).
-                return Decision(200, "OK", codec=codecs[0])
-            offer = parse_sdp(body)
-        codec = choose_codec(offer, codecs)
-    except RemoteProtocolError as exc:
-        status = exc.status_hint or 400
-        return Decision(status, f"{REASONS.get(status, 'Bad Request')} ({exc})")
     return Decision(200, "OK", codec=codec, recording=recording, offer=offer)
 
 

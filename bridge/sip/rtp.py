@@ -42,12 +42,27 @@ Placement rules, in the order :meth:`RtpReceiver.receive_datagram` applies them:
 
 Positions are Python ints (no 32-bit wrap on the leg clock); timestamps and sequence numbers
 wrap as RFC 3550 says.
+
+Before any of that, :class:`SourceLatch` decides whose packets a stream takes at all (RFC 3550
+§8.2 leaves it to the application: "a receiver ... should only accept data from the sender it
+expects"):
+
+* the address the SDP named for the stream (pjsua's ``remoteRtpAddress``: the offer's c= and
+  m= port) is always taken, and the stream latches on it;
+* before anything is latched, the first packet from that IP (another port: a NAT on the way)
+  or from a network SIP calls are accepted from (``allowed_sources``) latches the stream on
+  its source address and port (symmetric RTP, RFC 4961: the sender sends from where it
+  receives);
+* after that, packets from any other address are dropped and counted (``foreign_source``),
+  unless the latched source has been silent for :data:`RELATCH_MS` and the new one would have
+  been taken first (a NAT rebinding or an SBC fail-over moves the stream, once).
 """
 
 from __future__ import annotations
 
 import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -64,6 +79,7 @@ __all__ = [
     "Digit",
     "Output",
     "RtpReceiver",
+    "SourceLatch",
     "StreamFormat",
 ]
 
@@ -72,6 +88,7 @@ MAX_JUMP_MS: Final = 1000  # a timestamp this far from the wall clock's guess is
 EVENT_SLACK_MS: Final = 200  # an RFC 4733 timestamp this far from the arrival is not trusted
 FRAME_MS: Final = 20  # anchors are whole frames of RFC 3551 §4.2's default packet time
 STALL_MS: Final = 200  # the leg clock never lags the last packet's pace by more than this
+RELATCH_MS: Final = 1000  # a latched source silent this long may be replaced (SourceLatch)
 PROBATION: Final = 2  # RFC 3550 A.1 MIN_SEQUENTIAL: packets in sequence to accept a new SSRC
 
 _HEADER: Final = struct.Struct("!BBHII")
@@ -146,6 +163,40 @@ class Digit:
 
 
 Output = Audio | Digit
+
+
+Address = tuple[str, int]
+
+
+class SourceLatch:
+    """Whose RTP a stream takes (see the module docstring).  ``permitted(ip)``: whether a
+    source IP may latch the stream before anything is latched (``allowed_sources``)."""
+
+    def __init__(self, expected: Address | None, permitted: Callable[[str], bool]) -> None:
+        self.expected = expected
+        self.permitted = permitted
+        self.latched: Address | None = None
+        self.last_s = 0.0
+        self.foreign_source = 0  # packets dropped for coming from elsewhere
+        self.relatches = 0
+
+    def accept(self, source: Address, now_s: float) -> bool:
+        """Whether a packet from ``source``, arriving at ``now_s``, belongs to the stream."""
+        if source == self.latched:
+            self.last_s = now_s
+            return True
+        may_latch = source[0] == (self.expected or ("", 0))[0] or self.permitted(source[0])
+        silent = self.latched is None or now_s - self.last_s >= RELATCH_MS / 1000
+        if source == self.expected or (may_latch and silent):
+            self.relatches += self.latched is not None
+            self.latched, self.last_s = source, now_s
+            return True
+        self.foreign_source += 1
+        return False
+
+    def expect(self, expected: Address | None) -> None:
+        """A re-offer named another address for the stream (RFC 3264 §8.3.1)."""
+        self.expected = expected
 
 
 class RtpReceiver:

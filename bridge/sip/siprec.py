@@ -12,7 +12,9 @@ recording server project):
 
 * a metadata part recognised by ``Content-Disposition: recording-session`` whatever its type says
   (BroadWorks: ``application/ +xml``), and the type ``application/rs-metadata`` without ``+xml``;
-* no close delimiter (``--boundary--``) after the last part (Cisco, Sonus);
+* no close delimiter (``--boundary--``) after the last part (Cisco, Sonus: the bodies as logged)
+  in the parser; an INVITE is still refused for it (:func:`parse_siprec_invite`), because
+  pjsip then sees no offer in it at all;
 * ids in ``participant_id``/``stream_id``/``session_id`` (RFC 7865) or in ``id`` (Acme Packet);
   senders in ``participantstreamassoc`` (RFC 7865) or as ``<send>`` inside ``<participant>``
   (earlier drafts, Acme Packet); element names in any case (``dataMode``);
@@ -167,19 +169,22 @@ def parse_siprec_invite(whole_msg: str) -> RecordingSession:
     """The recording session offered by a raw INVITE (pjsua's ``rdata.wholeMsg``).
 
     Reads the body whatever the headers say; :func:`is_siprec_invite` decides whether it is one.
+    A multipart body must end with its close delimiter here: pjsip, which negotiates the media,
+    cannot read one without it, and would take the INVITE for one without an offer.
     """
     message = parse_message(whole_msg)
-    return parse_recording_offer(message.header("content-type") or "", message.body)
+    return parse_recording_offer(message.header("content-type") or "", message.body, closed=True)
 
 
-def split_body(content_type: str, body: str) -> dict[str, str]:
+def split_body(content_type: str, body: str, *, closed: bool = False) -> dict[str, str]:
     """The parts of a message body by media type (lower case, no parameters, no blanks).
 
     A body that is not ``multipart/*`` is one part.  In a multipart body (RFC 2046 §5.1.1) the
     preamble before the first delimiter and the epilogue after the close delimiter are ignored,
     and the line break before each delimiter belongs to the delimiter.  The first part of a type
     wins.  A part of type ``application/rs-metadata`` or with ``Content-Disposition:
-    recording-session`` is filed under METADATA_TYPE.
+    recording-session`` is filed under METADATA_TYPE.  ``closed``: the close delimiter must be
+    there (RFC 2046 §5.1.1 requires it; some SRCs' logged bodies lack it, see the module doc).
     """
     media_type = _media_type(content_type)
     if not body.strip():
@@ -196,6 +201,10 @@ def split_body(content_type: str, body: str) -> dict[str, str]:
     lines = list(re.finditer(rf"^--{re.escape(boundary)}(--)?[ \t]*\r?$", body, re.M))
     if not lines:
         raise bad_siprec(f"no '--{boundary}' delimiter line in the {media_type} body")
+    if closed and not any(line.group(1) for line in lines):
+        raise bad_siprec(
+            f"{media_type} body without its close delimiter '--{boundary}--' (RFC 2046 §5.1.1)"
+        )
     parts: dict[str, str] = {}
     for n, (line, following) in enumerate(zip(lines, [*lines[1:], None], strict=True), 1):
         if line.group(1):
@@ -241,7 +250,9 @@ def _file_under(media_type: str, disposition: str) -> str:
 # --- the offer --------------------------------------------------------------------------------
 
 
-def parse_recording_offer(content_type: str, body: str) -> RecordingSession:
+def parse_recording_offer(
+    content_type: str, body: str, *, closed: bool = False
+) -> RecordingSession:
     """The recording session of an INVITE body: SDP plus, usually, rs-metadata.
 
     A bare SDP (no metadata) gives a session without participants, which a later re-INVITE or
@@ -253,9 +264,13 @@ def parse_recording_offer(content_type: str, body: str) -> RecordingSession:
     """
     if not body.strip():
         raise bad_siprec("empty body: a recording session starts with the SRC's SDP offer")
-    parts = split_body(content_type, body)
+    parts = split_body(content_type, body, closed=closed)
     if SDP_TYPE not in parts:
-        raise bad_siprec(f"no {SDP_TYPE} part (found: {', '.join(parts)})")
+        # RFC 3261 §21.4.13: a body the bridge cannot use is 415 (pjsua answered it so too).
+        raise RemoteProtocolError(
+            f"no {SDP_TYPE} part in the SIPREC body (found: {', '.join(parts)})",
+            status_hint=415,
+        )
     xml = parts.get(METADATA_TYPE)
     metadata = parse_metadata(xml) if xml is not None else None
     return _link(parse_sdp(parts[SDP_TYPE], require_connection=False), metadata)

@@ -139,6 +139,7 @@ class CallEnded:
     status: int  # last SIP status of the dialog
     reason: str  # its reason phrase
     frames_dropped: int = 0  # frames the worker could not hand over (socket full)
+    foreign_rtp: int = 0  # RTP packets dropped for coming from another address (rtp.SourceLatch)
 
 
 @dataclass(frozen=True, slots=True)

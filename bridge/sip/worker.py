@@ -44,7 +44,6 @@ Pitfalls handled here (pjsua2.md "Pitfalls"):
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import logging
 import os
@@ -63,17 +62,37 @@ import pjsua2 as pj
 
 from bridge.core.types import LegRole
 from bridge.errors import RemoteProtocolError
+from bridge.log import install_repeat_filter
 from bridge.sip import siprec, wire
 from bridge.sip.media import MediaReceiver, RtpPorts, RtpStream
-from bridge.sip.message import parse_message
-from bridge.sip.offer import PayloadFormat, SdpOffer, parse_sdp, receive_on
-from bridge.sip.policy import Decision, decide, end_cause
-from bridge.sip.rtp import RTP_CLOCK_HZ, StreamFormat
+from bridge.sip.message import SipMessage, parse_message
+from bridge.sip.offer import MAX_MEDIA, PayloadFormat, SdpOffer, parse_sdp, receive_on
+from bridge.sip.pjnative import (
+    Refusal,
+    RequestScreen,
+    add_supported_option_tag,
+    forget_call_id,
+    frame_bytes,
+    pjsua_calls_in_use,
+    print_sdp,
+    quiet_pjlib,
+)
+from bridge.sip.policy import Decision, decide, end_cause, source_allowed
+from bridge.sip.rtp import RTP_CLOCK_HZ, SourceLatch, StreamFormat
 from bridge.sip.spec import PASSWORD_ENV, WorkerSpec
-from sip_config.routes import select_route
+from sip_config.routes import Route, select_route
 
 logger = logging.getLogger("bridge.sip.worker")
 
+# Requests that only exist inside a dialog (or, CANCEL, a transaction): one the UA and
+# transaction layers did not match reaches the screen and gets 481.
+DIALOG_METHODS = frozenset({"BYE", "CANCEL", "INFO", "UPDATE", "PRACK", "NOTIFY", "REFER"})
+PJSUA_SLOTS = 4  # the wheel's compile-time call limit (docs/pjsua2.md §4.1)
+PJSIP_ESESSIONTERMINATED = 171140  # pjsip/sip_errno.h: PJSIP_ERRNO_START_PJSIP + 140
+# Exit statuses of a worker that could not start (bridge.ingest words them for the operator):
+# pjlib reports an OS error e as PJ_ERRNO_START_SYS (120000) + e.
+START_FAILED = 2
+START_FAILURES = {120000 + 98: 3, 120000 + 99: 4}  # EADDRINUSE: port taken; EADDRNOTAVAIL
 GRAVE_S = 2.0  # keep ended calls this long before dropping the Python objects
 STOP_WAIT_S = 3.0  # how long a stopping worker waits for its calls to disconnect
 STOP_GRACE_S = 0.5  # then keeps their objects this long before libDestroy
@@ -88,44 +107,36 @@ DTMF_METHODS = {pj.PJSUA_DTMF_METHOD_RFC2833: "rfc4733", pj.PJSUA_DTMF_METHOD_SI
 DTMF_BACKLOG = 1000  # DTMF messages waiting for room in the socket (all calls)
 
 
-def frame_bytes(vec: Any) -> bytes:
-    """Copy a SWIG ``ByteVector`` (libstdc++ vector: begin, end, capacity) without iterating.
-
-    ``bytes(frame.buf)`` costs ~230 µs per frame; this ~1.4 µs (test-peers.md finding 2).
-    """
-    start, finish = (ctypes.c_void_p * 2).from_address(int(vec.this))
-    if not start or not finish:
-        return b""
-    return ctypes.string_at(start, finish - start)
-
-
 class PjLogWriter(pj.LogWriter):  # type: ignore[misc]
     """pjsua's own log lines into ``logging`` (logger ``bridge.sip.pjsua``), from any thread.
 
-    pjsua answers some INVITEs itself before the application sees them: 400 "Bad SDP" for an
-    offer it cannot parse, 488 when no codec matches, 486 past its 4-call cap.  Those refusals
-    are only in its log (level 2), so they are forwarded.
+    The bridge logs what it decides itself (refusals with their reasons, crashes), so pjsua's
+    lines are detail: once the worker listens, its errors and warnings (levels 0-2: a packet it
+    could not parse, a port it could not bind) at WARNING, the rest at DEBUG; before that all at
+    DEBUG (a failed start is worded by the main process, in one line).  A line is cut at
+    :data:`MAX_CHARS`: pjsip quotes whole packets of hostile peers in its errors.
     """
 
-    LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
+    LEVELS = {0: logging.WARNING, 1: logging.WARNING, 2: logging.WARNING}
+    MAX_CHARS = 240
 
     def __init__(self) -> None:
         super().__init__()
         self.log = logging.getLogger("bridge.sip.pjsua")
+        self.started = False  # until the worker listens, all at DEBUG: a failed start is one line
 
     def write(self, entry: Any) -> None:
         try:
             level = self.LEVELS.get(int(entry.level), logging.DEBUG)
-            self.log.log(level, "%s", " ".join(str(entry.msg).split()))
+            if not self.started:
+                level = logging.DEBUG
+            if self.log.isEnabledFor(level):
+                text = " ".join(str(entry.msg).split())
+                if len(text) > self.MAX_CHARS:
+                    text = f"{text[: self.MAX_CHARS]}... ({len(text)} characters)"
+                self.log.log(level, "%s", text)
         except Exception:  # P2: nothing may escape a pjsua callback
             pass
-
-
-def quiet_pjlib(level: int) -> None:
-    """Set pjlib's log level before ``libCreate`` (which logs at level 4 otherwise)."""
-    import pjsua2._pjsua2 as native
-
-    ctypes.CDLL(native.__file__).pj_log_set_level(ctypes.c_int(level))
 
 
 class Outbox:
@@ -252,6 +263,17 @@ class StreamPlan:
     stream: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the worker made of an INVITE: its route and mode, and the answer to give."""
+
+    sip_call_id: str
+    message: SipMessage
+    route: Route | None
+    mode: str
+    decision: Decision
+
+
 class BridgeCall(pj.Call):  # type: ignore[misc]
     """One pjsua call: an answered call (``direct``/``siprec``), or one side of a ``b2bua`` call.
 
@@ -279,6 +301,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         self.rtp_ports: dict[int, RtpPorts] = {}  # media index -> the pair our answer names
         self.retired_dropped = 0  # frames dropped by legs replaced after a codec change
         self.audio: Any = None  # b2bua: this side's stream in the bridge
+        self.media_count = 1  # m-lines of the session (pjsua's own offer has one audio line)
         self.held = False
         self.accepted = False
         self.confirmed = False
@@ -349,12 +372,13 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         ports = self.rtp_ports.get(index)
         if ports is None:
             return  # not ours (no pair could be bound for it): pjsua receives and drops it
-        fmt = stream_format(self.getStreamInfo(index))
+        si = self.getStreamInfo(index)
+        fmt = stream_format(si)
         tap = self.taps.get(index)
         media = self.worker.media
         if isinstance(tap, RtpStream):
             if media.same_codec(tap, fmt):
-                media.update(tap, fmt)
+                media.update(tap, fmt, rtp_address(si))
                 return
             # A re-offer changed the codec (a transfer to a G.722 phone, say): the leg's
             # encoding and rate are fixed, so it ends here and a new leg goes on.
@@ -381,7 +405,8 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         tap: TapPort | RtpStream
         encoding = "pcm16"
         if ports is not None and fmt is not None:
-            tap, encoding = self.worker.media.open(key, ports, fmt)
+            latch = SourceLatch(rtp_address(si), self.worker.permits_rtp_from)
+            tap, encoding = self.worker.media.open(key, ports, fmt, latch)
             rate = tap.rate_hz
         else:
             tap = TapPort(self.worker.outbox, key, rate).create(f"tap{key}")
@@ -445,9 +470,12 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         recvonly; SIPREC: each stream is named with the offer's ``a=label`` (RFC 4574), so the
         SRC can match them (pjsua2.md §1.3).  pjsua re-parses the edited SDP."""
         try:
-            sdp = str(prm.sdp.wholeSdp)
-            if self.mode == "siprec":
-                labels = [m.label for m in parse_sdp(str(prm.remSdp.wholeSdp)).media]
+            sdp = str(prm.sdp.wholeSdp) or print_sdp(prm.sdp.pjSdpSession)
+            if not sdp:
+                logger.error("call %s: pjsua's SDP cannot be read; sent as it is", self.sip_call_id)
+                return
+            if self.mode == "siprec" and self.recording is not None:
+                labels = [m.label for m in self.recording.offer.media]
                 if any(labels):
                     sdp = siprec.label_answer(sdp, labels)
             if self.rtp_ports:
@@ -463,11 +491,35 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         metadata (RFC 7866 §9); a hold re-INVITE has SDP only, so the metadata is merged."""
         try:
             if self.mode == "siprec":
-                self._update_recording(str(prm.rdata.wholeMsg))
+                if not self._update_recording(str(prm.rdata.wholeMsg)):
+                    prm.statusCode = pj.PJSIP_SC_NOT_ACCEPTABLE_HERE
+                    return
                 if self.recording is not None:
                     prm.opt.audioCount = audio_count(self.recording)  # P5
         except Exception:  # P2
             logger.exception("call %s: re-INVITE callback failed", self.sip_call_id)
+            prm.statusCode = pj.PJSIP_SC_INTERNAL_SERVER_ERROR
+
+    def onCallRxOffer(self, prm: Any) -> None:  # noqa: N802
+        """Every re-offer (re-INVITE or UPDATE, after :meth:`onCallRxReinvite`): one we cannot
+        read, or with another number of m-lines than the session has, gets 488 and the session
+        goes on unchanged (RFC 3261 §14.2).  pjsua aborts on a re-offer it cannot answer
+        m-line for m-line (pjsua_call.c: ``answer->media_count == offer->media_count``)."""
+        try:
+            offer = parse_sdp(str(prm.offer.wholeSdp), require_connection=False)
+            expected = self.media_count
+            if self.recording is not None:  # SIPREC: as updated by this re-INVITE
+                expected = len(self.recording.offer.media)
+            if len(offer.media) != expected:
+                raise RemoteProtocolError(
+                    f"re-offer with {len(offer.media)} media streams (the session has {expected})"
+                )
+        except RemoteProtocolError as exc:
+            logger.warning("call %s: re-offer refused: %s", self.sip_call_id, exc)
+            prm.statusCode = pj.PJSIP_SC_NOT_ACCEPTABLE_HERE
+        except Exception:  # P2
+            logger.exception("call %s: offer callback failed", self.sip_call_id)
+            prm.statusCode = pj.PJSIP_SC_INTERNAL_SERVER_ERROR
 
     def onCallTsxState(self, prm: Any) -> None:  # noqa: N802
         """An UPDATE may carry a metadata snapshot alone (RFC 7866 §9); pjsua answers it 200."""
@@ -485,17 +537,19 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
         except Exception:  # P2
             logger.exception("call %s: transaction callback failed", self.sip_call_id)
 
-    def _update_recording(self, whole_msg: str) -> None:
+    def _update_recording(self, whole_msg: str) -> bool:
+        """Take a SIPREC update; ``False`` (and a log line) if it is refused."""
         if self.recording is None:
-            return
+            return True
         message = parse_message(whole_msg)
         try:
             updated = siprec.update_session(
                 self.recording, message.header("content-type") or "", message.body
             )
+            self.worker.check_streams(updated)
         except RemoteProtocolError as exc:
-            logger.warning("call %s: SIPREC update ignored: %s", self.sip_call_id, exc)
-            return
+            logger.warning("call %s: SIPREC update refused: %s", self.sip_call_id, exc)
+            return False
         before, self.recording = self.recording, updated
         self.plans.update(self.worker.stream_plans(updated))  # new streams get their legs
         self.worker.bind_rtp(self)
@@ -504,6 +558,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
             self.worker.outbox.send_control(
                 wire.Event(self.call_key, "siprec.metadata", updated.metadata_xml)
             )
+        return True
 
     # -- DTMF ----------------------------------------------------------------------------------
 
@@ -589,6 +644,12 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
             self.hangup(op)
         except pj.Error as exc:  # already terminated (pjsua2.md §6: PJSIP_ESESSIONTERMINATED)
             logger.debug("call %s: hangup: %s", self.sip_call_id, exc.info())
+            if exc.status == PJSIP_ESESSIONTERMINATED and not self.ended:
+                # pjsua ended the session without a DISCONNECTED callback for it (seen under
+                # a flood of hostile requests): end the call here, or it would be kept, and
+                # hung up again, forever.
+                self.ended = True
+                self.worker.call_ended(self, status, "session already terminated")
 
 
 class BridgeAccount(pj.Account):  # type: ignore[misc]
@@ -644,12 +705,19 @@ class Worker:
         self.next_check = 0.0
         self.stopping = False
         self.asr_full = False  # the main process says: no ASR capacity for new calls
+        self.screen = RequestScreen(self.screen_request)
+        self.screened: Verdict | None = None  # the INVITE the screen let through last
+        self.refusals: deque[tuple[BridgeCall, Decision]] = deque()  # answered by run()
         # b2bua digits to send on to the other side, from the main thread (not a media thread)
         self.dtmf_relay: deque[tuple[BridgeCall, str]] = deque(maxlen=DTMF_BACKLOG)
         # The worker's RTP ports: pjsua's media transports take the lower half (b2bua calls,
         # and the ports pjsua opens for every call anyway), our own receivers the upper.
         half = spec.rtp_port_range // 2 // 2 * 2
         self.pjsua_ports = range(spec.rtp_port, spec.rtp_port + half)
+        # pjsua opens a transport per answered audio stream; it aborts when it cannot for a
+        # re-offer (pjsua_call.c: "answer->media_count == offer->media_count"), so a call may
+        # record no more streams than its share of pjsua's port pairs (all 4 slots in use).
+        self.max_streams = max(1, min(MAX_MEDIA, len(self.pjsua_ports) // 2 // PJSUA_SLOTS))
         self.media = MediaReceiver(
             spec.host,
             range(spec.rtp_port + half, spec.rtp_port + spec.rtp_port_range),
@@ -672,7 +740,7 @@ class Worker:
         # The wheel clamps maxCalls to 4 (pjsua2.md §4.1); asking for all 4 keeps a slot free for
         # our own 503 answer when spec.max_calls < 4.  With max_calls == 4, pjsua answers the
         # 5th INVITE with 486 Busy Here before the application sees it.
-        cfg.uaConfig.maxCalls = 4
+        cfg.uaConfig.maxCalls = PJSUA_SLOTS
         cfg.uaConfig.threadCnt = 1
         cfg.uaConfig.userAgent = "call-bridge"
         cfg.medConfig.clockRate = spec.bridge_rate_hz
@@ -701,6 +769,7 @@ class Worker:
             ep.transportCreate(kinds[name], tc)
         ep.libStart()
         add_supported_option_tag("siprec")
+        self.screen.install()
         for codec in ep.codecEnum2():
             name = codec.codecId.split("/")[0].upper()
             if name in spec.codecs:
@@ -747,6 +816,7 @@ class Worker:
                     self.asr_full = message.full
             if self.outbox.backlog:
                 self.outbox.flush()
+            self.answer_refusals()
             self.relay_dtmf()
             now = time.monotonic()
             self.reap(now)
@@ -812,14 +882,21 @@ class Worker:
         # P2/P6: no traceback and no cycle may keep a Call alive into libDestroy.
         sys.last_type = sys.last_value = sys.last_traceback = None
         gc.collect()
+        self.screen.remove()
         self.endpoint.libDestroy()
 
     def reap(self, now: float) -> None:
         while self.graveyard and now - self.graveyard[0][0] > GRAVE_S:
             _, call = self.graveyard.popleft()
             self.calls.pop(call.key, None)
+            self.forget(call)
             if call.peer is None or call.peer.ended:
                 call.caller = call.peer = None  # P6
+
+    def forget(self, call: BridgeCall) -> None:
+        """Before an ended call's object goes: its pjsua call id may be a newer call's already."""
+        if call.getId() != pj.PJSUA_INVALID_ID and not forget_call_id(call):
+            logger.error("call %s: its pjsua call id could not be released", call.sip_call_id)
 
     # -- pjsua callbacks ('pjsua_0' thread) -----------------------------------------------------
 
@@ -827,15 +904,43 @@ class Worker:
         """pjsua calls in use (a b2bua call holds two: pjsua2.md P7)."""
         return sum(1 for c in list(self.calls.values()) if c.accepted and not c.ended)
 
-    def incoming_call(self, prm: Any) -> None:
-        source = str(prm.rdata.srcAddress)
+    def screen_request(self, source: str, raw: bytes) -> Refusal | None:
+        """The :class:`RequestScreen`'s question for an out-of-dialog request, before pjsua
+        builds a call: a refusal, or ``None`` to let pjsua go on (and, for an INVITE we take,
+        call :meth:`incoming_call` with the verdict kept here)."""
+        text = raw.decode("utf-8", "replace")  # RFC 3261 §7: UTF-8; anything else is replaced
         source_ip = source.rsplit(":", 1)[0]
-        whole_msg = str(prm.rdata.wholeMsg)
+        method = text.split(" ", 1)[0]
+        if method != "INVITE":
+            if not source_allowed(source_ip, self.networks):
+                return Refusal(403, f"Forbidden (source {source_ip} not allowed)")
+            if method in DIALOG_METHODS:
+                # RFC 3261 §12.2.2 (and §9.2 for CANCEL): no dialog or transaction matched it.
+                return Refusal(481, "Call/Transaction Does Not Exist")
+            return None
+        verdict = self.judge(source, text)
+        if verdict.decision.accepted:
+            self.screened = verdict
+            return None
+        log_refusal(verdict.sip_call_id, source, verdict.decision)
+        decision = verdict.decision
+        return Refusal(decision.status, decision.reason, decision.retry_after_s)
+
+    def judge(self, source: str, whole_msg: str) -> Verdict:
+        """Whether and how the bridge takes this INVITE.  Never raises: a bug of ours in
+        reading it is a 500 (RFC 3261 §21.5.1) and a log line with the traceback."""
         message = parse_message(whole_msg)
-        call = BridgeCall(self, prm.callId, self.new_key(), source)
-        self.calls[call.key] = call  # keep the Python object before anything can call back
-        ci = call.getInfo()
-        call.sip_call_id, call.from_uri, call.to_uri = ci.callIdString, ci.remoteUri, ci.localUri
+        sip_call_id = message.header("call-id") or "?"
+        try:
+            return self._judge(source, message, whole_msg)
+        except Exception:
+            logger.exception("call %s: from %s: cannot read the INVITE", sip_call_id, source)
+            reason = "Server Internal Error (the bridge could not read this INVITE)"
+            return Verdict(sip_call_id, message, None, "direct", Decision(500, reason))
+
+    def _judge(self, source: str, message: SipMessage, whole_msg: str) -> Verdict:
+        source_ip = source.rsplit(":", 1)[0]
+        sip_call_id = message.header("call-id") or "?"
         headers = dict(message.headers)
         route = select_route(
             self.routes, user=message.request_user, source_ip=source_ip, headers=headers
@@ -847,7 +952,7 @@ class Worker:
             source_ip=source_ip,
             whole_msg=whole_msg,
             siprec=siprec_invite,
-            active_calls=0 if full else self.busy_slots(),
+            active_calls=0 if full else max(self.busy_slots(), pjsua_calls_in_use()),
             slots_needed=2 if mode == "b2bua" else 1,
             max_calls=0 if full else self.spec.max_calls,
             allowed_sources=self.networks,
@@ -855,15 +960,70 @@ class Worker:
             retry_after_s=self.spec.retry_after_s,
             asr_full=self.asr_full,
         )
+        if decision.accepted and decision.recording is not None:
+            try:
+                self.check_streams(decision.recording)
+            except RemoteProtocolError as exc:
+                decision = Decision(488, f"Not Acceptable Here ({exc})")
+        if decision.accepted and mode == "b2bua" and route is not None:
+            if route.b2bua_target(user=message.request_user, headers=headers) is None:
+                decision = Decision(404, f"Not Found (no target header {route.target_header})")
+        return Verdict(sip_call_id, message, route, mode, decision)
+
+    def incoming_call(self, prm: Any) -> None:
+        """pjsua's new call for an INVITE the screen let through (``pjsua_0`` thread)."""
+        source = str(prm.rdata.srcAddress)
+        call = BridgeCall(self, prm.callId, self.new_key(), source)
+        self.calls[call.key] = call  # keep the Python object before anything can call back
+        try:
+            ci = call.getInfo()
+            call.sip_call_id, call.from_uri, call.to_uri = (
+                ci.callIdString,
+                ci.remoteUri,
+                ci.localUri,
+            )
+            verdict, self.screened = self.screened, None
+            if verdict is None or verdict.sip_call_id != ci.callIdString:
+                verdict = self.judge(source, str(prm.rdata.wholeMsg))
+            self.take_call(call, verdict, ci)
+        except Exception:
+            logger.exception("call %s: from %s: cannot take the call", call.sip_call_id, source)
+            reason = "Server Internal Error (the bridge could not take this call)"
+            self.refuse_later(call, Decision(500, reason))
+
+    def refuse_later(self, call: BridgeCall, decision: Decision) -> None:
+        """Answer ``call`` with a refusal from the main loop, after ``onIncomingCall`` has
+        returned: pjsua2 frees the INVITE's cloned rdata after the callback, unchecked, and a
+        non-2xx answered inside it may reset the call first (the worker then aborts:
+        :mod:`bridge.sip.pjnative`).  Within :data:`POLL_S`."""
+        log_refusal(call.sip_call_id, call.source, decision)
+        self.refusals.append((call, decision))
+
+    def answer_refusals(self) -> None:
+        while self.refusals:
+            call, decision = self.refusals.popleft()
+            if call.ended:
+                continue
+            try:
+                call.answer(answer_param(decision.status, decision.reason, decision.retry_after_s))
+            except pj.Error as exc:  # cancelled meanwhile (docs/pjsua2.md §6)
+                logger.debug("call %s: refusal not sent: %s", call.sip_call_id, exc.info())
+
+    def take_call(self, call: BridgeCall, verdict: Verdict, ci: Any) -> None:
+        source, message, route, mode = call.source, verdict.message, verdict.route, verdict.mode
+        decision = verdict.decision
+        if decision.accepted and decision.offer is not None and not ci.remOfferer:
+            # We read an offer where pjsip read none (a body its parser gave up on): answering
+            # would put pjsua's own offer in the 200, which the caller cannot take (RFC 3264 §4).
+            reason = "Bad Request (the SIP stack cannot read the SDP offer in this body)"
+            decision = Decision(400, reason)
+        headers = dict(message.headers)
         target = None
         if decision.accepted and mode == "b2bua" and route is not None:
             target = route.b2bua_target(user=message.request_user, headers=headers)
-            if target is None:
-                decision = Decision(404, f"Not Found (no target header {route.target_header})")
         if not decision.accepted:
-            log_refusal(ci.callIdString, source, decision)
-            call.answer(answer_param(decision.status, decision.reason, decision.retry_after_s))
-            return  # a final non-2xx answer ends the call
+            self.refuse_later(call, decision)
+            return
         detail, metadata, agent_uri = "", "", target or ""
         if decision.recording is not None:
             agent_uri = self.agent_aor(decision.recording)
@@ -873,24 +1033,23 @@ class Worker:
             detail = f"streams={len(decision.recording.streams)}"
         else:
             remote_role = route.role.value if route else self.spec.direct_role
-            call.plans = {first_audio(decision.offer): StreamPlan(remote_role, ci.remoteUri)}
+            call.plans = {first_audio(decision.offer): StreamPlan(remote_role, call.from_uri)}
         call.mode = mode
+        if decision.offer is not None:
+            call.media_count = len(decision.offer.media)
         if mode != "b2bua" and not self.bind_rtp(call):
-            decision = Decision(
-                503, "Service Unavailable (no free RTP port)", retry_after_s=self.spec.retry_after_s
-            )
-            log_refusal(ci.callIdString, source, decision)
-            call.answer(answer_param(decision.status, decision.reason, decision.retry_after_s))
+            reason = "Service Unavailable (no free RTP port)"
+            self.refuse_later(call, Decision(503, reason, retry_after_s=self.spec.retry_after_s))
             return
         call.accepted = True
         if target is not None:
             detail = f"target={target}"
         logger.info(
             "call %s: from %s (%s) to %s, mode %s, %s",
-            ci.callIdString,
-            ci.remoteUri,
+            call.sip_call_id,
+            call.from_uri,
             source,
-            ci.localUri,
+            call.to_uri,
             mode,
             detail or decision.codec,
         )
@@ -934,6 +1093,20 @@ class Worker:
                     return False
                 call.rtp_ports[index] = ports
         return True
+
+    def permits_rtp_from(self, ip: str) -> bool:
+        """Whether ``ip`` may latch a stream before its SDP address sends (rtp.SourceLatch)."""
+        return source_allowed(ip, self.networks)
+
+    def check_streams(self, session: siprec.RecordingSession) -> None:
+        """Raise a 488 for a recording offer with more audio streams than a call may have."""
+        count = audio_count(session)
+        if count > self.max_streams:
+            raise RemoteProtocolError(
+                f"{count} audio streams offered; this bridge records at most "
+                f"{self.max_streams} per call",
+                status_hint=488,
+            )
 
     def stream_plans(self, session: siprec.RecordingSession) -> dict[int, StreamPlan]:
         """One plan per recorded stream, keyed by its media index (its SDP m-line)."""
@@ -1017,10 +1190,21 @@ class Worker:
         dropped = sum(
             side.retired_dropped + sum(tap.dropped for tap in side.taps.values()) for side in sides
         )
+        foreign = sum(
+            tap.latch.foreign_source
+            for side in sides
+            for tap in side.taps.values()
+            if isinstance(tap, RtpStream)
+        )
         cause = owner.first_end
         self.outbox.send_control(
             wire.CallEnded(
-                key=owner.key, cause=cause, status=status, reason=reason, frames_dropped=dropped
+                key=owner.key,
+                cause=cause,
+                status=status,
+                reason=reason,
+                frames_dropped=dropped,
+                foreign_rtp=foreign,
             )
         )
         logger.info(
@@ -1037,6 +1221,16 @@ def first_audio(offer: SdpOffer | None) -> int:
     """The media index of a direct call's tapped stream: the offer's first audio m-line
     with a port (0 for an offerless INVITE: pjsua's offer has one audio m-line)."""
     return offer.media.index(offer.audio[0]) if offer is not None and offer.audio else 0
+
+
+def rtp_address(si: Any) -> tuple[str, int] | None:
+    """Where the SDP said the stream's RTP comes from (pjsua's ``remoteRtpAddress``, "ip:port"
+    or "[v6]:port"), or ``None`` (0.0.0.0, unreadable)."""
+    host, _, port = str(si.remoteRtpAddress).rpartition(":")
+    host = host.strip("[]")
+    if not host or host in ("0.0.0.0", "::") or not port.isascii() or not port.isdigit():
+        return None
+    return host, int(port)
 
 
 def stream_format(si: Any) -> StreamFormat:
@@ -1084,37 +1278,6 @@ def answer_param(status: int, reason: str, retry_after_s: int | None = None) -> 
     return op
 
 
-def add_supported_option_tag(tag: str) -> None:
-    """Advertise ``tag`` in ``Supported`` (pjsua2.md §1.3: the wheel has no API for it).
-
-    Without ``siprec`` here, pjsua answers a SIPREC INVITE (``Require: siprec``, RFC 7866
-    §6.1.1) with 420 Bad Extension before the application sees it.  pjsip copies the string.
-    """
-    import pjsua2._pjsua2 as native
-
-    lib = ctypes.CDLL(native.__file__)  # already loaded: the same handle
-
-    class PjStr(ctypes.Structure):
-        _fields_ = [("ptr", ctypes.c_char_p), ("slen", ctypes.c_long)]
-
-    lib.pjsua_get_pjsip_endpt.restype = ctypes.c_void_p
-    lib.pjsip_endpt_add_capability.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int,
-        ctypes.c_void_p,
-        ctypes.c_uint,
-        ctypes.POINTER(PjStr),
-    ]
-    text = ctypes.create_string_buffer(tag.encode())
-    value = PjStr(ctypes.cast(text, ctypes.c_char_p), len(tag))
-    status = lib.pjsip_endpt_add_capability(
-        lib.pjsua_get_pjsip_endpt(), None, pj.PJSIP_H_SUPPORTED, None, 1, ctypes.byref(value)
-    )
-    if status != 0:
-        raise RuntimeError(f"pjsip_endpt_add_capability({tag!r}) failed with status {status}")
-
-
 def _unlink(calls: list[BridgeCall]) -> None:
     """P6: break every b2bua A <-> B reference cycle."""
     for call in calls:
@@ -1151,6 +1314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level,
         format=f"%(asctime)s %(levelname)s sip-worker[{spec.index}]: %(message)s",
     )
+    install_repeat_filter()  # a flood of one failure is one line a minute
     sock = socket.socket(fileno=args.fd)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
     sock.setblocking(False)
@@ -1166,8 +1330,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         worker.start()
     except pj.Error as exc:
-        logger.error("cannot start on %s:%d: %s", spec.host, spec.sip_port, exc.info())
-        return 2
+        # The main process words the failure (its exit status says which); details at DEBUG.
+        logger.debug("cannot start on %s:%d: %s", spec.host, spec.sip_port, exc.info())
+        return START_FAILURES.get(int(exc.status), START_FAILED)
+    worker.log_writer.started = True
     outbox.send_control(wire.Ready(worker=spec.index, sip_port=spec.sip_port, pid=os.getpid()))
     logger.info(
         "listening on %s:%d (%s), RTP %d..%d, codecs %s",

@@ -15,13 +15,18 @@ import pytest
 from bridge.sip import wire
 from bridge.sip.media import G722Decoder, MediaReceiver
 from bridge.sip.offer import PayloadFormat
-from bridge.sip.rtp import StreamFormat
+from bridge.sip.rtp import SourceLatch, StreamFormat
 from tests.sip.sipp import free_port_block
 
 PCMU = StreamFormat.from_formats(
     (PayloadFormat(0, "PCMU", 8000), PayloadFormat(101, "TELEPHONE-EVENT", 8000))
 )
 G722 = StreamFormat.from_formats((PayloadFormat(9, "G722", 8000),))
+
+
+def any_source() -> SourceLatch:
+    """These tests send from 127.0.0.1 sockets of their own: every source is taken."""
+    return SourceLatch(None, lambda ip: True)
 
 
 def packet(seq: int, ts: int, payload: bytes, pt: int = 0, ssrc: int = 0x5EED) -> bytes:
@@ -95,7 +100,7 @@ def test_packets_become_frames_at_their_timestamps(
     main, media = main_end
     ports = media.bind()
     assert ports is not None and ports.port % 2 == 0
-    stream, encoding = media.open(7, ports, PCMU)
+    stream, encoding = media.open(7, ports, PCMU, any_source())
     assert encoding == "pcmu"  # G.711 goes on as it came; the leg decodes it
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     target = ("127.0.0.1", ports.port)
@@ -129,7 +134,7 @@ def test_a_silent_stream_moves_the_leg_clock_on(
     ports = media.bind()
     assert ports is not None
     opened = time.monotonic()
-    stream, _ = media.open(3, ports, PCMU)
+    stream, _ = media.open(3, ports, PCMU, any_source())
     frame = wire.decode(main.recv(4096))
     assert isinstance(frame, wire.Frame) and frame.pcm == b""
     behind = (time.monotonic() - opened) * 8000 - frame.position
@@ -143,7 +148,7 @@ def test_g722_frames_are_decoded_in_the_worker(
     main, media = main_end
     ports = media.bind()
     assert ports is not None
-    stream, encoding = media.open(5, ports, G722)
+    stream, encoding = media.open(5, ports, G722, any_source())
     assert (encoding, stream.rate_hz) == ("pcm16", 16000)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sender.sendto(packet(1, 0, bytes(160), pt=9), ("127.0.0.1", ports.port))
@@ -177,7 +182,7 @@ def test_a_codec_change_starts_a_new_leg_on_the_same_ports(
     main, media = main_end
     ports = media.bind()
     assert ports is not None
-    first, _ = media.open(1, ports, PCMU)
+    first, _ = media.open(1, ports, PCMU, any_source())
     assert media.same_codec(first, PCMU) and not media.same_codec(first, G722)
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     target = ("127.0.0.1", ports.port)
@@ -185,7 +190,7 @@ def test_a_codec_change_starts_a_new_leg_on_the_same_ports(
     frame = next_audio(main)
     assert isinstance(frame, wire.Frame) and frame.key == 1
     media.close(first, keep_ports=True)
-    second, encoding = media.open(2, ports, G722)
+    second, encoding = media.open(2, ports, G722, any_source())
     assert encoding == "pcm16" and second.rate_hz == 16000
     sender.sendto(packet(2, 160, bytes(160), pt=9), target)
     frame = next_audio(main)

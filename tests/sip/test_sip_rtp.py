@@ -14,10 +14,12 @@ from bridge.sip.rtp import (
     EVENT_SLACK_MS,
     MAX_JUMP_MS,
     MAX_PACKET_MS,
+    RELATCH_MS,
     STALL_MS,
     Audio,
     Digit,
     RtpReceiver,
+    SourceLatch,
     StreamFormat,
 )
 
@@ -708,3 +710,59 @@ def test_update_format_keeps_the_rate() -> None:
     g722 = receiver(G722)
     with pytest.raises(ValueError, match="rate changed from 16000 Hz"):
         g722.update_format(PCMU)
+
+
+# -- whose packets a stream takes (SourceLatch) ---------------------------------------------------
+
+SDP_SOURCE = ("192.0.2.10", 40000)
+
+
+def latch(permitted: tuple[str, ...] = ("192.0.2.10", "192.0.2.11")) -> SourceLatch:
+    return SourceLatch(SDP_SOURCE, lambda ip: ip in permitted)
+
+
+def test_the_sdp_address_latches_and_others_are_dropped_and_counted() -> None:
+    stream = latch()
+    assert stream.accept(SDP_SOURCE, 0.0)
+    assert not stream.accept(("192.0.2.11", 5000), 0.02)  # permitted, but the stream is taken
+    assert not stream.accept(("203.0.113.9", 40000), 0.04)  # a stranger
+    assert stream.accept(SDP_SOURCE, 0.06)
+    assert (stream.latched, stream.foreign_source, stream.relatches) == (SDP_SOURCE, 2, 0)
+
+
+def test_nat_the_sdp_ip_from_another_port_latches_first() -> None:
+    stream = latch(permitted=())
+    assert stream.accept(("192.0.2.10", 61000), 0.0)  # symmetric RTP through a NAT
+    assert not stream.accept(("192.0.2.10", 61002), 0.02)
+    assert stream.latched == ("192.0.2.10", 61000)
+
+
+def test_a_stranger_never_latches_even_first() -> None:
+    stream = latch()
+    assert not stream.accept(("203.0.113.9", 4000), 0.0)
+    assert stream.latched is None and stream.foreign_source == 1
+
+
+def test_the_sdp_address_takes_the_stream_back_at_once() -> None:
+    stream = latch()
+    assert stream.accept(("192.0.2.11", 5000), 0.0)  # a permitted source came first
+    assert stream.accept(SDP_SOURCE, 0.02)
+    assert not stream.accept(("192.0.2.11", 5000), 0.04)
+    assert stream.relatches == 1
+
+
+def test_a_silent_source_is_replaced_after_the_relatch_time() -> None:
+    stream = latch()
+    assert stream.accept(("192.0.2.11", 5000), 0.0)
+    assert not stream.accept(("192.0.2.11", 5002), RELATCH_MS / 1000 - 0.01)
+    assert stream.accept(("192.0.2.11", 5002), RELATCH_MS / 1000 + 0.02)  # NAT rebinding
+    assert not stream.accept(("203.0.113.9", 1), 5.0)  # never a stranger, however silent
+    assert stream.latched == ("192.0.2.11", 5002)
+
+
+def test_a_re_offer_moves_the_expected_address() -> None:
+    stream = latch(permitted=())
+    assert stream.accept(SDP_SOURCE, 0.0)
+    stream.expect(("192.0.2.20", 30000))
+    assert stream.accept(("192.0.2.20", 30000), 0.02)
+    assert not stream.accept(SDP_SOURCE, 0.04)

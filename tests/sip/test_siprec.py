@@ -447,11 +447,6 @@ BAD_XML = [
             "--b\r\nv=0\r\n--b--",
             "part 1: header line 'v=0' has no ':'",
         ),
-        (
-            "multipart/mixed;boundary=b",
-            f"--b\nContent-Type: application/rs-metadata+xml\n\n{METADATA}\n--b--",
-            "no application/sdp part (found: application/rs-metadata+xml)",
-        ),
         (SIPREC_CT, "", "empty body"),
         (SIPREC_CT, " \r\n", "empty body"),
         ("", SDP, "a body without Content-Type"),
@@ -464,6 +459,17 @@ def test_a_bad_offer_is_400_naming_what_is_wrong(content_type: str, body: str, r
         parse_recording_offer(content_type, body)
     assert reason in str(info.value)
     assert info.value.status_hint == 400
+
+
+def test_a_body_without_an_sdp_part_is_415() -> None:
+    """RFC 3261 §21.4.13: a body with nothing the bridge can use (pjsua answered it so too)."""
+    body = f"--b\nContent-Type: application/rs-metadata+xml\n\n{METADATA}\n--b--"
+    with pytest.raises(RemoteProtocolError) as info:
+        parse_recording_offer("multipart/mixed;boundary=b", body)
+    assert "no application/sdp part in the SIPREC body (found: application/rs-metadata+xml)" in (
+        str(info.value)
+    )
+    assert info.value.status_hint == 415
 
 
 def test_the_doctype_is_refused_before_any_parsing() -> None:
