@@ -21,6 +21,7 @@ from bridge.core.transcript import SegmentPolicy
 from bridge.core.types import AudioEncoding, LegRole
 from bridge.errors import AsrConnectionError, ConfigError, StorageError
 from bridge.export import fmt_ms, iso_utc, render
+from bridge.health import Health
 from bridge.io.asr_client import AsrEndpoint
 from bridge.io.audio_files import AudioFile, open_audio
 from bridge.leg import LegSettings
@@ -353,6 +354,7 @@ async def serve(args: argparse.Namespace) -> int:
             from bridge.live import LiveHub
 
             hub = LiveHub()
+            health = Health()
             services = [
                 run_http(
                     config,
@@ -361,6 +363,7 @@ async def serve(args: argparse.Namespace) -> int:
                     endpoint=endpoint,
                     stop=stop,
                     settings=leg_settings(config),
+                    health=health,
                 )
             ]
             if sip.enabled:
@@ -384,6 +387,7 @@ async def serve(args: argparse.Namespace) -> int:
                         stop=stop,
                         leg_settings=leg_settings(config),
                         listener=hub.listener,
+                        health=health,
                     )
                 )
             else:

@@ -29,6 +29,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -49,6 +50,7 @@ from bridge.core.types import (
     LegSource,
 )
 from bridge.errors import BridgeError, ConfigError, RemoteProtocolError, TransportError
+from bridge.health import Health
 from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import Leg, LegSettings, Listener, at_capacity
 from bridge.sip import wire
@@ -67,12 +69,46 @@ READY_TIMEOUT_S = 30.0  # a worker's start-up (pjsua init) on a loaded box
 STOP_TIMEOUT_S = 10.0  # a worker's hang-up-and-exit after Quit
 MAX_MESSAGES_PER_READ = 1000  # fairness: one read callback handles at most this many
 RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # a worker that keeps dying is retried this often
+CRASH_LOOP_WINDOW_S = 60.0  # this many crashes within the window: /ready says SIP is down
+CRASH_LOOP_COUNT = 3
 SOCKET_BUFFER_BYTES = 1 << 20
 PJSUA2_REQUIREMENT = "pjsua2-python==2.15.1.post1"  # the wheel pjsua2.md was measured with
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def start_failure(host: str, port: int, code: int) -> str:
+    """Why a worker could not listen (its exit status, ``bridge.sip.worker.START_FAILURES``),
+    in one line with the fix."""
+    if code == 3:
+        return (
+            f"SIP port {host}:{port} is taken by another program: stop it, or choose another "
+            "port ([sip] port, BRIDGE_SIP_PORT or bridge serve --sip-port)"
+        )
+    if code == 4:
+        return (
+            f"SIP host {host} is not an address of this machine: set [sip] host "
+            "(BRIDGE_SIP_HOST or bridge serve --sip-host) to one of its addresses "
+            "(ip -brief address)"
+        )
+    return (
+        f"the SIP worker for {host}:{port} could not start ({exit_cause(code)}); run with -vv "
+        "to see pjsua's own lines"
+    )
+
+
+def exit_cause(code: int) -> str:
+    """A child's exit status in words: ``killed by SIGABRT (pjsua assertion?)``, ``exited 2``."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = {"SIGABRT": " (a pjsua assertion: its line is above)", "SIGSEGV": ""}.get(name, "")
+        return f"killed by {name}{hint}"
+    return f"exited with code {code}"
 
 
 @runtime_checkable
@@ -136,6 +172,8 @@ class _Worker:
     calls: dict[int, _Call] = field(default_factory=dict)  # by call key
     legs: dict[int, tuple[_Call, _Leg]] = field(default_factory=dict)  # by leg key
     restarts: int = 0
+    crashes: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=16))
+    up: bool = False  # listening (Ready received), not exited since
 
 
 class SipIngest:
@@ -156,6 +194,7 @@ class SipIngest:
         finish_timeout_s: float = 60.0,
         python: str = sys.executable,
         pj_log_level: int = 2,
+        health: Health | None = None,
     ) -> None:
         self.sip = sip
         self.store = store
@@ -166,6 +205,11 @@ class SipIngest:
         self.python = python
         self.pj_log_level = pj_log_level
         self.workers = [_Worker(worker_spec(sip, k)) for k in range(sip.workers)]
+        self.health = health or Health()
+        self.health.add_check("sip", self.problem)  # not ready until every worker listens
+        self.health.add_gauge(
+            "sip_workers_up", "SIP worker processes listening", lambda: self.workers_up
+        )
         self._closing = False
         self._asr_full = False  # as last told to the workers
         self._supervisors: list[asyncio.Task[None]] = []
@@ -216,8 +260,32 @@ class SipIngest:
                     self._send(worker, wire.Admission(full))
             await asyncio.sleep(ADMISSION_CHECK_S)
 
+    @property
+    def workers_up(self) -> int:
+        return sum(1 for w in self.workers if w.up)
+
+    def problem(self) -> str | None:
+        """Why SIP cannot take calls now (for ``/ready``), or ``None``."""
+        now = time.monotonic()
+        problems = []
+        for worker in self.workers:
+            recent = [cause for at, cause in worker.crashes if now - at < CRASH_LOOP_WINDOW_S]
+            where = f"SIP worker {worker.spec.index} ({worker.spec.host}:{worker.spec.sip_port})"
+            if len(recent) >= CRASH_LOOP_COUNT:
+                problems.append(
+                    f"{where} crashed {len(recent)} times in {CRASH_LOOP_WINDOW_S:.0f} s "
+                    f"(last: {recent[-1]}); see the ERROR lines of bridge.ingest"
+                )
+            elif not worker.up and worker.crashes:
+                problems.append(f"{where} is restarting after {worker.crashes[-1][1]}")
+            elif not worker.up:
+                problems.append(f"{where} is starting")
+        return "; ".join(problems) or None
+
     async def close(self) -> None:
         self._closing = True
+        self.health.remove_check("sip")
+        self.health.remove_gauge("sip_workers_up")
         for worker in self.workers:
             self._send(worker, wire.Quit())
         for worker in self.workers:
@@ -283,16 +351,16 @@ class SipIngest:
         finally:
             exited.cancel()
         if worker.ready in done and not worker.ready.cancelled():
+            worker.up = True
             return
         if worker.process.returncode is None and worker.ready.cancelled():
             with contextlib.suppress(TimeoutError):  # EOF came first; the exit code follows
                 await asyncio.wait_for(worker.process.wait(), 5.0)
         where = f"{worker.spec.host}:{worker.spec.sip_port}"
-        if worker.process.returncode is not None:
+        code = worker.process.returncode
+        if code is not None:
             raise TransportError(
-                f"SIP worker {worker.spec.index} for {where} exited with code "
-                f"{worker.process.returncode} before listening (port taken? see its log above)",
-                retryable=False,
+                start_failure(worker.spec.host, worker.spec.sip_port, code), retryable=False
             )
         raise TransportError(
             f"SIP worker {worker.spec.index} for {where} did not start within {READY_TIMEOUT_S} s"
@@ -303,17 +371,24 @@ class SipIngest:
         while not self._closing:
             assert worker.process is not None
             code = await worker.process.wait()
+            worker.up = False
             if self._closing:
                 return
+            cause = exit_cause(code)
+            worker.crashes.append((time.monotonic(), cause))
+            self.health.crashes[(f"sip-worker-{worker.spec.index}", cause)] += 1
+            delay = RESTART_DELAYS_S[min(worker.restarts, len(RESTART_DELAYS_S) - 1)]
             logger.error(
-                "SIP worker %d (pid %d) exited with code %s; its %d call(s) end as worker-crashed",
+                "SIP worker %d (pid %d) %s; its %d call(s) end as worker-crashed, the calls of "
+                "other workers go on; restarting it in %.1f s%s",
                 worker.spec.index,
                 worker.process.pid,
-                code,
+                cause,
                 len(worker.calls),
+                delay,
+                " (it keeps crashing: /ready answers 503)" if self.problem() else "",
             )
             self._worker_gone(worker, "worker-crashed")
-            delay = RESTART_DELAYS_S[min(worker.restarts, len(RESTART_DELAYS_S) - 1)]
             worker.restarts += 1
             await asyncio.sleep(delay)
             if self._closing:
@@ -431,7 +506,8 @@ class SipIngest:
                 ended.end(
                     message.cause,
                     f"status={message.status} reason={message.reason!r} "
-                    f"frames_dropped={message.frames_dropped}",
+                    f"frames_dropped={message.frames_dropped} "
+                    f"foreign_rtp={message.foreign_rtp}",
                 )
         elif isinstance(message, wire.Ready):
             if worker.ready is not None and not worker.ready.done():
@@ -446,7 +522,9 @@ class SipIngest:
     def _put_dtmf(self, call: _Call, state: _Leg, dtmf: wire.Dtmf) -> None:
         assert state.leg_id is not None
         event = dtmf_event(call.call_id, state.leg_id, state.started.rate_hz, dtmf)
-        logger.info("call %s: DTMF %s", call.started.sip_call_id, event.detail)
+        # Keyed digits are often card numbers: which one is logged at DEBUG only.
+        logger.info("call %s: DTMF digit (%s)", call.started.sip_call_id, dtmf.method)
+        logger.debug("call %s: DTMF %s", call.started.sip_call_id, event.detail)
         try:
             if isinstance(self.store, DtmfPublisher):
                 self.store.put_dtmf(event, dtmf.digit, dtmf.duration_ms)
@@ -580,6 +658,7 @@ async def run_sip_ingest(
     stop: asyncio.Event,
     leg_settings: LegSettings | None = None,
     listener: Listener | None = None,
+    health: Health | None = None,
 ) -> None:
     """Serve SIP calls until ``stop`` is set; then hang up, finish every leg and stop.
 
@@ -593,7 +672,12 @@ async def run_sip_ingest(
         TransportError: a worker or Kamailio could not start (e.g. its SIP port is taken).
     """
     ingest = SipIngest(
-        sip, store=store, endpoint=endpoint, leg_settings=leg_settings, listener=listener
+        sip,
+        store=store,
+        endpoint=endpoint,
+        leg_settings=leg_settings,
+        listener=listener,
+        health=health,
     )
     await ingest.start()
     async with contextlib.AsyncExitStack() as stack:

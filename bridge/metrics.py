@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bridge.core.asr_protocol import AsrState
+from bridge.health import Health
 from bridge.leg import COUNTERS, live_legs
 from bridge.live import LiveHub
 from storage import TranscriptStore
@@ -24,11 +25,16 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 class BridgeCollector(Collector):
     def __init__(
-        self, hub: LiveHub, store: TranscriptStore, uploads_running: Callable[[], int]
+        self,
+        hub: LiveHub,
+        store: TranscriptStore,
+        uploads_running: Callable[[], int],
+        health: Health,
     ) -> None:
         self.hub = hub
         self.store = store
         self.uploads_running = uploads_running
+        self.health = health
 
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
@@ -112,13 +118,26 @@ class BridgeCollector(Collector):
             "Uploaded calls being transcribed",
             value=self.uploads_running(),
         )
+        crashes = CounterMetricFamily(
+            "bridge_process_crashes",
+            "Child processes that died (a SIP worker: restarted), by component and cause",
+            labels=["component", "cause"],
+        )
+        for (component, cause), n in sorted(self.health.crashes.items()):
+            crashes.add_metric([component, cause], n)
+        yield crashes
+        yield GaugeMetricFamily(
+            "bridge_ready", "1 when /ready answers 200", value=0 if self.health.problems() else 1
+        )
+        for name, text, value in self.health.gauges():
+            yield GaugeMetricFamily(f"bridge_{name}", text, value=value)
 
 
 def make_registry(
-    hub: LiveHub, store: TranscriptStore, uploads_running: Callable[[], int]
+    hub: LiveHub, store: TranscriptStore, uploads_running: Callable[[], int], health: Health
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BridgeCollector(hub, store, uploads_running))
+    registry.register(BridgeCollector(hub, store, uploads_running, health))
     return registry
 
 

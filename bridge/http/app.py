@@ -48,6 +48,7 @@ from bridge.core.numbers import BadNumber, parse_uint
 from bridge.core.types import LegRole
 from bridge.errors import BridgeError, ConfigError, MediaError, StorageError
 from bridge.export import MEDIA_TYPES, iter_render, to_json
+from bridge.health import Health
 from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
 from bridge.live import LiveFilter, LiveHub
@@ -87,6 +88,7 @@ class AppState:
     hub: LiveHub
     tokens: dict[str, Principal]
     uploads: UploadRunner
+    health: Health
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -221,7 +223,7 @@ async def _visible_transcript(request: Request, call_id: str) -> Any:
 # -- handlers -------------------------------------------------------------------------------------
 
 
-async def health(request: Request) -> Response:
+async def health_endpoint(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
@@ -234,6 +236,9 @@ async def ready(request: Request) -> Response:
     except StorageError as exc:
         detail = f"the transcript store is not readable: {exc}"
         raise HttpProblem(503, detail, kind="not-ready") from None
+    problems = state.health.problems()
+    if problems:  # e.g. a SIP worker that keeps crashing: SIP cannot take calls
+        raise HttpProblem(503, "; ".join(problems), kind="not-ready")
     return JSONResponse({"status": "ready", "store_backlog": state.store.backlog})
 
 
@@ -499,6 +504,7 @@ def create_app(
     whip: WhipSettings | None = None,
     upload_limits: UploadLimits | None = None,
     upload_dir: Path | None = None,
+    health: Health | None = None,
 ) -> Starlette:
     """The ASGI app.  The caller owns ``store`` and ``hub``; :func:`close_app` stops uploads.
 
@@ -515,7 +521,7 @@ def create_app(
         on_call_ended=on_call_ended,
     )
     routes = [
-        Route("/health", health),
+        Route("/health", health_endpoint),
         Route("/ready", ready),
         Route("/openapi.json", openapi),
         Route("/metrics", metrics_endpoint),
@@ -541,7 +547,9 @@ def create_app(
             BridgeError: _bridge_error,
         },
     )
-    app.state.bridge = AppState(store=store, hub=hub, tokens=dict(tokens), uploads=uploads)
+    app.state.bridge = AppState(
+        store=store, hub=hub, tokens=dict(tokens), uploads=uploads, health=health or Health()
+    )
     app.state.whip = WhipSessions(
         store=store,
         hub=hub,
@@ -550,7 +558,9 @@ def create_app(
         settings=whip,
         on_call_ended=on_call_ended,
     )
-    app.state.registry = metrics.make_registry(hub, store, lambda: uploads.running)
+    app.state.registry = metrics.make_registry(
+        hub, store, lambda: uploads.running, app.state.bridge.health
+    )
     app.state.started_at = time.time()
     return app
 

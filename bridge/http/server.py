@@ -44,6 +44,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bridge.config import BridgeConfig
+from bridge.health import Health
 from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
@@ -305,6 +306,7 @@ async def run_http(
     stop: asyncio.Event,
     settings: LegSettings | None = None,
     limits: ConnectionLimits | None = None,
+    health: Health | None = None,
 ) -> None:
     """Serve HTTP on ``config.serve.host:port`` until ``stop`` is set."""
     from bridge.webhooks import Webhooks
@@ -338,6 +340,7 @@ async def run_http(
         tokens=tokens,
         settings=settings,
         on_call_ended=webhooks.call_ended if webhooks else None,
+        health=health,
         whip=WhipSettings(
             max_sessions=webrtc.max_sessions,
             ice_servers=tuple(ice_servers),

@@ -8,6 +8,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +39,7 @@ def events_of(message: str | bytes) -> list[dict[str, Any]]:
 class Served:
     def __init__(self, proc: subprocess.Popen[str], http_port: int, sip_port: int) -> None:
         self.proc, self.http_port, self.sip_port = proc, http_port, sip_port
+        self.lines: list[str] = []
 
     def get(self, path: str, token: str = TOKEN) -> Any:
         request = urllib.request.Request(
@@ -46,10 +49,24 @@ class Served:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
+    def drain(self) -> None:
+        """Read its stderr (and its workers') into :attr:`lines` until it closes: a pipe left
+        unread fills up and blocks every process that logs to it."""
+        assert self.proc.stderr is not None
+        self._drain = threading.Thread(
+            target=lambda: self.lines.extend(self.proc.stderr or ()), daemon=True
+        )
+        self._drain.start()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.communicate(timeout=60)
-        return self.proc.returncode
+        code = self.proc.wait(timeout=60)
+        self._drain.join(timeout=10)
+        return code
 
 
 @pytest.fixture
@@ -78,7 +95,10 @@ def served(vllm_server: VllmServer, tmp_path: Path) -> Iterator[Served]:
             if "dashboards and API at" in line:
                 break
         assert any(f"SIP on 127.0.0.1:{sip_port}" in line for line in lines), lines
-        yield Served(proc, http_port, sip_port)
+        served = Served(proc, http_port, sip_port)
+        served.lines += lines
+        served.drain()
+        yield served
     finally:
         proc.kill()
         proc.wait()
@@ -119,3 +139,66 @@ async def test_a_sip_call_is_pushed_live_and_listed(served: Served, tmp_path: Pa
     assert stored["agent"] == "alice"  # mapped from the dialed extension
     assert (await asyncio.to_thread(served.get, "/api/v1/calls", BOB))["calls"] == []
     assert await asyncio.to_thread(served.terminate) == 0
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The bridge's SIP worker processes (``python -m bridge.sip.worker``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == parent and b"bridge.sip.worker" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def http_status(served: Served, path: str) -> tuple[int, str]:
+    request = urllib.request.Request(f"http://127.0.0.1:{served.http_port}{path}")
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def test_a_crash_looping_worker_makes_ready_503_with_a_metric_and_an_error_line(
+    served: Served,
+) -> None:
+    """Issue 12 §1: a worker that keeps dying must be visible, not silently restarted."""
+    for _ in range(300):  # /ready waits for the SIP worker to listen
+        if http_status(served, "/ready")[0] == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert http_status(served, "/ready")[0] == 200
+    for _ in range(3):
+        [pid] = await until_one(lambda: worker_pids(served.proc.pid), served)
+        os.kill(pid, signal.SIGABRT)  # what a pjsua assertion does
+        await until_one(
+            lambda gone=pid: [p for p in worker_pids(served.proc.pid) if p != gone], served
+        )
+    status, body = http_status(served, "/ready")
+    assert status == 503, body
+    problem = json.loads(body)
+    assert "crashed 3 times" in problem["detail"] and "SIGABRT" in problem["detail"], problem
+    _, metrics = http_status(served, "/metrics")
+    assert 'bridge_process_crashes_total{cause="killed by SIGABRT' in metrics, metrics
+    assert "bridge_ready 0.0" in metrics
+    assert served.terminate() == 0
+    errors = [line for line in served.log.splitlines() if "SIP worker 0 (pid" in line]
+    assert any("killed by SIGABRT" in line for line in errors), served.log[-3000:]
+
+
+async def until_one(find: Any, served: Served, timeout_s: float = 30.0) -> list[int]:
+    """``find()`` once it returns exactly one item."""
+    for _ in range(int(timeout_s / 0.1)):
+        found = find()
+        if len(found) == 1:
+            return list(found)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not one within {timeout_s} s: {find()}; log: {served.log[-3000:]}")
