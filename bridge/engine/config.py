@@ -47,6 +47,12 @@ class EngineConfig:
     beam_size: int = 1
     decode_interval_ms: int = 1000  # partial decodes; every 2 s when saturated (whisper.py)
     word_anchor: WordAnchor = "start"  # Voxtral: step k carries the text of frame k
+    # The longest a step whose audio is in may wait for its text (server.py): past it the step
+    # goes without the words not yet known, which come in a later step.  Normal commits take
+    # 2-3 s (two agreeing decodes, 1 s apart); speech that never agrees or never pauses must
+    # not hold the stream, or a client that waits for steps before sending more (--fast) and
+    # the engine wait for each other forever.
+    max_hold_ms: int = 6000
 
     def __post_init__(self) -> None:
         problems = []
@@ -62,6 +68,8 @@ class EngineConfig:
             problems.append(f"max_model_len must exceed the {prompt}-token prompt")
         if self.word_anchor not in ("end", "start"):
             problems.append(f"word_anchor must be 'end' or 'start', got {self.word_anchor!r}")
+        if self.max_hold_ms < 0:
+            problems.append(f"max_hold_ms must be >= 0, got {self.max_hold_ms}")
         if self.decode_workers < 1 or self.beam_size < 1 or self.decode_interval_ms < 80:
             problems.append("decode_workers and beam_size >= 1, decode_interval_ms >= 80")
         if problems:

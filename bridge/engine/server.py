@@ -109,6 +109,8 @@ class _Generation:
     aligner: StepAligner
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    held_since: float | None = None  # when the first step now held had its audio in
+    forced_steps: int = 0  # steps sent past max_hold_ms, before their text was known
 
 
 class EngineServer:
@@ -272,13 +274,26 @@ class _Connection:
                 generation.wake.clear()
                 await self._send_ready_steps(generation)
                 if protocol.generation_complete:
+                    if generation.forced_steps:
+                        logger.info(
+                            "session %s: %d step(s) went out after %d ms without their text",
+                            self.session_id,
+                            generation.forced_steps,
+                            self.engine.config.max_hold_ms,
+                        )
                     await self.websocket.send(protocol.send_done().text)
                     return
                 if stream.needs_decode():
                     await self.engine.scheduler.run(stream.decode, urgent=stream.urgent_decode)
                     generation.aligner.add_words(stream.take_words())
                     continue
-                await generation.wake.wait()
+                held = generation.held_since
+                if held is None:
+                    await generation.wake.wait()
+                else:  # wake up when the held step is due, new audio or not
+                    due_s = held + self.engine.config.max_hold_ms / 1000 - time.monotonic()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(generation.wake.wait(), max(0.0, due_s))
         except ConnectionClosed:
             return
         except Exception as exc:  # the recognizer failed: vLLM's generation-task error path
@@ -288,12 +303,23 @@ class _Connection:
                     await self.websocket.send(protocol.fail_generation(str(exc)).text)
 
     async def _send_ready_steps(self, generation: _Generation) -> None:
+        """Send every step whose audio is in and whose text is known, and any step held longer
+        than ``max_hold_ms`` (bounded hold: progress whatever the recognizer or the client do).
+        """
         protocol, stream, aligner = self.protocol, generation.stream, generation.aligner
         clock = self.engine.clock
+        max_hold_s = self.engine.config.max_hold_ms / 1000
         while protocol.steps_ready > 0:
             step_end = protocol.next_step_end_samples
-            if not aligner.may_send(step_end, horizon_samples=stream.horizon_samples):
-                return
+            if aligner.may_send(step_end, horizon_samples=stream.horizon_samples):
+                generation.held_since = None
+            else:
+                now = time.monotonic()
+                if generation.held_since is None:
+                    generation.held_since = now
+                if now - generation.held_since < max_hold_s:
+                    return
+                generation.forced_steps += 1  # steps held as long go too (held_since stays)
             text = aligner.text_for_step(step_end)
             last = protocol.audio_ended and protocol.steps_sent + 1 == clock.steps_available(
                 protocol.received_samples, ended=True
@@ -301,6 +327,7 @@ class _Connection:
             if last and stream.finished:
                 text += aligner.flush()  # words committed too late for their own step
             await self.websocket.send(protocol.send_delta(text).text)
+        generation.held_since = None  # nothing held: the next step's hold starts when it is in
 
 
 @dataclass
@@ -404,6 +431,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--transcription-delay-ms", type=int, default=480)
     parser.add_argument("--cpu-threads", type=int, default=0)
     parser.add_argument("--word-anchor", choices=("end", "start"), default="start")
+    parser.add_argument(
+        "--max-hold-ms",
+        type=int,
+        default=6000,
+        help="longest a step waits for its text before it goes without it (default 6000)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -443,6 +476,7 @@ def main_asr_server(argv: Sequence[str] | None = None) -> int:
             transcription_delay_ms=args.transcription_delay_ms,
             cpu_threads=args.cpu_threads,
             word_anchor=args.word_anchor,
+            max_hold_ms=args.max_hold_ms,
         )
         asyncio.run(_serve_until_signalled(config))
     except ConfigError as exc:

@@ -24,6 +24,8 @@ from bridge.errors import AsrProtocolError
 
 logger = logging.getLogger(__name__)
 
+STALL = "no event for"  # how a stalled connection's drop reason starts
+
 
 @dataclass(frozen=True, slots=True)
 class AsrEndpoint:
@@ -39,6 +41,9 @@ class AsrEndpoint:
     stall_timeout_s: float = 30.0
     # Keep retrying this long without a working connection, then give up (None: forever).
     give_up_after_s: float | None = None
+    # Connections in a row that stalled (no event for stall_timeout_s while audio was
+    # outstanding) without a single step: then the server is stuck for this leg; give up.
+    max_stalled_connections: int = 3
     # Legs the server takes at once (None: not known); new calls are refused while this many
     # are live (SIP 503, WHIP 503), before the server would have to refuse their sessions.
     max_legs: int | None = None
@@ -115,6 +120,8 @@ class AsrClient:
         self.failure: str | None = None  # why the client gave up, if it did
         self.reconnects = 0
         self._steps = 0  # deltas received, all connections
+        self._stalled = 0  # connections in a row that stalled without a step
+        self._last_drop = ""  # why the last connection was dropped
 
     # -- called by the leg ---------------------------------------------------------------------
 
@@ -181,9 +188,20 @@ class AsrClient:
             down_since = None
             if await self._serve(ws):
                 self._delays = backoff_delays()
+                self._stalled = 0
             elif not self.closed:
-                # The server took the connection but stepped no audio (at capacity, failing):
-                # do not hammer it.
+                if self._last_drop.startswith(STALL):
+                    self._stalled += 1
+                    if self._stalled >= self.endpoint.max_stalled_connections:
+                        self._give_up(
+                            f"the server at {self.endpoint.url} took the audio but sent no "
+                            f"text step on {self._stalled} connections in a row (each "
+                            f"{self.endpoint.stall_timeout_s:g} s without an event): it is "
+                            "stuck or overloaded; check it (bridge check) and restart it"
+                        )
+                        return
+                # The server took the connection but stepped no audio (at capacity, failing,
+                # stuck): do not hammer it.
                 await asyncio.sleep(next(self._delays))
 
     async def _open(self) -> ClientConnection:
@@ -212,6 +230,7 @@ class AsrClient:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             await ws.close()
+        self._last_drop = reason
         if self.stream.state is not AsrState.CLOSED:
             self.reconnects += 1
             self._log.warning("ASR connection lost (%s); reconnecting, audio is buffered", reason)
@@ -229,7 +248,7 @@ class AsrClient:
                 async with asyncio.timeout(self.endpoint.stall_timeout_s if waiting else None):
                     message = await ws.recv()
             except TimeoutError:
-                return f"no event for {self.endpoint.stall_timeout_s:g} s"
+                return f"{STALL} {self.endpoint.stall_timeout_s:g} s"
             except websockets.ConnectionClosed as exc:
                 return f"closed by the server ({exc})"
             if not isinstance(message, str):
@@ -253,6 +272,11 @@ class AsrClient:
             self._wake.clear()
             for frame in self.stream.data_to_send():
                 await ws.send(frame)
+            if self.stream.state is AsrState.CLOSED:
+                # The reader may be waiting on a server with nothing left to say (a leg that
+                # ends before any audio reached it): closing ends that wait.
+                await ws.close()
+                return
 
     def _dispatch(self) -> str | None:
         """Wake the writer and hand events to the leg.  Returns a reason to drop the socket."""
