@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 import urllib.error
@@ -27,7 +28,7 @@ from bridge.io.audio_files import AudioFile, open_audio
 from bridge.leg import LegSettings
 from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
 from bridge.transcribe import TerminalView, parse_roles, transcribe_file
-from storage import TranscriptStore
+from storage import CallTranscript, TranscriptStore
 
 logger = logging.getLogger(__name__)
 
@@ -163,10 +164,13 @@ async def transcribe(args: argparse.Namespace) -> int:
     config = config_from(args)
     roles = parse_roles(args.roles)
     files = open_inputs(args)  # every bad file is reported before any work starts
-    async with asr_endpoint(config, give_up_after_s=60.0) as endpoint:
+    async with (
+        opened_store(config, existing=False) as store,  # a bad --db too
         # A file may wait out a short ASR outage; then it stops, keeping what it has.
+        asr_endpoint(config, give_up_after_s=60.0) as endpoint,
+    ):
         await preflight(endpoint)
-        return await _transcribe(args, config, files, roles, endpoint)
+        return await _transcribe(args, config, files, roles, endpoint, store)
 
 
 async def _transcribe(
@@ -175,6 +179,7 @@ async def _transcribe(
     files: list[AudioFile],
     roles: tuple[LegRole, ...],
     endpoint: AsrEndpoint,
+    store: TranscriptStore,
 ) -> int:
     tty = sys.stderr.isatty()
     stop = asyncio.Event()
@@ -188,50 +193,57 @@ async def _transcribe(
         loop.remove_signal_handler(signal.SIGINT)
 
     loop.add_signal_handler(signal.SIGINT, interrupt)
-    async with await TranscriptStore.open(config.db_path) as store:
-        for audio in files:
-            if stop.is_set():
-                break
-            print(
-                f"{audio.path}: {fmt_ms(audio.duration_ms)}, {audio.channels} channel(s), "
-                f"{audio.encoding.value} {audio.sample_rate_hz} Hz -> {endpoint.url}"
-                f"{' (fast)' if args.fast else ' (real time)'}",
-                file=sys.stderr,
+    for audio in files:
+        if stop.is_set():
+            break
+        print(
+            f"{audio.path}: {fmt_ms(audio.duration_ms)}, {audio.channels} channel(s), "
+            f"{audio.encoding.value} {audio.sample_rate_hz} Hz -> {endpoint.url}"
+            f"{' (fast)' if args.fast else ' (real time)'}",
+            file=sys.stderr,
+        )
+        view = TerminalView(write_stderr, tty=tty)
+        try:
+            result = await transcribe_file(
+                audio,
+                endpoint=endpoint,
+                store=store,
+                settings=leg_settings(config),
+                fast=args.fast,
+                roles=roles,
+                listener=view.on_segment,
+                on_progress=view.on_progress,
+                stop=stop,
             )
-            view = TerminalView(write_stderr, tty=tty)
-            try:
-                result = await transcribe_file(
-                    audio,
-                    endpoint=endpoint,
-                    store=store,
-                    settings=leg_settings(config),
-                    fast=args.fast,
-                    roles=roles,
-                    listener=view.on_segment,
-                    on_progress=view.on_progress,
-                    stop=stop,
-                )
-            finally:
-                view.close()
-            finals = sum(leg.segments_final for leg in result.legs)
-            print(f"{audio.path}: {finals} segment(s) stored in {store.path}", file=sys.stderr)
-            print(result.call_id)
+        finally:
+            view.close()
+        finals = sum(leg.segments_final for leg in result.legs)
+        print(f"{audio.path}: {finals} segment(s) stored in {store.path}", file=sys.stderr)
+        print(result.call_id)
     return 130 if stop.is_set() else 0
 
 
-async def _open_existing(config: BridgeConfig) -> TranscriptStore:
-    if not config.db_path.exists():
+@contextlib.asynccontextmanager
+async def opened_store(config: BridgeConfig, *, existing: bool) -> AsyncIterator[TranscriptStore]:
+    """The transcript store for one ``async with`` block, closed when it ends however it ends.
+
+    Every command opens its store here: a store left open keeps aiosqlite's (non-daemon) threads
+    running, and the process would never exit.  ``existing``: the file must be there already
+    (commands that only read).
+    """
+    if existing and not config.db_path.exists():
         raise StorageError(
             f"{config.db_path}: no transcript database yet; transcribe something first or "
             "pass --db",
             retryable=False,
         )
-    return await TranscriptStore.open(config.db_path)
+    async with await TranscriptStore.open(config.db_path) as store:
+        yield store
 
 
 async def calls(args: argparse.Namespace) -> int:
     config = config_from(args)
-    async with await _open_existing(config) as store:
+    async with opened_store(config, existing=True) as store:
         records = await store.list_calls(limit=args.limit)
     if not records:
         print("no calls stored", file=sys.stderr)
@@ -248,38 +260,49 @@ async def calls(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _transcript(args: argparse.Namespace) -> tuple[TranscriptStore, str]:
-    config = config_from(args)
-    store = await _open_existing(config)
-    call_id = await store.find_call_id(args.call)
+async def find_call(store: TranscriptStore, prefix: str) -> str:
+    """The one call id ``prefix`` names; ConfigError (exit 2) when none or several do."""
+    try:
+        call_id = await store.find_call_id(prefix)
+    except StorageError as exc:
+        if isinstance(exc.__cause__, sqlite3.Error):
+            raise  # SQLite failed: the work failed (exit 1)
+        raise ConfigError(str(exc)) from None  # empty or ambiguous: the user's to fix
     if call_id is None:
-        await store.close()
-        raise ConfigError(
-            f"no call {args.call!r} in {config.db_path}; list them with `bridge calls`"
-        )
-    return store, call_id
+        raise ConfigError(f"no call {prefix!r} in {store.path}; list them with `bridge calls`")
+    return call_id
+
+
+async def read_transcript(args: argparse.Namespace) -> CallTranscript:
+    """The stored transcript of the call ``args.call`` names."""
+    config = config_from(args)
+    async with opened_store(config, existing=True) as store:
+        call_id = await find_call(store, args.call)
+        transcript = await store.get_call(call_id)
+    if transcript is None:  # deleted between the two reads
+        raise ConfigError(f"call {call_id} was just deleted from {config.db_path}")
+    return transcript
 
 
 async def show(args: argparse.Namespace) -> int:
-    store, call_id = await _transcript(args)
-    async with store:
-        transcript = await store.get_call(call_id)
-    assert transcript is not None
-    sys.stdout.write(render(transcript, "txt"))
+    sys.stdout.write(render(await read_transcript(args), "txt"))
     return 0
 
 
 async def export(args: argparse.Namespace) -> int:
-    store, call_id = await _transcript(args)
-    async with store:
-        transcript = await store.get_call(call_id)
-    assert transcript is not None
+    transcript = await read_transcript(args)
     try:
         text = render(transcript, args.format, leg=args.leg)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write {args.output}: {exc.strerror or exc}; choose another --output "
+                "(or none, for stdout)"
+            ) from None
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -328,7 +351,7 @@ async def serve(args: argparse.Namespace) -> int:
     sip = load_sip_settings(config_path, os.environ)  # every problem before anything starts
     stop = asyncio.Event()
     install_stop_signals(stop)
-    async with await TranscriptStore.open(config.db_path) as store:
+    async with opened_store(config, existing=False) as store:
         print(f"bridge: config from {config.source}", file=sys.stderr)
         print(f"bridge: transcripts in {store.path}", file=sys.stderr)
         # Calls a previous run left active (it was killed): each ends at its last stored
