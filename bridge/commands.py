@@ -28,7 +28,7 @@ from bridge.io.audio_files import AudioFile, open_audio
 from bridge.leg import LegSettings
 from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
 from bridge.transcribe import TerminalView, parse_roles, transcribe_file
-from storage import CallTranscript, TranscriptStore
+from storage import CallRecord, CallTranscript, TranscriptStore
 
 logger = logging.getLogger(__name__)
 
@@ -251,13 +251,21 @@ async def calls(args: argparse.Namespace) -> int:
     print(f"{'CALL':<10} {'STARTED (UTC)':<20} {'DURATION':>9} {'LEGS':>4}  {'STATUS':<12} TITLE")
     for r in records:
         started = (iso_utc(r.started_at_ms) or "")[:19].replace("T", " ")
-        duration = fmt_ms(r.duration_ms) if r.duration_ms is not None else "-"
+        duration = "-" if r.active else fmt_ms(call_duration_ms(r))
         status = "active" if r.active else (r.end_cause or "ended")
         print(
             f"{r.call_id[:10]:<10} {started:<20} {duration:>9} {r.leg_count:>4}  {status:<12}",
             r.title,
         )
     return 0
+
+
+def call_duration_ms(record: CallRecord) -> int:
+    """How long an ended call is: its audio (the longest leg), not the time it took to
+    transcribe (a ``--fast`` file), else start to end."""
+    if record.audio_ms is not None:
+        return record.audio_ms
+    return record.duration_ms or 0
 
 
 async def find_call(store: TranscriptStore, prefix: str) -> str:

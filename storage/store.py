@@ -49,7 +49,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class CallRecord:
-    """A call as listed: no transcript.  ``duration_ms`` is ``None`` while the call is active."""
+    """A call as listed: no transcript.  ``duration_ms`` (wall clock, start to end) is ``None``
+    while the call is active; ``audio_ms`` is its longest ended leg's audio (a file transcribed
+    ``--fast`` has minutes of audio in seconds of wall clock), ``None`` before a leg ends."""
 
     call_id: CallId
     source: LegSource
@@ -61,6 +63,7 @@ class CallRecord:
     duration_ms: int | None
     active: bool
     agent: str | None = None  # the agent the call belongs to (schema 2); None: supervisors only
+    audio_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +126,8 @@ class CallTranscript:
 
 _CALL_COLUMNS = """
     c.call_id, c.source, c.title, c.started_at_ms, c.ended_at_ms, c.end_cause,
-    (SELECT count(*) FROM legs AS l WHERE l.call_id = c.call_id) AS leg_count, c.agent
+    (SELECT count(*) FROM legs AS l WHERE l.call_id = c.call_id) AS leg_count, c.agent,
+    (SELECT max(l.duration_ms) FROM legs AS l WHERE l.call_id = c.call_id) AS audio_ms
 """
 
 
@@ -612,6 +616,7 @@ def _call_record(row: sqlite3.Row) -> CallRecord:
         duration_ms=None if ended_at_ms is None else ended_at_ms - started_at_ms,
         active=ended_at_ms is None,
         agent=row[7],
+        audio_ms=None if row[8] is None else int(row[8]),
     )
 
 
