@@ -19,6 +19,7 @@ Routes (all JSON errors are RFC 9457 problem documents; ``problems.py``)::
     GET  /api/v1/live/snapshot                 active calls, latest lines, ASR health, seq
     WS   /api/v1/live                          live events (``bridge.live``)
     POST /api/v1/whip, DELETE /api/v1/whip/{s}  WebRTC ingest (WHIP; ``whip.py``)
+    GET, POST, DELETE /api/v1/session          who am I, browser login (cookie), logout
     GET  /, /calls/{id}, /history, /login      dashboard pages (static; data needs a token)
 """
 
@@ -38,7 +39,7 @@ from urllib.parse import quote, urlencode
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
@@ -56,10 +57,11 @@ from bridge.transcribe import parse_roles
 from bridge.webrtc.session import WhipSessions, WhipSettings
 from storage import TranscriptStore
 
-from .auth import Principal, authenticate, bearer_token
+from .auth import Principal
 from .live_ws import refuse_handshake, serve_subscription
 from .openapi import openapi_document
 from .problems import HttpProblem, problem_response
+from .session import end_session, get_session, page, presented, principal_of, start_session
 from .uploads import (
     MULTIPART_SLACK_BYTES,
     UploadLimits,
@@ -101,25 +103,7 @@ def _state(request: Request | WebSocket) -> AppState:
 
 
 def _principal(request: Request | WebSocket) -> Principal:
-    state = _state(request)
-    token = bearer_token(request.headers, request.query_params)
-    if token is None:
-        raise HttpProblem(
-            401,
-            "this endpoint needs an API token: send 'Authorization: Bearer TOKEN' (or ?token= "
-            "for browser links); tokens are configured in BRIDGE_API_TOKENS",
-            kind="unauthorized",
-            headers={"WWW-Authenticate": 'Bearer realm="bridge"'},
-        )
-    principal = authenticate(state.tokens, token)
-    if principal is None:
-        raise HttpProblem(
-            401,
-            "the API token is not valid: check it against BRIDGE_API_TOKENS",
-            kind="unauthorized",
-            headers={"WWW-Authenticate": 'Bearer realm="bridge", error="invalid_token"'},
-        )
-    return principal
+    return principal_of(request)
 
 
 def _supervisor(request: Request) -> Principal:
@@ -357,7 +341,8 @@ async def delete_call(request: Request) -> Response:
 async def post_call(request: Request) -> Response:
     """An uploaded recording as a call: streamed to disk, queued for spare ASR capacity."""
     principal = _principal(request)
-    token = bearer_token(request.headers, request.query_params) or ""
+    credentials = presented(request)
+    token = "" if credentials is None else credentials.token
     state = _state(request)
     agent = request.query_params.get("agent") or None
     if not principal.is_supervisor:
@@ -457,10 +442,14 @@ async def live_socket(websocket: WebSocket) -> None:
 
 
 def _page(name: str) -> Handler:
-    async def page(request: Request) -> Response:
-        return FileResponse(WEB_DIR / name, headers={"Cache-Control": "no-cache"})
+    return page(lambda _principal: WEB_DIR / name)
 
-    return page
+
+def _home(principal: Principal | None) -> Path:
+    """``/``: the supervisors' table; an agent's own live call for an agent."""
+    if principal is not None and not principal.is_supervisor:
+        return WEB_DIR / "agent.html"
+    return WEB_DIR / "supervisor.html"
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -532,7 +521,10 @@ def create_app(
         Route("/api/v1/calls/{call_id}/export", export_call, methods=["GET"]),
         Route("/api/v1/live/snapshot", live_snapshot),
         WebSocketRoute("/api/v1/live", live_socket),
-        Route("/", _page("supervisor.html")),
+        Route("/api/v1/session", get_session, methods=["GET"]),
+        Route("/api/v1/session", start_session, methods=["POST"]),
+        Route("/api/v1/session", end_session, methods=["DELETE"]),
+        Route("/", page(_home)),
         Route("/calls/{call_id}", _page("agent.html")),
         Route("/history", _page("history.html")),
         Route("/login", _page("login.html")),

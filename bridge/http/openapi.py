@@ -50,6 +50,15 @@ _CALL = {
 }
 
 
+_PRINCIPAL = {
+    "type": "object",
+    "properties": {
+        "role": {"type": "string", "enum": ["supervisor", "agent"]},
+        "agent": {"type": ["string", "null"]},
+    },
+}
+
+
 def openapi_document() -> dict[str, Any]:
     public: list[dict[str, Any]] = []
     return {
@@ -59,9 +68,10 @@ def openapi_document() -> dict[str, Any]:
             "version": __version__,
             "description": (
                 "Calls, live transcripts and exports.  Every endpoint except /health and /ready "
-                "needs an API token (Authorization: Bearer TOKEN, or ?token= for browser "
-                "links).  Errors are RFC 9457 problem documents.  The live API is a WebSocket "
-                "at /api/v1/live (see x-websocket)."
+                "needs an API token (Authorization: Bearer TOKEN, ?token= for links, or the "
+                "browser session cookie that POST /api/v1/session sets).  Errors are RFC 9457 "
+                "problem documents.  The live API is a WebSocket at /api/v1/live (see "
+                "x-websocket)."
             ),
         },
         "security": [{"bearer": []}],
@@ -94,6 +104,37 @@ def openapi_document() -> dict[str, Any]:
                         "401": _PROBLEM,
                     },
                 }
+            },
+            "/api/v1/session": {
+                "get": {
+                    "summary": "Whom the request authenticates as: role and agent",
+                    "responses": {"200": _json("the principal", _PRINCIPAL), "401": _PROBLEM},
+                },
+                "post": {
+                    "summary": "Browser login: the Bearer token becomes a session cookie",
+                    "description": (
+                        "The login page sends the token as Authorization: Bearer (not ?token=). "
+                        "The answer sets the cookie bridge_session: HttpOnly, SameSite=Strict, "
+                        "no Max-Age (it ends with the browser session), Secure over https.  The "
+                        "cookie then authorizes pages, REST, downloads and the live WebSocket; a "
+                        "POST, PUT, PATCH, DELETE or WebSocket that relies on it must come from "
+                        "a page of this origin (Origin, or Sec-Fetch-Site: same-origin), else "
+                        "403.  A page URL with ?token= sets it too (303 to the URL without it)."
+                    ),
+                    "responses": {
+                        "200": _json("logged in: the principal", _PRINCIPAL),
+                        "400": _PROBLEM,
+                        "401": _PROBLEM,
+                    },
+                },
+                "delete": {
+                    "summary": "Log out: the session cookie is cleared",
+                    "responses": {
+                        "204": {"description": "logged out"},
+                        "401": _PROBLEM,
+                        "403": _PROBLEM,
+                    },
+                },
             },
             "/api/v1/calls": {
                 "get": {

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.core.types import LegRole
@@ -39,8 +39,9 @@ from bridge.webrtc import trickle
 from bridge.webrtc.offer import MAX_SDP_BYTES, OfferRejected, check_offer
 from bridge.webrtc.session import WhipSession, WhipSessions
 
-from .auth import Principal, authenticate, bearer_token
+from .auth import Principal
 from .problems import HttpProblem
+from .session import principal_of, static_page
 
 logger = logging.getLogger(__name__)
 
@@ -83,19 +84,7 @@ def _sessions(request: Request) -> WhipSessions:
 
 
 def _principal(request: Request) -> Principal:
-    token = bearer_token(request.headers, request.query_params)
-    principal = authenticate(request.app.state.bridge.tokens, token)
-    if principal is None:
-        detail = (
-            "WHIP needs an API token: send 'Authorization: Bearer TOKEN' (tokens are configured "
-            "in BRIDGE_API_TOKENS)"
-            if token is None
-            else "the API token is not valid: check it against BRIDGE_API_TOKENS"
-        )
-        raise HttpProblem(
-            401, detail, kind="unauthorized", headers={"WWW-Authenticate": 'Bearer realm="bridge"'}
-        )
-    return principal
+    return principal_of(request, what="WHIP")
 
 
 def _cors(handler: Handler) -> Handler:
@@ -245,10 +234,6 @@ async def delete_session(request: Request) -> Response:
     return Response(status_code=200)
 
 
-async def softphone(request: Request) -> Response:
-    return FileResponse(WEB_DIR / "softphone.html", headers={"Cache-Control": "no-cache"})
-
-
 def whip_routes() -> list[BaseRoute]:
     """The routes to mount in :func:`bridge.http.app.create_app`."""
     return [
@@ -257,5 +242,5 @@ def whip_routes() -> list[BaseRoute]:
         Route(WHIP_PATH + "/{session_id}", _cors(patch_session), methods=["PATCH"]),
         Route(WHIP_PATH + "/{session_id}", _cors(delete_session), methods=["DELETE"]),
         Route(WHIP_PATH + "/{session_id}", session_preflight, methods=["OPTIONS"]),
-        Route("/softphone", softphone),
+        Route("/softphone", static_page(WEB_DIR / "softphone.html")),
     ]

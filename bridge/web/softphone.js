@@ -1,16 +1,15 @@
 // The bridge's WHIP client (RFC 9725): microphone (and optionally tab audio) -> POST /api/v1/whip,
-// live transcript from /api/v1/live?call=ID.  Self-contained: reads the dashboard token
-// (sessionStorage "bridgeToken") or ?token= in the page URL.
+// live transcript from /api/v1/live?call=ID.  Authorized by the dashboards' login cookie (the
+// login page, or a /softphone?token=… link, which the server turns into the cookie).
 // Trickle ICE (RFC 9725 §4.3.2): the offer goes out at once, with whatever candidates are ready;
 // later ones are buffered until the 201, then sent as application/trickle-ice-sdpfrag PATCHes
 // (If-Match: the 201's ETag), in order, ending with a=end-of-candidates.
 "use strict";
 const Softphone = (() => {
   const params = new URLSearchParams(location.search);
-  const token = params.get("token") || sessionStorage.getItem("bridgeToken");
   const $ = (id) => document.getElementById(id);
-  const state = { pc: null, location: null, callId: null, ws: null, seq: null, stopped: true,
-                  retries: 0, segments: new Map(), streams: [] };
+  const state = { pc: null, location: null, callId: null, live: null, stopped: true,
+                  retries: 0, segments: new Map(), legs: new Map(), streams: [] };
 
   function status(text) { $("status").textContent = text; }
   function message(text) { $("message").textContent = text || ""; }
@@ -74,8 +73,7 @@ const Softphone = (() => {
     const end = t.end;
     if (end) t.sent = true;
     const body = sdpfrag(t, candidates, end);
-    const headers = { "Content-Type": "application/trickle-ice-sdpfrag",
-                      Authorization: "Bearer " + token };
+    const headers = { "Content-Type": "application/trickle-ice-sdpfrag" };
     if (t.etag) headers["If-Match"] = t.etag;
     t.chain = t.chain.then(async () => {
       const resp = await fetch(t.url, { method: "PATCH", headers, body }).catch(() => null);
@@ -97,12 +95,14 @@ const Softphone = (() => {
     trickle.offer = pc.localDescription.sdp;  // candidates gathered so far travel in the offer
     const resp = await fetch("/api/v1/whip?" + query, {
       method: "POST",
-      headers: { "Content-Type": "application/sdp", Authorization: "Bearer " + token },
+      headers: { "Content-Type": "application/sdp" },
       body: trickle.offer,
     });
     if (resp.status !== 201) {
       pc.close();
-      const err = new Error("The bridge refused the call (" + resp.status + "): " + await problem(resp));
+      const why = await problem(resp);
+      const err = new Error("The bridge refused the call (" + resp.status + "): " + why +
+                            (resp.status === 401 ? " Log in at /login, then start again." : ""));
       err.retryAfter = resp.headers.get("Retry-After");
       err.fatal = resp.status !== 503;
       throw err;
@@ -118,7 +118,7 @@ const Softphone = (() => {
       if (pc.connectionState === "failed" && !state.stopped) reconnect("the connection failed");
     });
     window.__softphone = { callId: state.callId, location: state.location };
-    subscribe();
+    subscribe().catch((e) => message("No live transcript: " + e.message));
   }
 
   function reconnect(why) {
@@ -131,38 +131,60 @@ const Softphone = (() => {
       .catch((e) => e.fatal ? fail(e) : reconnect(e.message)); }, delay * 1000);
   }
 
-  function subscribe() {
-    if (state.ws) state.ws.close();
-    const q = new URLSearchParams({ call: state.callId, token });
-    if (state.seq !== null) q.set("resume_from", String(state.seq));
-    const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host +
-                             "/api/v1/live?" + q);
-    state.ws = ws;
-    ws.onmessage = (m) => {
-      const data = JSON.parse(m.data);
-      for (const event of Array.isArray(data) ? data : [data]) show(event);
-    };
-    ws.onclose = () => {
-      if (state.ws === ws && !state.stopped) setTimeout(() => state.ws === ws && subscribe(), 1000);
-    };
+  // The call's live transcript: the snapshot gives the legs' offsets and the seq to resume
+  // from, the live socket the rest (Bridge.Live reconnects and resumes by itself).
+  async function subscribe() {
+    if (state.live) state.live.close();
+    const callId = state.callId;
+    const snap = await Bridge.api("/api/v1/live/snapshot?call=" + encodeURIComponent(callId));
+    for (const c of snap.calls) for (const l of c.legs) state.legs.set(l.id, l);
+    state.live = new Bridge.Live({ call: callId }, {
+      status: () => {},
+      resync: () => { Bridge.api("/api/v1/calls/" + encodeURIComponent(callId)).then(reread).catch(() => {}); },
+      event: show,
+      batch: () => { const box = $("transcript"); box.scrollTop = box.scrollHeight; },
+    });
+    state.live.start(snap.seq);
+  }
+
+  function reread(doc) {
+    for (const l of doc.legs) state.legs.set(l.id, l);
+    for (const seg of doc.segments) line(seg);
+    if (!doc.call.active) ended(doc.call.end_cause);
+  }
+
+  function ended(cause) {
+    status("ended: " + (cause || ""));
+    if (state.live) { state.live.close(); state.live = null; }
   }
 
   function show(event) {
-    if (typeof event.seq === "number") state.seq = event.seq;
-    if (event.type === "call.ended") { status("ended: " + ((event.call && event.call.end_cause) || "")); return; }
-    const seg = event.segment || (event.type && event.type.startsWith("segment") ? event : null);
-    if (!seg || seg.text === undefined) return;
-    const key = (seg.leg_id || seg.leg || "") + "/" + seg.seq;
+    if (event.type === "call.ended") ended(event.call && event.call.end_cause);
+    else if (event.type === "leg.started") state.legs.set(event.leg.id, event.leg);
+    else if (event.type === "segment.partial" || event.type === "segment.final") line(event.segment);
+  }
+
+  // One utterance: its time in the call and who spoke above the text, which takes the whole
+  // width of the page (the dashboards' three-column grid would squeeze it here).
+  function line(seg) {
+    const key = seg.leg_id + "/" + seg.seq;
+    const leg = state.legs.get(seg.leg_id) || { role: seg.role || "", offset_ms: 0 };
+    const at = (leg.offset_ms || 0) + seg.start_ms;
     let row = state.segments.get(key);
     if (!row) {
-      row = document.createElement("p");
-      row.className = "seg";
-      row.appendChild(document.createElement("b")).textContent = (seg.role || event.role || "") + ": ";
-      row.appendChild(document.createElement("span")).className = "text";
+      row = Bridge.el("div", { class: "utterance role-" + leg.role },
+        Bridge.el("div", { class: "meta" }, Bridge.el("time"), Bridge.el("span", { class: "who", text: leg.role })),
+        Bridge.el("p", { class: "text" }));
+      row.dataset.t = at;
       state.segments.set(key, row);
-      $("transcript").appendChild(row);
+      Bridge.place($("transcript"), row);
     }
+    if (row.classList.contains("final") && !seg.final) return;  // a final never goes back
+    const time = row.querySelector("time");
+    time.textContent = Bridge.clock(at);
+    time.setAttribute("datetime", "PT" + (at / 1000).toFixed(1) + "S");
     row.classList.toggle("partial", !seg.final);
+    row.classList.toggle("final", !!seg.final);
     row.querySelector(".text").textContent = seg.text;
   }
 
@@ -170,8 +192,8 @@ const Softphone = (() => {
 
   async function start(ev) {
     ev.preventDefault();
-    if (!token) { message("No API token: log in first (/login) or open /softphone?token=…"); return; }
-    message(""); state.stopped = false; state.seq = null;
+    message(""); state.stopped = false;
+    state.segments.clear(); state.legs.clear(); $("transcript").textContent = "";
     $("start").disabled = true; $("stop").disabled = false;
     try { state.streams = await capture(); status("connecting"); await connect(); }
     catch (e) { e.fatal === false ? reconnect(e.message) : fail(e); }
@@ -181,8 +203,7 @@ const Softphone = (() => {
     state.stopped = true;
     $("start").disabled = false; $("stop").disabled = true;
     if (sendDelete && state.location)
-      await fetch(state.location, { method: "DELETE", headers: { Authorization: "Bearer " + token } })
-        .catch(() => {});
+      await fetch(state.location, { method: "DELETE" }).catch(() => {});
     if (state.pc) state.pc.close();
     state.streams.forEach((s) => s.getTracks().forEach((t) => t.stop()));
     state.location = null;

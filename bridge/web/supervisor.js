@@ -1,7 +1,6 @@
 // Supervisor view: every active call, its duration, the latest line per leg and ASR health.
 "use strict";
 (() => {
-  Bridge.requireToken();
   const tbody = document.getElementById("calls");
   const status = document.getElementById("status");
   const calls = new Map(); // call id -> {call, legs: Map(leg id -> leg with latest/health), row}
@@ -65,6 +64,16 @@
     },
   });
   setInterval(() => { for (const c of calls.values()) { const d = c.row && c.row.querySelector(".dur"); if (d) d.textContent = Bridge.clock(Date.now() - c.call.started_at_ms); } }, 1000);
-  Bridge.api("/api/v1/live/snapshot").then((snap) => { reset(snap); live.start(snap.seq); })
-    .catch((e) => { status.textContent = "error: " + e.message; });
+  // The server sends an agent its own live call at "/" (agent.html) when the request carries the
+  // login cookie; a link from another site opens "/" without it (SameSite=Strict), and this
+  // page's own requests do carry it: an agent is sent on, once.
+  async function start() {
+    const me = await Bridge.session();
+    const params = new URLSearchParams(location.search);
+    if (me.role === "agent" && !params.has("mine")) { location.replace("/?mine"); return; }
+    const snap = await Bridge.api("/api/v1/live/snapshot");
+    reset(snap);
+    live.start(snap.seq);
+  }
+  start().catch((e) => { status.textContent = "error: " + e.message; });
 })();

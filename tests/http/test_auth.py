@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from bridge.http.auth import Principal, Role, authenticate, bearer_token, parse_tokens
+from bridge.http.auth import (
+    SESSION_COOKIE,
+    Presented,
+    Principal,
+    Role,
+    Via,
+    authenticate,
+    bearer_token,
+    cross_site_refusal,
+    needs_same_origin,
+    parse_tokens,
+    presented_token,
+    session_cookie_value,
+)
 
 
 def test_parse_tokens_collects_every_problem() -> None:
@@ -48,3 +61,66 @@ def test_config_reads_tokens_from_the_environment() -> None:
             {"BRIDGE_API_TOKENS": "x:boss", "BRIDGE_WEBHOOK_URL": "ftp://x", "HOME": "/tmp"},
         )
     assert len(info.value.problems) == 3
+
+
+def test_a_request_presents_its_token_by_header_then_query_then_cookie() -> None:
+    cookie = {SESSION_COOKIE: session_cookie_value("to:k,en; x")}
+    assert presented_token({"authorization": "Bearer abc"}, {"token": "q"}, cookie) == Presented(
+        "abc", Via.BEARER
+    )
+    assert presented_token({}, {"token": "q"}, cookie) == Presented("q", Via.QUERY)
+    # Percent-encoded in the cookie (no comma, semicolon or space in a cookie value), read back.
+    assert cookie[SESSION_COOKIE] == "to%3Ak%2Cen%3B%20x"
+    assert presented_token({}, {}, cookie) == Presented("to:k,en; x", Via.COOKIE)
+    assert presented_token({}, {}, {SESSION_COOKIE: ""}) is None
+    assert presented_token({}, {}, {"other": "x"}) is None
+
+
+def test_only_changes_and_the_websocket_on_the_cookie_need_a_same_origin_proof() -> None:
+    cookie, bearer = Presented("t", Via.COOKIE), Presented("t", Via.BEARER)
+    query = Presented("t", Via.QUERY)
+    for method in ("POST", "PUT", "PATCH", "DELETE", "delete"):
+        assert needs_same_origin(cookie, method=method, websocket=False), method
+        assert not needs_same_origin(bearer, method=method, websocket=False), method
+        assert not needs_same_origin(query, method=method, websocket=False), method
+    for method in ("GET", "HEAD", "OPTIONS"):
+        assert not needs_same_origin(cookie, method=method, websocket=False), method
+    assert needs_same_origin(cookie, method="GET", websocket=True)
+    assert not needs_same_origin(bearer, method="GET", websocket=True)
+
+
+def test_the_same_origin_proof_is_an_origin_naming_the_host_or_fetch_metadata() -> None:
+    host = {"host": "bridge.example:8080"}
+    passes = [
+        {"origin": "http://bridge.example:8080"},
+        {"origin": "https://bridge.example:8080"},  # TLS ended by a proxy: the scheme differs
+        {"origin": "http://BRIDGE.example:8080"},
+        {"sec-fetch-site": "same-origin"},
+        {"sec-fetch-site": "same-origin", "origin": "http://bridge.example:8080"},
+    ]
+    for headers in passes:
+        assert cross_site_refusal({**host, **headers}) is None, headers
+    refused = [
+        {},
+        {"origin": "http://bridge.example:8081"},  # another port: the same site, not origin
+        {"origin": "http://bridge.example"},  # port 80
+        {"origin": "http://evil.example:8080"},
+        {"origin": "http://bridge.example:8080.evil.example"},
+        {"origin": "null"},
+        {"origin": "file://"},
+        {"origin": "http://bridge.example:8080/path"},
+        {"origin": "http://bridge.example:99999"},
+        {"origin": "http://[::1"},
+        {"sec-fetch-site": "same-site"},
+        {"sec-fetch-site": "cross-site", "origin": "http://bridge.example:8080"},
+        {"sec-fetch-site": "none"},
+        {"sec-fetch-site": "same-origin", "origin": "http://evil.example"},
+    ]
+    for headers in refused:
+        reason = cross_site_refusal({**host, **headers})
+        assert reason is not None and "Authorization: Bearer" in reason, headers
+    # Default ports: an Origin without one names 80 or 443, as a Host without one does.
+    default_port = {"host": "bridge.example", "origin": "https://bridge.example"}
+    assert cross_site_refusal(default_port) is None
+    assert cross_site_refusal({"host": "[::1]:8080", "origin": "http://[::1]:8080"}) is None
+    assert cross_site_refusal({"host": "", "origin": "http://bridge.example"}) is not None

@@ -605,6 +605,23 @@ def any_route() -> st.SearchStrategy[Req]:
     )
 
 
+def session_route(method: str) -> st.SearchStrategy[Req]:
+    """/api/v1/session (the browser login): tokens as everywhere, plus hostile session cookies,
+    Origin and Sec-Fetch-Site headers."""
+    cookie = HEADER_VALUE.map(lambda v: b"bridge_session=" + v)
+    extra = st.lists(
+        st.one_of(
+            cookie.map(lambda v: ("Cookie", v)),
+            HEADER_VALUE.map(lambda v: ("Origin", v)),
+            HEADER_VALUE.map(lambda v: ("Sec-Fetch-Site", v)),
+        ),
+        max_size=3,
+    )
+    return st.tuples(auth_and_query(), extra).map(
+        lambda t: Req(method, "/api/v1/session", t[0][1], (*t[0][0], *t[1]))
+    )
+
+
 def websocket_live() -> st.SearchStrategy[Req]:
     return auth_and_query("call", "agent", "resume_from").map(
         lambda hq: Req("GET", "/api/v1/live", hq[1], hq[0], websocket=True)
@@ -626,6 +643,9 @@ def routes(server: FuzzServer) -> dict[str, st.SearchStrategy[Req]]:
         "DELETE /api/v1/calls/{id}": call_route("DELETE", ""),
         "GET /api/v1/calls/{id}/export": call_route("GET", "/export", "format", "leg"),
         "GET /api/v1/live/snapshot": get("/api/v1/live/snapshot", "call", "agent"),
+        "GET /api/v1/session": session_route("GET"),
+        "POST /api/v1/session": session_route("POST"),
+        "DELETE /api/v1/session": session_route("DELETE"),
         "WS /api/v1/live": websocket_live(),
         "POST /api/v1/whip": post_whip(),
         "OPTIONS /api/v1/whip": get("/api/v1/whip").map(

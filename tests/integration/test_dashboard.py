@@ -8,6 +8,7 @@ written to ``<tmp_path>/artifacts/`` (printed; kept under pytest's basetemp).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import wave
 from pathlib import Path
@@ -74,7 +75,7 @@ async def test_agent_view_shows_partials_turning_final_and_supervisor_lists_the_
         try:
             page = browser.pages[0] if browser.pages else await browser.new_page()
             await page.add_init_script(WATCH_PARTIALS)
-            # Log in (the token lives in this tab's sessionStorage).
+            # Log in (a session cookie for every tab of this browser).
             try:
                 await page.goto(served.base + "/")
             except PlaywrightError as exc:
@@ -128,10 +129,14 @@ async def test_agent_view_shows_partials_turning_final_and_supervisor_lists_the_
             rows = await page.locator(".seg").all_inner_texts()
             assert not await page.locator(".seg.partial").count()
             assert any("agent" in r and "hello world." in r for r in rows), rows
-            # Export buttons link to working downloads.
+            # Export buttons link to working downloads: no token in the link, the login cookie
+            # authorizes the download.
             href = await page.get_attribute("#export-vtt", "href")
-            async with httpx.AsyncClient(base_url=served.base) as client:
-                vtt = (await client.get(href)).text
+            assert href == f"/api/v1/calls/{call_id}/export?format=vtt", href
+            async with page.expect_download() as info:
+                await page.click("#export-vtt")
+            download = await info.value
+            vtt = await asyncio.to_thread(Path(await download.path()).read_text)
             assert "<v agent>" in vtt and "hello world." in vtt
         finally:
             await browser.close()

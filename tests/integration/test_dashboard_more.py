@@ -25,6 +25,7 @@ import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -37,6 +38,7 @@ from vllm_server import VllmServer
 
 from bridge.core.types import CallId, CallInfo, LegId, LegInfo, LegRole, LegSource, Segment
 from bridge.http.app import close_app, create_app
+from bridge.http.auth import SESSION_COOKIE, session_cookie_value
 from bridge.http.tee import PublishingStore
 from bridge.io.asr_client import AsrEndpoint
 from bridge.live import LiveHub
@@ -70,27 +72,36 @@ def wav_bytes(seconds: float, rate: int = 16_000) -> bytes:
     return out.getvalue()
 
 
-def login_script(token: str) -> str:
-    """The token in this tab's sessionStorage, as the login page leaves it."""
-    return (
-        "try { if (location.protocol === 'http:') "
-        f"sessionStorage.setItem('bridgeToken', {token!r}); }} catch (e) {{}}"
-    )
+def login_cookie(base: str, token: str) -> dict[str, Any]:
+    """The session cookie for the bridge at ``base``, as the login page leaves it."""
+    return {
+        "name": SESSION_COOKIE,
+        "value": session_cookie_value(token),
+        "url": base,
+        "httpOnly": True,
+        "sameSite": "Strict",
+    }
 
 
 class Browser:
     """A fresh headless Chromium (own profile) whose pages start logged in."""
 
-    def __init__(self, context: BrowserContext) -> None:
+    def __init__(self, context: BrowserContext, token: str | None) -> None:
         self.context = context
+        self.token = token
 
     async def open(self, url: str) -> Page:
-        """A page showing ``url``.
+        """A page showing ``url`` (logged in to its bridge if the browser has a token).
 
         This Chromium's renderer now and then (about 1 launch in 30 here, test_dashboard.py too)
         crashes on a profile's first navigation ("Page crashed"); a crashed page cannot navigate
         again, so that one attempt is repeated once in a new page.
         """
+        if self.token is not None:
+            parts = urlsplit(url)
+            await self.context.add_cookies(
+                [login_cookie(f"{parts.scheme}://{parts.netloc}", self.token)]
+            )
         page = self.context.pages[0] if self.context.pages else await self.context.new_page()
         try:
             await page.goto(url)
@@ -105,8 +116,9 @@ class Browser:
 
 @contextlib.asynccontextmanager
 async def chromium(
-    tmp_path: Path, *, token: str = SUPERVISOR, init_scripts: tuple[str, ...] = ()
+    tmp_path: Path, *, token: str | None = SUPERVISOR, init_scripts: tuple[str, ...] = ()
 ) -> AsyncIterator[Browser]:
+    """Chromium logged in with ``token`` (None: not logged in)."""
     async with async_playwright() as pw:
         context: BrowserContext = await pw.chromium.launch_persistent_context(
             str(tmp_path / f"chromium-profile-{uuid.uuid4().hex[:8]}"),
@@ -116,9 +128,9 @@ async def chromium(
             viewport={"width": 1366, "height": 768},
         )
         try:
-            for script in (login_script(token), *init_scripts):
+            for script in init_scripts:
                 await context.add_init_script(script)
-            yield Browser(context)
+            yield Browser(context, token)
         finally:
             await context.close()
 
@@ -427,6 +439,7 @@ async def test_keyboard_reaches_the_toolbar_in_order_and_enter_opens_a_call(
                 "export-vtt",
                 "export-srt",
                 "export-json",
+                "logout",
                 "transcript",
             ], stops
             # Every control has an accessible name (what a screen reader announces).
