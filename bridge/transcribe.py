@@ -128,7 +128,7 @@ async def transcribe_file(
         window = int(window_s * ASR_SAMPLE_RATE_HZ)
         started = clock()
         fed_ms = 0
-        for block in audio.read_blocks(frame_samples):
+        async for block in audio.stream_blocks(frame_samples):  # read off the loop
             for leg, payload in zip(legs, block, strict=True):
                 leg.receive_frame(payload)
             fed_ms += FRAME_MS

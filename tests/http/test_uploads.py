@@ -499,10 +499,19 @@ async def test_bad_audio_is_a_422_without_server_paths(tmp_path: Path) -> None:
     async with serve(tmp_path) as bridge, bridge.client() as sup:
         r = await post(sup, b"not a wav at all", query="title=my%20call.wav")
         assert r.status_code == 422
+        assert r.json()["detail"] == (
+            "my call.wav: not an audio file FFmpeg can read (FFmpeg found no known format in"
+            " it); pass a recording (WAV, MP3, OGG/Opus, M4A/AAC, FLAC, WebM, ...)"
+        )
+        # A fix command names the user's file, not the stored one.
+        r = await post(sup, wav(0.5, channels=3), query="title=my%20call.wav")
+        assert r.status_code == 422
         detail = r.json()["detail"]
-        assert detail.startswith("my call.wav: not a WAV file")
-        assert str(tmp_path) not in detail and "/" not in detail.split(":")[0]
-        assert "'my call-16k.wav'" in detail, detail
+        assert str(tmp_path) not in detail and "upload" not in detail, detail
+        assert detail.endswith(
+            "keep the first two with: ffmpeg -i 'my call.wav' -af 'pan=stereo|c0=c0|c1=c1'"
+            " 'my call-stereo.wav'"
+        ), detail
 
 
 # -- item 11: kill -9 during an upload ------------------------------------------------------------

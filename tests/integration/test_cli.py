@@ -153,6 +153,8 @@ def test_bad_input_gets_one_clear_line_and_an_exit_code(
     down = f"ws://127.0.0.1:{free_port()}/v1/realtime"
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"ID3\x04" + bytes(500))  # an MP3 renamed .wav
+    unknown = tmp_path / "call.xyz"
+    unknown.write_bytes(bytes(range(256)) * 8)
     empty_db = tmp_path / "empty.db"
     asyncio.run(create_db(empty_db))
     cases = [
@@ -178,15 +180,14 @@ def test_bad_input_gets_one_clear_line_and_an_exit_code(
             "/v1/models answered HTTP 404: is this a vLLM server? Run `bridge check`",
         ),
         (
-            ["transcribe", write_wav(tmp_path / "odd.wav", [tone(1.0, 300, 11025)], 11025)]
-            + ["--db", db, "--asr-url", vllm_server.url],
-            1,
-            "odd.wav: sample rate 11025 Hz is not supported",
-        ),
-        (
             ["transcribe", corrupt, "--db", db, "--asr-url", vllm_server.url],
             1,
-            "corrupt.wav: not a WAV file",
+            "corrupt.wav: cannot read it (it starts like an MP3 file (ID3 tag), but FFmpeg:",
+        ),
+        (
+            ["transcribe", unknown, "--db", db, "--asr-url", vllm_server.url],
+            1,
+            "call.xyz: not an audio file FFmpeg can read (FFmpeg found no known format in it)",
         ),
         (["transcribe", tmp_path / "missing.wav", "--db", db], 1, "missing.wav: no such file"),
         (["transcribe", wav, "--db", db, "--delay-ms", "500"], 2, "must be a multiple of 80"),

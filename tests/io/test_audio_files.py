@@ -1,4 +1,5 @@
-"""Audio file reader: WAV (PCM16, µ-law, A-law, extensible), raw G.711/PCM16, every bad input."""
+"""Audio file reader: WAV (PCM16, µ-law, A-law, extensible), raw G.711/PCM16, every bad input;
+what goes to FFmpeg instead (other WAV encodings and rates, non-WAV files; test_decode.py)."""
 
 from __future__ import annotations
 
@@ -272,24 +273,25 @@ def test_empty_file(in_tmp: Path) -> None:
     )
 
 
-def test_not_a_wav_file(in_tmp: Path) -> None:
+def test_not_a_wav_file_goes_to_ffmpeg(in_tmp: Path) -> None:
+    # Not RIFF: FFmpeg probes it (bridge/io/decode.py); these two are cut short.
     assert wav_error(in_tmp, "call.mp3", b"ID3\x04\x00" + bytes(100)) == (
-        "call.mp3: not a WAV file (no RIFF header); convert it with:"
-        " sox call.mp3 -r 16000 -c 1 call.wav"
+        "call.mp3: cannot read it (it starts like an MP3 file (ID3 tag), but FFmpeg: Invalid data"
+        " found when processing input); the file is damaged or cut short: export it again"
     )
 
 
 def test_not_a_wav_file_named_wav_with_space(in_tmp: Path) -> None:
     assert wav_error(in_tmp, "my call.wav", b"OggS" + bytes(60)) == (
-        "my call.wav: not a WAV file (no RIFF header); convert it with:"
-        " sox 'my call.wav' -r 16000 -c 1 'my call-16k.wav'"
+        "my call.wav: cannot read it (it starts like an Ogg file, but FFmpeg: End of file); the"
+        " file is damaged or cut short: export it again"
     )
 
 
 def test_riff_but_not_wave(in_tmp: Path) -> None:
     assert wav_error(in_tmp, "movie.avi", riff(chunk(b"LIST", b"hdrl"), form=b"AVI ")) == (
-        "movie.avi: not a WAV file (RIFF type 'AVI ', not 'WAVE'); convert it with:"
-        " sox movie.avi -r 16000 -c 1 movie.wav"
+        "movie.avi: cannot read it (it starts like a RIFF file (WAV, AVI), but FFmpeg: Invalid"
+        " data found when processing input); the file is damaged or cut short: export it again"
     )
 
 
@@ -365,47 +367,60 @@ def test_odd_byte_count_in_pcm16_wav(in_tmp: Path) -> None:
     )
 
 
-def test_24_bit_wav(in_tmp: Path) -> None:
-    content = riff(chunk(b"fmt ", fmt_body(PCM, 1, 48000, 24)), chunk(b"data", b"\x00" * 6))
-    assert wav_error(in_tmp, "hi.wav", content) == (
-        "hi.wav: 24-bit PCM WAV is not supported (16-bit PCM, µ-law or A-law only); convert it"
-        " with: sox hi.wav -b 16 -e signed-integer hi-16bit.wav"
-    )
+def decoded_samples(audio: AudioFile) -> list[list[int]]:
+    return [np.frombuffer(ch, dtype="<i2").tolist() for ch in read_all(audio, 1000)]
 
 
-def test_float_wav(in_tmp: Path) -> None:
-    content = riff(chunk(b"fmt ", fmt_body(FLOAT, 1, 48000, 32)), chunk(b"data", b"\x00" * 8))
-    assert wav_error(in_tmp, "f.wav", content) == (
-        "f.wav: 32-bit float WAV is not supported (16-bit PCM, µ-law or A-law only); convert it"
-        " with: sox f.wav -b 16 -e signed-integer f-16bit.wav"
+def test_24_bit_wav_is_decoded_by_ffmpeg(tmp_path: Path) -> None:
+    s24 = [0x123456, -0x123456, 0x7FFFFF, -0x800000, 0x0000FF]
+    data = b"".join(struct.pack("<i", v)[:3] for v in s24)
+    path = write(
+        tmp_path / "hi.wav", riff(chunk(b"fmt ", fmt_body(PCM, 1, 48000, 24)), chunk(b"data", data))
     )
-    extensible = riff(
-        chunk(b"fmt ", fmt_body(EXTENSIBLE, 2, 48000, 32, sub_tag=FLOAT)),
-        chunk(b"data", b"\x00" * 8),
-    )
-    assert wav_error(in_tmp, "f.wav", extensible).startswith(
-        "f.wav: 32-bit float WAV is not supported"
-    )
+    audio = open_audio(path)
+    assert audio.decoded is not None and audio.decoded.codec_name == "pcm_s24le"
+    assert (audio.encoding, audio.sample_rate_hz, audio.frames) == (AudioEncoding.PCM16, 48000, 5)
+    assert decoded_samples(audio) == [[0x1234, -0x1235, 32767, -32768, 0]]  # the top 16 bits
 
 
-def test_unknown_wav_encodings(in_tmp: Path) -> None:
-    adpcm = riff(chunk(b"fmt ", fmt_body(2, 1, 8000, 4)), chunk(b"data", b"\x00" * 8))
-    assert wav_error(in_tmp, "g.wav", adpcm) == (
-        "g.wav: WAV encoding 0x0002 (Microsoft ADPCM) is not supported (16-bit PCM, µ-law or"
-        " A-law only); convert it with: sox g.wav -b 16 -e signed-integer g-16bit.wav"
+def test_float_wav_is_decoded_by_ffmpeg(tmp_path: Path) -> None:
+    samples = np.array([0.5, -0.5, 1.0, -1.0, 0.25, 1.5], dtype="<f4")
+    path = write(
+        tmp_path / "f.wav",
+        riff(chunk(b"fmt ", fmt_body(FLOAT, 1, 48000, 32)), chunk(b"data", samples.tobytes())),
     )
+    assert decoded_samples(open_audio(path)) == [[16384, -16384, 32767, -32768, 8192, 32767]]
+    stereo = np.column_stack([samples, -samples]).reshape(-1)
+    extensible = write(
+        tmp_path / "f2.wav",
+        riff(
+            chunk(b"fmt ", fmt_body(EXTENSIBLE, 2, 48000, 32, sub_tag=FLOAT)),
+            chunk(b"data", stereo.tobytes()),
+        ),
+    )
+    left, right = decoded_samples(open_audio(extensible))
+    assert left[:2] == [16384, -16384] and right[:2] == [-16384, 16384]
+
+
+def test_other_wav_encodings(in_tmp: Path) -> None:
+    adpcm = write(
+        Path("g.wav"), riff(chunk(b"fmt ", fmt_body(2, 1, 8000, 4)), chunk(b"data", bytes(8)))
+    )
+    decoded = open_audio(adpcm).decoded
+    assert decoded is not None and decoded.description == "'wav' with adpcm_ms audio"
     odd_guid = fmt_body(EXTENSIBLE, 1, 8000, 16, sub_tag=PCM)[:-1] + b"\x00"
-    assert wav_error(in_tmp, "g.wav", riff(chunk(b"fmt ", odd_guid))) == (
-        "g.wav: WAV sub-format is not supported (16-bit PCM, µ-law or A-law only); convert it"
-        " with: sox g.wav -b 16 -e signed-integer g-16bit.wav"
+    assert wav_error(in_tmp, "g.wav", riff(chunk(b"fmt ", odd_guid), chunk(b"data", bytes(8)))) == (
+        "g.wav: FFmpeg found 'wav' with audio it has no decoder for; convert it to a common"
+        " format (WAV, MP3, OGG/Opus, M4A/AAC, FLAC, WebM)"
     )
 
 
 def test_more_than_two_channels(in_tmp: Path) -> None:
     content = riff(chunk(b"fmt ", fmt_body(PCM, 6, 48000, 16)), chunk(b"data", b"\x00" * 12))
     assert wav_error(in_tmp, "surround.wav", content) == (
-        "surround.wav: 6 channels are not supported (mono or stereo only); keep two with:"
-        " sox surround.wav surround-stereo.wav remix 1 2"
+        "surround.wav: 6 channels are not supported (one leg per channel: mono or stereo, left"
+        " caller and right agent); keep the first two with: ffmpeg -i surround.wav -af"
+        " 'pan=stereo|c0=c0|c1=c1' surround-stereo.wav"
     )
 
 
@@ -416,19 +431,26 @@ def test_zero_channels(in_tmp: Path) -> None:
     )
 
 
-def test_unsupported_wav_rate(in_tmp: Path) -> None:
-    content = riff(chunk(b"fmt ", fmt_body(PCM, 1, 11025, 16)), chunk(b"data", b"\x00" * 2))
-    assert wav_error(in_tmp, "old.wav", content) == (
-        "old.wav: sample rate 11025 Hz is not supported (8000, 16000, 24000, 32000, 44100 or"
-        " 48000 Hz); convert it with: sox old.wav -r 16000 old-16k.wav"
+def test_wav_at_11025_hz_is_resampled_to_16k(tmp_path: Path) -> None:
+    content = riff(
+        chunk(b"fmt ", fmt_body(PCM, 1, 11025, 16)), chunk(b"data", noise(11025).tobytes())
     )
+    audio = open_audio(write(tmp_path / "old.wav", content))
+    assert audio.decoded is not None and audio.decoded.source_rate_hz == 11025
+    assert (audio.encoding, audio.sample_rate_hz, audio.frames) == (
+        AudioEncoding.PCM16,
+        16000,
+        16000,
+    )
+    assert len(read_all(audio, 320)[0]) == 2 * 16000
 
 
-def test_unsupported_raw_rate(in_tmp: Path) -> None:
-    assert wav_error(in_tmp, "x.ul", b"\xff" * 10, sample_rate_hz=22050) == (
-        "x.ul: --rate 22050 is not supported (8000, 16000, 24000, 32000, 44100 or 48000 Hz);"
-        " convert it with: sox -t ul -r 22050 -c 1 x.ul -r 16000 x.wav"
-    )
+def test_raw_rate_must_be_a_rate(in_tmp: Path) -> None:
+    for rate in (0, -8000, 1_000_000):
+        assert wav_error(in_tmp, "x.ul", b"\xff" * 10, sample_rate_hz=rate) == (
+            f"x.ul: --rate {rate} is not a sample rate; pass the recording's rate in Hz, e.g."
+            " --rate 8000"
+        )
 
 
 def test_raw_pcm16_needs_rate(in_tmp: Path) -> None:
