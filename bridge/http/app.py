@@ -68,10 +68,12 @@ from .uploads import (
     UploadRunner,
     declared_length,
     file_name_for,
+    is_recording_type,
     parse_title,
     receive_multipart,
     receive_raw,
     too_large,
+    unsupported_type,
     user_message,
 )
 from .whip import whip_routes
@@ -361,13 +363,8 @@ async def post_call(request: Request) -> Response:
     limit = state.uploads.limits.max_bytes
     content_type = request.headers.get("content-type", "")
     multipart = content_type.startswith("multipart/form-data")
-    if not multipart and not content_type.startswith(("audio/wav", "audio/x-wav", "audio/wave")):
-        raise HttpProblem(
-            415,
-            f"Content-Type {content_type[:100] or 'missing'}: send audio/wav, or"
-            " multipart/form-data with a 'file' field",
-            kind="unsupported-media",
-        )
+    if not multipart and not is_recording_type(content_type):
+        raise unsupported_type(content_type)
     declared = declared_length(request)
     if declared is not None and declared > limit + (MULTIPART_SLACK_BYTES if multipart else 0):
         raise too_large(limit)
@@ -382,7 +379,7 @@ async def post_call(request: Request) -> Response:
             path = folder / file_name_for(title)
             size = await receive_raw(request, path, limit)
         if not size:
-            raise HttpProblem(400, "the request body is empty: send a WAV recording")
+            raise HttpProblem(400, "the request body is empty: send a recording")
         try:
             accepted = await state.uploads.submit(
                 path, token=token, title=title, fast=pace == "fast", roles=roles, agent=agent

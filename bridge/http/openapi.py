@@ -174,13 +174,14 @@ def openapi_document() -> dict[str, Any]:
                         _q("agent", "the agent the call belongs to"),
                         _q(
                             "title",
-                            "the call's title for a raw audio/wav body (multipart: the file name)",
+                            "the call's title for a raw audio/* body (multipart: the file name)",
                         ),
                     ],
                     "requestBody": {
                         "required": True,
                         "content": {
-                            "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                            # WAV, MP3, OGG/Opus, M4A/AAC, FLAC, ...: FFmpeg reads the bytes
+                            "audio/*": {"schema": {"type": "string", "format": "binary"}},
                             "multipart/form-data": {
                                 "schema": {
                                     "type": "object",

@@ -1,8 +1,10 @@
 """``POST /api/v1/calls``: an uploaded recording transcribed as a live call in this process.
 
-The body is streamed to a file as it arrives (raw ``audio/wav`` or ``multipart/form-data``), the
+The body is streamed to a file as it arrives (raw ``audio/*`` or ``multipart/form-data``), the
 limit of :attr:`UploadLimits.max_bytes` enforced on the bytes received, never on a whole body in
-memory.  The file goes through :func:`bridge.transcribe.transcribe_file` (the same leg pipeline as
+memory.  Any format ``bridge transcribe`` reads is taken (WAV, MP3, OGG/Opus, M4A/AAC, FLAC, ...:
+:mod:`bridge.io.audio_files`), its header probed in a thread, its samples read in one too.
+The file goes through :func:`bridge.transcribe.transcribe_file` (the same leg pipeline as
 a live call) at real-time pace or fast; the hub sees every event, so the live API and the
 dashboards show it like any call.
 
@@ -460,6 +462,28 @@ def user_message(error: MediaError, path: Path, title: str) -> str:
         rf"\b{_FILE_STEM}(-[a-z0-9]+)?(\.[a-z0-9]+)\b",
         lambda m: shlex.quote(stem + (m.group(1) or "") + m.group(2)),
         text,
+    )
+
+
+def is_recording_type(content_type: str) -> bool:
+    """Whether a raw body of this Content-Type may be a recording: ``audio/*``, ``video/*`` (an
+    MP4 or WebM with sound), ``application/ogg`` (RFC 5334) or ``application/octet-stream``.
+    Media types are case-insensitive (RFC 9110 §8.3.1).  The type only keeps form posts and text
+    out: what the file is, FFmpeg finds from its bytes (``bridge.io.audio_files``)."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type.startswith(("audio/", "video/")) or media_type in (
+        "application/ogg",
+        "application/octet-stream",
+    )
+
+
+def unsupported_type(content_type: str) -> HttpProblem:
+    return HttpProblem(
+        415,
+        f"Content-Type {content_type[:100] or 'missing'}: send the recording as audio/* (audio/wav,"
+        " audio/mpeg, audio/ogg, audio/mp4, audio/flac, ...), or multipart/form-data with a"
+        " 'file' field",
+        kind="unsupported-media",
     )
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import numpy.typing as npt
 import pytest
 import uvicorn
 
@@ -34,6 +36,7 @@ from bridge.io.audio_files import MAX_HEADER_CHUNKS
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
 from storage import TranscriptStore
+from tests.io.encoded import encode
 
 from .served import ALICE, BOB, NO_ASR, SUPERVISOR, TOKENS
 
@@ -512,6 +515,104 @@ async def test_bad_audio_is_a_422_without_server_paths(tmp_path: Path) -> None:
             "keep the first two with: ffmpeg -i 'my call.wav' -af 'pan=stereo|c0=c0|c1=c1'"
             " 'my call-stereo.wav'"
         ), detail
+
+
+# -- issue 13 item 6: the formats people have ----------------------------------------------------
+
+
+def _tone(seconds: float, freq: float) -> npt.NDArray[np.int16]:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (6000 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+async def test_mp3_opus_and_flac_uploads_are_transcribed(
+    tmp_path: Path, engine: RunningEngine
+) -> None:
+    stereo = [_tone(3.0, 300), _tone(3.0, 500)]
+    mp3 = encode(tmp_path / "a.mp3", stereo, container="mp3", codec="libmp3lame", rate=44100)
+    opus = encode(tmp_path / "b.ogg", stereo[:1], container="ogg", codec="libopus", rate=48000)
+    flac = encode(tmp_path / "c.flac", stereo, container="flac", codec="flac", rate=16000)
+    async with (
+        serve(tmp_path, endpoint_of(engine, 16)) as bridge,
+        bridge.client() as sup,
+        bridge.client(ALICE) as alice,
+        bridge.client(BOB) as bob,
+    ):
+        ids = []
+        r = await post(
+            sup,
+            mp3.read_bytes(),
+            query="pace=fast&title=call.mp3",
+            **{"Content-Type": "audio/mpeg"},
+        )
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+        r = await alice.post(
+            "/api/v1/calls?pace=fast",
+            files={"file": ("meeting.opus", opus.read_bytes(), "audio/ogg")},
+        )
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+        r = await post(  # media types are case-insensitive; this one says nothing of FLAC
+            bob,
+            flac.read_bytes(),
+            query="pace=fast",
+            **{"Content-Type": "Application/Octet-Stream"},
+        )
+        assert r.status_code == 202, r.text
+        ids.append(r.json()["id"])
+
+        async def all_ended() -> bool:
+            docs = [await call_doc(sup, i) for i in ids]
+            return not any(doc["call"]["active"] for doc in docs)
+
+        await wait_for(all_ended, 60)
+        for call_id, title, codec, legs in zip(
+            ids,
+            ["call.mp3", "meeting.opus", "upload.wav"],
+            ["pcm16/44100", "pcm16/48000", "pcm16/16000"],
+            [2, 1, 2],
+            strict=True,
+        ):
+            doc = await call_doc(sup, call_id)
+            assert (doc["call"]["title"], doc["call"]["end_cause"]) == (title, "completed")
+            assert [leg["codec"] for leg in doc["legs"]] == [codec] * legs
+            assert all(abs(leg["duration_ms"] - 3000) <= 30 for leg in doc["legs"]), doc["legs"]
+            finals = [s["text"] for s in doc["segments"] if s["final"]]
+            assert finals == ["hello world."] * legs
+        await wait_for(_no_uploads(bridge), 5)
+        assert bridge.leftovers() == []
+
+
+async def test_upload_types_and_playlists(tmp_path: Path) -> None:
+    async with serve(tmp_path) as bridge, bridge.client() as sup:
+        r = await post(sup, b"hello", **{"Content-Type": "text/plain"})
+        assert r.status_code == 415
+        assert r.json()["detail"] == (
+            "Content-Type text/plain: send the recording as audio/* (audio/wav, audio/mpeg,"
+            " audio/ogg, audio/mp4, audio/flac, ...), or multipart/form-data with a 'file' field"
+        )
+        # An HLS playlist would make FFmpeg read the files it lists: refused, nothing read.
+        secret = tmp_path / "secret.wav"
+        secret.write_bytes(wav(1.0))
+        playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{secret.as_uri()}\n"
+        r = await post(
+            sup,
+            playlist.encode(),
+            query="title=list.m3u8",
+            **{"Content-Type": "application/vnd.apple.mpegurl"},
+        )
+        assert r.status_code == 415  # not an audio type...
+        r = await post(
+            sup, playlist.encode(), query="title=list.m3u8", **{"Content-Type": "audio/mpegurl"}
+        )
+        assert r.status_code == 422, r.text  # ...nor an audio format, whatever its type says
+        assert r.json()["detail"] == (
+            "list.m3u8: not an audio format this bridge reads (FFmpeg found a playlist, image or"
+            " other non-audio format); pass a recording (WAV, MP3, OGG/Opus, M4A/AAC, FLAC,"
+            " WebM, ...)"
+        )
+        assert bridge.leftovers() == []
 
 
 # -- item 11: kill -9 during an upload ------------------------------------------------------------
