@@ -64,13 +64,22 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 5 else 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1..65535, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="bridge",
         description="Call transcription bridge: live call legs to timestamped text.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-c", "--config", type=Path, help="TOML config file (env BRIDGE_CONFIG)")
+    parser.add_argument(
+        "-c", "--config", type=Path, metavar="FILE", help="TOML config file (env BRIDGE_CONFIG)"
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v info, -vv debug")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -144,7 +153,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("engine_args", nargs=argparse.REMAINDER, help="see bridge asr-server --help")
 
-    p = commands.add_parser("serve", help="run the bridge service")
+    p = commands.add_parser(
+        "serve",
+        help="run the bridge: SIP, WebRTC, dashboards and APIs",
+        description="Answer SIP calls and WebRTC sessions, transcribe every leg live, serve the "
+        "dashboards and APIs.  Options override the config file and the environment.",
+        epilog="Out of the box SIP answers on 127.0.0.1:5080 and HTTP on 127.0.0.1:8080, for "
+        "this machine only.  For a PBX on the LAN: --sip-host THIS_MACHINES_LAN_ADDRESS and "
+        "BRIDGE_SIP_ALLOWED_SOURCES=THE_PBXS_ADDRESS.  Every [sip] setting: the README's SIP "
+        "settings table.",
+    )
+    # default=SUPPRESS: `bridge -c FILE serve` keeps FILE unless `serve -c` names another.
+    p.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="TOML config file (env BRIDGE_CONFIG)",
+    )
+    p.add_argument(
+        "--sip-host",
+        metavar="ADDRESS",
+        help="address the SIP workers bind (env BRIDGE_SIP_HOST; default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--sip-port",
+        type=port_number,
+        metavar="PORT",
+        help="the first SIP worker's port (env BRIDGE_SIP_PORT; default 5080)",
+    )
+    p.add_argument(
+        "--no-sip", action="store_true", help="answer no SIP calls (env BRIDGE_SIP_ENABLED=0)"
+    )
+    p.add_argument(
+        "--http-host",
+        metavar="ADDRESS",
+        help="address of the dashboards and APIs (env BRIDGE_HOST; default 127.0.0.1)",
+    )
+    p.add_argument(
+        "--http-port",
+        type=port_number,
+        metavar="PORT",
+        help="port of the dashboards and APIs (env BRIDGE_PORT; default 8080)",
+    )
     asr_options(p)
     db_option(p)
     return parser

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -28,6 +29,7 @@ from bridge.io.audio_files import AudioFile, open_audio
 from bridge.leg import LegSettings
 from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
 from bridge.transcribe import TerminalView, parse_roles, transcribe_file
+from sip_config import SipSettings, load_sip_settings
 from storage import CallRecord, CallTranscript, TranscriptStore
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ def config_from(args: argparse.Namespace) -> BridgeConfig:
         ("asr", "language"): getattr(args, "language", None),
         ("asr", "delay_ms"): getattr(args, "delay_ms", None),
         ("storage", "db"): getattr(args, "db", None),
+        ("serve", "host"): getattr(args, "http_host", None),
+        ("serve", "port"): getattr(args, "http_port", None),
     }
     return load_config(args.config, os.environ, overrides)
 
@@ -349,14 +353,77 @@ async def run_until_stopped(services: list[Coroutine[Any, Any, None]], stop: asy
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def serve(args: argparse.Namespace) -> int:
-    config = config_from(args)
-    from sip_config import load_sip_settings
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
+
+def sip_summary(sip: SipSettings) -> list[str]:
+    """What ``serve`` says about SIP at start: where it listens, who may call, what it hears."""
+    front = (
+        f"; Kamailio in front on {sip.host}:{sip.dispatcher_port} (point the PBX there)"
+        if sip.dispatcher_active
+        else ""
+    )
+    ports = f"{sip.port}" if sip.workers == 1 else f"{sip.port}..{sip.port + sip.workers - 1}"
+    sources = ", ".join(str(net) for net in sip.allowed_sources)
+    lines = [
+        f"SIP on {sip.host}:{ports} ({'+'.join(sip.transports)}), {sip.workers} worker(s)"
+        f"{front}; calls from {sources}"
+    ]
+    if is_loopback(sip.host):
+        lines.append(
+            "SIP answers this machine only; for a PBX on the LAN: --sip-host "
+            "THIS_MACHINES_LAN_ADDRESS (BRIDGE_SIP_HOST, [sip] host) and "
+            "BRIDGE_SIP_ALLOWED_SOURCES=THE_PBXS_ADDRESS ([sip] allowed_sources)"
+        )
+    elif all(net.is_loopback for net in sip.allowed_sources):
+        lines.append(
+            f"SIP allowed_sources is {sources} only: calls from the PBX get 403 until its "
+            "address is in BRIDGE_SIP_ALLOWED_SOURCES ([sip] allowed_sources)"
+        )
+    lines.append(
+        "SIP direct mode transcribes the party that reaches the bridge (one side of the call); "
+        "for both sides have the PBX send SIPREC or route the call through the bridge (b2bua): "
+        "README, A first SIP call"
+    )
+    return lines
+
+
+def serve_settings(args: argparse.Namespace) -> tuple[BridgeConfig, SipSettings]:
+    """The bridge's and the SIP settings, every problem of both in one ConfigError."""
+    problems: list[str] = []
+    try:
+        config = config_from(args)
+    except ConfigError as exc:
+        problems += exc.problems
     config_path = args.config or (
         Path(os.environ["BRIDGE_CONFIG"]) if os.environ.get("BRIDGE_CONFIG") else None
     )
-    sip = load_sip_settings(config_path, os.environ)  # every problem before anything starts
+    # serve's SIP options go where their variables would (sip_config reads file, then env).
+    environ = dict(os.environ)
+    for name, value in (
+        ("BRIDGE_SIP_HOST", args.sip_host),
+        ("BRIDGE_SIP_PORT", args.sip_port),
+        ("BRIDGE_SIP_ENABLED", "0" if args.no_sip else None),
+    ):
+        if value is not None:
+            environ[name] = str(value)
+    try:
+        sip = load_sip_settings(config_path, environ)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))  # a missing file is both's problem
+    return config, sip
+
+
+async def serve(args: argparse.Namespace) -> int:
+    config, sip = serve_settings(args)  # every problem before anything starts
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with opened_store(config, existing=False) as store:
@@ -400,16 +467,8 @@ async def serve(args: argparse.Namespace) -> int:
             if sip.enabled:
                 from bridge.ingest import run_sip_ingest
 
-                front = (
-                    f", Kamailio dispatcher on {sip.host}:{sip.dispatcher_port}"
-                    if sip.dispatcher_active
-                    else ""
-                )
-                print(
-                    f"bridge: SIP on {sip.host}:{sip.port}..{sip.port + sip.workers - 1} "
-                    f"({'+'.join(sip.transports)}), {sip.workers} worker(s){front}",
-                    file=sys.stderr,
-                )
+                for line in sip_summary(sip):
+                    print(f"bridge: {line}", file=sys.stderr)
                 services.append(
                     run_sip_ingest(
                         sip,
@@ -423,7 +482,15 @@ async def serve(args: argparse.Namespace) -> int:
                 )
             else:
                 print(
-                    "bridge: SIP ingest is off ([sip] enabled = true to start it)", file=sys.stderr
+                    "bridge: SIP ingest is off (--no-sip, BRIDGE_SIP_ENABLED or [sip] enabled)",
+                    file=sys.stderr,
+                )
+            if is_loopback(config.serve.host):
+                print(
+                    f"bridge: HTTP on {config.serve.host}:{config.serve.port} answers this "
+                    "machine only; for browsers elsewhere: --http-host THIS_MACHINES_ADDRESS "
+                    "(BRIDGE_HOST)",
+                    file=sys.stderr,
                 )
             await run_until_stopped(services, stop)
     print("bridge: stopped", file=sys.stderr)

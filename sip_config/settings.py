@@ -7,7 +7,7 @@ what is expected.  The environment is passed in, never read here.
 Example::
 
     [sip]
-    enabled = true                # BRIDGE_SIP_ENABLED=1: `bridge serve` answers SIP calls
+    enabled = true                # BRIDGE_SIP_ENABLED=0 (or serve --no-sip): no SIP ingest
     host = "127.0.0.1"            # BRIDGE_SIP_HOST: address the workers bind (SIP and RTP)
     public_address = ""           # BRIDGE_SIP_PUBLIC_ADDRESS: address put in Contact/SDP (NAT)
     port = 5080                   # BRIDGE_SIP_PORT: worker k listens on port + k
@@ -78,7 +78,7 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class SipSettings:
     """What the SIP workers listen on, accept and how they label what they hear."""
 
-    enabled: bool = False
+    enabled: bool = True  # `bridge serve` answers SIP from its first run, on loopback
     host: str = "127.0.0.1"
     public_address: str | None = None
     port: int = 5080
@@ -175,6 +175,65 @@ _KEYS: dict[str, tuple[str, type]] = {
     "dispatcher_port": ("BRIDGE_SIP_DISPATCHER_PORT", int),
     "routes": ("", list),  # [[sip.routes]] tables: TOML only
 }
+
+
+# What each setting does.  The README's SIP settings table is :func:`settings_table`'s output
+# (tests/unit/test_readme_sip_table.py compares them and prints the table when they differ).
+MEANINGS: dict[str, str] = {
+    "enabled": "`bridge serve` answers SIP calls; `false` (or `serve --no-sip`) turns it off",
+    "host": (
+        "the address the workers bind, SIP and RTP (`serve --sip-host`); for a PBX on the LAN, "
+        "this machine's LAN address"
+    ),
+    "public_address": "the address put in Contact and SDP instead of `host` (behind NAT)",
+    "port": "worker k listens on `port + k` (`serve --sip-port`)",
+    "transports": "`udp`, `tcp`, `tls` (TLS: one worker only)",
+    "rtp_port_min": "first RTP port; the range is split evenly over the workers",
+    "rtp_port_max": "last RTP port (a worker's share needs 4 ports per call, plus 4)",
+    "codecs": "offered and accepted, in order of preference (`PCMU`, `PCMA`, `G722`)",
+    "allowed_sources": "addresses or networks calls may come from (others get 403): add the PBX's",
+    "workers": "pjsua2 processes (4 calls each); more than 1: Kamailio in front",
+    "max_calls_per_worker": "calls per worker, 1..4 (the pjsua2 wheel's cap)",
+    "retry_after_s": "`Retry-After` of the 503 answered when full",
+    "direct_role": "the role of the remote party in `direct` mode",
+    "agents": "extension=agent pairs (`[sip.agents]` table in the file): who sees the call",
+    "rtp_timeout_s": "hang up after this long without RTP (not while on hold); 0: never",
+    "routes": "`[[sip.routes]]` tables: which calls get `b2bua` (see Modes)",
+    "tls_port": "worker k takes TLS on `tls_port + k`",
+    "tls_cert_file": "PEM certificate (chain) for TLS",
+    "tls_key_file": "its PEM private key",
+    "registrar": "register as an extension of this PBX (`sip:pbx.example.com`)",
+    "auth_user": "the extension and digest user for `registrar`",
+    "auth_password": "its password (keep it in the environment)",
+    "auth_realm": "the digest realm; `*` answers any",
+    "dispatcher": "Kamailio in front of the workers: `auto` (when workers > 1), `on`, `off`",
+    "dispatcher_port": "Kamailio's port on `host`: the one address for every worker",
+}
+
+
+def _default_text(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None or value == ():
+        return "none"
+    if isinstance(value, tuple):
+        return ", ".join(_default_text(v) for v in value)
+    if isinstance(value, LegRole):
+        return value.value
+    return str(value)
+
+
+def settings_table() -> str:
+    """The ``[sip]`` settings as a Markdown table: setting, env variable, default, meaning."""
+    defaults = SipSettings()
+    rows = ["| setting | env | default | meaning |", "| --- | --- | --- | --- |"]
+    for key, (env, _) in _KEYS.items():
+        env_text = f"`{env}`" if env else "(file only)"
+        rows.append(
+            f"| `sip.{key}` | {env_text} | {_default_text(getattr(defaults, key))} "
+            f"| {MEANINGS[key]} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}

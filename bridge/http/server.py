@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import resource
 import secrets
@@ -44,6 +45,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bridge.config import BridgeConfig
+from bridge.errors import TransportError
 from bridge.health import Health
 from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
@@ -263,6 +265,60 @@ def server_config(
     )
 
 
+def listen_sockets(host: str, port: int) -> list[socket.socket]:
+    """TCP sockets bound to ``host:port`` (each address ``host`` resolves to), for uvicorn.
+
+    Bound here, not by uvicorn, which logs an OSError and exits the process with code 3: a
+    port in use or a host that is not this machine's is one TransportError naming the fix.
+    """
+    setting = "serve.host (BRIDGE_HOST or bridge serve --http-host)"
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise TransportError(
+            f"HTTP host {host!r} does not resolve ({exc.strerror}): set {setting} to an address "
+            "of this machine",
+            retryable=False,
+        ) from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            # What asyncio's create_server does for a host and port (uvicorn's default path).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise TransportError(_bind_failure(host, port, exc, setting), retryable=False) from None
+    return sockets
+
+
+def _bind_failure(host: str, port: int, exc: OSError, setting: str) -> str:
+    where = f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"HTTP port {where} is taken by another program (another bridge serve?): stop it, "
+            "or choose another port (serve.port, BRIDGE_PORT or bridge serve --http-port)"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"HTTP host {host} is not an address of this machine: set {setting} to one of its "
+            "addresses (ip -brief address)"
+        )
+    if exc.errno == errno.EACCES:
+        return (
+            f"HTTP port {where}: ports below 1024 need privileges; choose a port from 1024 "
+            "(serve.port, BRIDGE_PORT or bridge serve --http-port)"
+        )
+    return f"cannot listen for HTTP on {where}: {exc.strerror or exc}"
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its signal handlers (``bridge serve`` owns SIGINT/SIGTERM: ``stop``),
     and with an event set once its sockets listen."""
@@ -350,8 +406,15 @@ async def run_http(
     if webhooks is not None:
         app.state.registry.register(webhooks.collector())  # bridge_webhook_* metrics
     raise_open_file_limit()
+    try:
+        sockets = listen_sockets(config.serve.host, config.serve.port)
+    except BaseException:
+        await close_app(app)
+        if webhooks is not None:
+            await webhooks.close()
+        raise
     server = _Server(server_config(app, config.serve.host, config.serve.port, limits))
-    serving = asyncio.create_task(server.serve(), name="http")
+    serving = asyncio.create_task(server.serve(sockets=sockets), name="http")
     retention = None
     if config.http.retention_days > 0:
         retention = asyncio.create_task(

@@ -286,7 +286,7 @@ def test_serve_starts_closes_dangling_calls_and_stops_on_sigterm(
     port = free_port()
     environ.update(BRIDGE_PORT=str(port), BRIDGE_API_TOKENS="test-supervisor-token:supervisor")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bridge", "serve", "--db", str(db), *asr],
+        [sys.executable, "-m", "bridge", "serve", "--no-sip", "--db", str(db), *asr],
         stderr=subprocess.PIPE,
         text=True,
         env=environ,

@@ -19,7 +19,7 @@ def test_defaults_take_g711_and_g722_from_loopback_only() -> None:
     assert s.codecs == ("PCMU", "PCMA", "G722")
     assert s.allowed_sources == (ipaddress.ip_network("127.0.0.0/8"),)
     assert (s.max_calls_per_worker, s.direct_role) == (4, LegRole.CALLER)
-    assert not s.enabled  # `bridge serve` answers SIP only when asked to
+    assert s.enabled  # `bridge serve` answers SIP from its first run, on loopback only
 
 
 def test_file_then_environment(tmp_path: Path) -> None:
