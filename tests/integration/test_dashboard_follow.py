@@ -18,6 +18,7 @@ from playwright.async_api import Request
 from test_dashboard_more import SeededCall, chromium, vllm_endpoint, wait_until_ended, wav_bytes
 from vllm_server import VllmServer
 
+from bridge.http.auth import SESSION_COOKIE, session_cookie_value
 from tests.http.served import ALICE, BOB, SUPERVISOR, Served, serve_bridge
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -159,3 +160,18 @@ async def test_an_agent_who_comes_from_another_site_gets_the_own_call_view(
             assert [r.url for r in pages] == [served.base + "/", served.base + "/?mine"], pages
             assert cookies[0] is None and cookies[1] is not None, cookies
             await page.screenshot(path=artifacts / "from-another-site.png")
+
+        # A link with her token on another site, in a browser not logged in yet: the same.
+        async with (
+            serve_page(
+                f'<!doctype html><a id="go" href="{served.base}/?token={ALICE}">Call bridge</a>'
+            ) as port,
+            chromium(tmp_path, token=None) as browser,
+        ):
+            page = await browser.open(f"http://localhost:{port}/")
+            await page.click("#go")
+            await page.locator("#title", has_text="live-alice").wait_for(timeout=10_000)
+            await page.locator("#status.live").wait_for(timeout=10_000)
+            assert page.url == served.base + "/"
+            [cookie] = [c for c in await browser.context.cookies() if c["name"] == SESSION_COOKIE]
+            assert cookie["value"] == session_cookie_value(ALICE)
