@@ -4,10 +4,12 @@ All SQL of the bridge lives in this package (design.md §4), behind :class:`Tran
 PostgreSQL implementation of the same interface stays possible.
 
 Modules: ``store`` (the interface and the readers), ``writer`` (the one batching writer task),
-``migrate`` (versioned schema, ``migrations/*.sql``), ``connection`` (pragmas, error mapping).
+``migrate`` (versioned schema, ``migrations/*.sql``), ``connection`` (pragmas, error mapping),
+``retention`` (deleting old ended calls).
 """
 
 from .migrate import latest_version
+from .retention import retention_loop
 from .store import (
     MEDIA_DURATION_EVENT,
     CallPage,
@@ -27,4 +29,5 @@ __all__ = [
     "LegRecord",
     "TranscriptStore",
     "latest_version",
+    "retention_loop",
 ]

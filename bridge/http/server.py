@@ -34,7 +34,6 @@ import resource
 import secrets
 import socket
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -51,14 +50,13 @@ from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
 from bridge.webrtc.session import WhipSettings
-from storage import TranscriptStore
+from storage import TranscriptStore, retention_loop
 
 from .app import close_app, create_app
 from .auth import Principal, Role
 
 logger = logging.getLogger(__name__)
 
-RETENTION_INTERVAL_S = 3600.0
 _FD_LIMIT_CEILING = 1 << 20  # where the hard limit is "unlimited": Linux's default nr_open
 
 
@@ -335,22 +333,6 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self.listening.set()
-
-
-async def retention_loop(
-    store: TranscriptStore,
-    days: float,
-    stop: asyncio.Event,
-    interval_s: float = RETENTION_INTERVAL_S,
-) -> None:
-    """Delete ended calls older than ``days``, now and every ``interval_s``, until ``stop``."""
-    while not stop.is_set():
-        cutoff_ms = int((time.time() - days * 86_400) * 1000)
-        deleted = await store.delete_ended_before(cutoff_ms)
-        if deleted:
-            logger.info("retention: deleted %d call(s) that ended over %s days ago", deleted, days)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 async def run_http(
