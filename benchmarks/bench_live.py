@@ -373,8 +373,7 @@ async def page_load(db: Path) -> dict[str, Any]:
                 args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
             )
             page = await browser.new_page(viewport={"width": 1366, "height": 768})
-            await page.goto(served.base + "/login")
-            await page.evaluate(f"sessionStorage.setItem('bridgeToken', '{SUPERVISOR}')")
+            await page.goto(f"{served.base}/login?token={SUPERVISOR}")  # the login cookie
             t0 = time.perf_counter()
             await page.goto(served.base + "/calls/long")
             await page.wait_for_function(f"document.querySelectorAll('.seg').length >= {n}")

@@ -33,7 +33,8 @@
 
   function addLeg(l) { legs.set(l.id, { role: l.role, label: l.label, offset_ms: l.offset_ms || 0 }); }
   function callTime(s) { const l = legs.get(s.leg_id); return (l ? l.offset_ms : 0) + s.start_ms; }
-  function place(row) { Bridge.place(box, row); }
+  let into = box;           // where new rows go: the box, or a fragment while rendering a call
+  function place(row) { Bridge.place(into, row); }
   function upsert(s) {
     const key = s.leg_id + ":" + s.seq;
     let row = rows.get(key);
@@ -86,9 +87,12 @@
       ` · ${doc.legs.map((l) => `${l.role} (${l.label})`).join(", ")}` + (doc.call.agent ? ` · agent ${doc.call.agent}` : "");
     $("meta").className = "empty";
     legs.clear(); rows.clear(); box.textContent = "";
+    into = document.createDocumentFragment();  // built off the page: one layout for a long call
     doc.legs.forEach(addLeg);
     doc.segments.forEach(upsert);
     doc.gaps.forEach(gap);
+    box.append(into);
+    into = box;
     toBottom();
   }
   function cannotLoad(e) {

@@ -39,9 +39,9 @@ from vllm_server import VllmServer
 from bridge.core.types import CallId, CallInfo, LegId, LegInfo, LegRole, LegSource, Segment
 from bridge.http.app import close_app, create_app
 from bridge.http.auth import SESSION_COOKIE, session_cookie_value
-from bridge.http.tee import PublishingStore
 from bridge.io.asr_client import AsrEndpoint
 from bridge.live import LiveHub
+from bridge.live.tee import PublishingStore
 from storage import TranscriptStore
 from tests.http.served import ALICE, SUPERVISOR, TOKENS, Served, serve_bridge
 

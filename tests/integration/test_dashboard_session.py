@@ -68,10 +68,12 @@ async def test_one_login_serves_every_tab_and_log_out_ends_it(tmp_path: Path) ->
         async with chromium(tmp_path, token=None) as browser:
             page = await browser.open(served.base + "/history")
             await page.wait_for_url(f"{served.base}/login?next=%2Fhistory")
+            await page.screenshot(path=artifacts / "login.png")
             await page.fill("#token", SUPERVISOR)
             await page.press("#token", "Enter")
             await page.wait_for_url(served.base + "/history")
             await page.locator("#rows tr a", has_text="session-call").wait_for(timeout=10_000)
+            await page.screenshot(path=artifacts / "history.png")
 
             # The login is a session cookie no script can read, and nothing else.
             [cookie] = await session_cookies(page)
@@ -295,6 +297,13 @@ async def test_the_cookie_changes_things_only_from_this_origin(tmp_path: Path) -
             assert r.headers["set-cookie"].startswith(f'{SESSION_COOKIE}=""; ')
             assert "Max-Age=0" in r.headers["set-cookie"]
 
+            # Behind a proxy that ends TLS (X-Forwarded-Proto from a trusted address, here
+            # loopback: uvicorn's default), the cookie is Secure.
+            r = await client.post(
+                "/api/v1/session", headers={**served.auth(), "X-Forwarded-Proto": "https"}
+            )
+            assert r.status_code == 200
+            assert "secure" in [a.strip().lower() for a in r.headers["set-cookie"].split(";")]
             # The login: the token only as Bearer; the cookie's attributes.
             r = await client.post(f"/api/v1/session?token={SUPERVISOR}")
             assert r.status_code == 400 and "Authorization: Bearer" in r.json()["detail"]
