@@ -11,66 +11,45 @@ the Call-ID, and the accepted codec is logged.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from bridge.core.numbers import BadNumber, parse_uint
+from bridge.core.sdp import (
+    DIRECTIONS,
+    MediaSection,
+    PayloadFormat,
+    SdpError,
+    SessionDescription,
+)
+from bridge.core.sdp import parse_sdp as parse_session
 from bridge.errors import RemoteProtocolError
 
-# RFC 3551 §6 static audio payload types (name, RTP clock).  G.722's RTP clock is 8000 although
-# it samples at 16 kHz (RFC 3551 §4.5.2).
-STATIC_PAYLOADS: dict[int, tuple[str, int]] = {
-    0: ("PCMU", 8000),
-    3: ("GSM", 8000),
-    4: ("G723", 8000),
-    8: ("PCMA", 8000),
-    9: ("G722", 8000),
-    13: ("CN", 8000),
-    18: ("G729", 8000),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class PayloadFormat:
-    payload_type: int
-    encoding: str  # upper case, e.g. "PCMU", "TELEPHONE-EVENT"
-    rtp_clock_hz: int
-
+__all__ = [
+    "MAX_MEDIA",
+    "MediaOffer",
+    "PayloadFormat",
+    "SdpOffer",
+    "choose_codec",
+    "join_sdp",
+    "parse_sdp",
+    "receive_on",
+    "sdp_blocks",
+    "sdp_body",
+]
 
 # pjmedia keeps at most this many m-lines of an SDP (PJMEDIA_MAX_SDP_MEDIA) and drops the rest,
 # which would shift every media index after it; such an offer is refused instead.
 MAX_MEDIA = 16
-PAYLOAD_TYPE = re.compile(r"[0-9]{1,3}", re.ASCII)  # RFC 3551 §6: 0..127 in <fmt>
-CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
-# RFC 8866 §6.7: the media direction attributes; sendrecv when neither level names one.
-DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
-
-
-@dataclass(frozen=True, slots=True)
-class MediaOffer:
-    kind: str  # "audio", "video", ...
-    port: int
-    protocol: str  # "RTP/AVP", ...
-    formats: tuple[PayloadFormat, ...]
-    label: str | None = None  # RFC 4574 a=label (SIPREC ties metadata to it: RFC 7866 §7.1.1)
-    direction: str = "sendrecv"  # one of DIRECTIONS, session-level a= applied (RFC 8866 §6.7)
-
-
-@dataclass(frozen=True, slots=True)
-class SdpOffer:
-    media: tuple[MediaOffer, ...]
-
-    @property
-    def audio(self) -> tuple[MediaOffer, ...]:
-        return tuple(m for m in self.media if m.kind == "audio" and m.port != 0)
+# The SIP side's names for the one SDP reader's types (bridge/core/sdp.py).
+SdpOffer = SessionDescription
+MediaOffer = MediaSection
 
 
 def bad_sdp(what: str) -> RemoteProtocolError:
-    return RemoteProtocolError(f"malformed SDP: {what}", status_hint=400)
+    return SdpError(what)
 
 
 def parse_sdp(text: str, *, require_connection: bool = True) -> SdpOffer:
-    """The media lines of an SDP body (RFC 8866 §5).
+    """The media of an SDP offer in an INVITE (RFC 8866, :func:`bridge.core.sdp.parse_sdp`).
 
     ``require_connection=False`` accepts an SDP without any c= line: some SIPREC clients send
     one (tests/sip/corpus/siprec/connectel-offer.txt), and the SIPREC parser reads only labels
@@ -78,80 +57,14 @@ def parse_sdp(text: str, *, require_connection: bool = True) -> SdpOffer:
     ``pjmedia_stream_info_from_sdp`` fails with ``PJMEDIA_SDP_EMISSINGCONN``).
 
     Raises:
-        RemoteProtocolError: ``status_hint=400``, naming the first thing that is wrong.
+        RemoteProtocolError: ``status_hint=400``, naming the first thing that is wrong
+            (488 for more than :data:`MAX_MEDIA` streams).
     """
-    lines = [line.strip() for line in text.replace("\r\n", "\n").split("\n") if line.strip()]
-    if not lines or lines[0] != "v=0":
-        raise bad_sdp("must start with v=0 (RFC 8866 §5.1)")
-    media: list[tuple[str, int, str, list[int], dict[int, tuple[str, int]]]] = []
-    labels: list[str | None] = []
-    directions: list[str | None] = []
-    session_direction = "sendrecv"
-    for n, line in enumerate(lines, 1):
-        if CONTROL.search(line):
-            # RFC 8866 §9: byte-string excludes NUL, CR and LF; pjmedia would copy a NUL into
-            # its answer and then abort on it (pjsip_inv_verify_request3 "Invalid local SDP").
-            raise bad_sdp(f"line {n} has a control character")
-        if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
-            raise bad_sdp(f"line {n} {line[:40]!r} is not <type>=<value>")
-        kind, value = line[0], line[2:]
-        if kind == "m":
-            parts = value.split()
-            if len(parts) < 4:
-                raise bad_sdp(f"line {n} m={value[:40]!r}: expected m=<media> <port> <proto> <fmt>")
-            if len(media) == MAX_MEDIA:
-                raise RemoteProtocolError(
-                    f"more than {MAX_MEDIA} media streams offered", status_hint=488
-                )
-            shape = f"line {n} m={value[:40]!r}: expected m=<media> <port> <proto> <fmt>"
-            port = _number(parts[1].split("/")[0], f"{shape}; the port", 65535)
-            rtp = parts[2].startswith("RTP/")
-            pts = [int(p) for p in parts[3:] if PAYLOAD_TYPE.fullmatch(p)] if rtp else []
-            media.append((parts[0], port, parts[2], pts, {}))
-            labels.append(None)
-            directions.append(None)
-        elif kind == "c":
-            if len(value.split()) != 3:
-                raise bad_sdp(f"line {n} c={value[:40]!r}: expected c=IN IP4 <address>")
-        elif kind == "a" and value.startswith("rtpmap:") and media:
-            head, _, codec = value[7:].partition(" ")
-            name, _, rate = codec.partition("/")
-            shape = f"line {n} a={value[:40]!r}: expected a=rtpmap:<pt> <name>/<rate>"
-            pt = _number(head, f"{shape}; the payload type", 127)
-            media[-1][4][pt] = (name.upper(), _number(rate.split("/")[0], f"{shape}; the rate"))
-        elif kind == "a" and value.startswith("label:") and media:
-            labels[-1] = value[6:].strip() or None
-        elif kind == "a" and value in DIRECTIONS:
-            if media:
-                directions[-1] = value
-            else:
-                session_direction = value
-    if not media:
-        raise bad_sdp("no m= line")
-    offers = []
-    for (kind, port, proto, pts, rtpmap), label, direction in zip(
-        media, labels, directions, strict=True
-    ):
-        formats = []
-        for pt in pts:
-            if pt in rtpmap:
-                formats.append(PayloadFormat(pt, *rtpmap[pt]))
-            elif pt in STATIC_PAYLOADS:
-                formats.append(PayloadFormat(pt, *STATIC_PAYLOADS[pt]))
-        offers.append(
-            MediaOffer(kind, port, proto, tuple(formats), label, direction or session_direction)
-        )
-    if require_connection and not any(line.startswith("c=") for line in lines):
+    offer = parse_session(text, max_media=MAX_MEDIA)
+    session = any(line.startswith("c=") for line in offer.lines)
+    if require_connection and not session and not any(m.connection for m in offer.media):
         raise bad_sdp("no c= line (RFC 8866 §5.7)")
-    return SdpOffer(tuple(offers))
-
-
-def _number(text: str, what: str, maximum: int = 10_000_000) -> int:
-    """An SDP number by ASCII rules (``²`` or 5,000 digits are a 400, not a crash)."""
-    try:
-        return parse_uint(text, what=what, max_digits=len(str(maximum)), maximum=maximum)
-    except BadNumber as exc:
-        raise bad_sdp(str(exc)) from None
+    return offer
 
 
 def choose_codec(offer: SdpOffer, allowed: tuple[str, ...]) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from bridge.core.numbers import BadNumber, parse_uint
+from bridge.core.sdp import SdpError, parse_sdp
 from bridge.errors import RemoteProtocolError
 
 # Codec names (lower case) / clock rates aiortc can decode, in our order of preference.
@@ -72,40 +72,38 @@ def check_offer(sdp: str, *, max_tracks: int) -> Offer:
     """Parse ``sdp`` and decide: the audio sections to receive, or :class:`OfferRejected`."""
     if len(sdp) > MAX_SDP_BYTES:
         raise OfferRejected(f"the offer is larger than {MAX_SDP_BYTES} bytes", status_hint=400)
-    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line.strip()]
-    if not lines or lines[0].strip() != "v=0":
-        raise OfferRejected("not an SDP offer: the body must start with 'v=0'", status_hint=400)
-    session, sections = _split(lines)
-    if not sections:
-        raise OfferRejected("the offer has no media sections (m= lines)", status_hint=400)
-    media = [_media(section[0]) for section in sections]
-    if not _has(session, "a=fingerprint:") and not any(_has(s, "a=fingerprint:") for s in sections):
+    try:
+        description = parse_sdp(sdp)  # the one SDP reader: syntax, numbers, m= and rtpmap
+    except SdpError as exc:
+        status = 400 if exc.status_hint == 400 else 406
+        raise OfferRejected(str(exc), status_hint=status) from None
+    media = description.media
+    if description.attribute("fingerprint") is None and not any(
+        m.attribute("fingerprint") is not None for m in media
+    ):
         raise OfferRejected(
             "the offer has no DTLS fingerprint (a=fingerprint): WebRTC media must be encrypted",
             status_hint=400,
         )
-    session_direction = _direction(session, "sendrecv")
     audio: list[AudioSection] = []
-    for index, section in enumerate(sections):
-        kind, port = media[index]
-        if kind != "audio" or port == 0:
-            if kind == "video" and port != 0:
+    for section in media:
+        if section.kind != "audio" or section.port == 0:
+            if section.kind == "video" and section.port != 0:
                 raise OfferRejected(
                     "the offer sends video: the bridge transcribes audio only; offer audio "
                     "tracks only (or set the video transceiver to inactive)",
                     status_hint=406,
                 )
             continue
-        direction = _direction(section, session_direction)
-        if direction not in SENDING:
+        if section.direction not in SENDING:
             continue
         audio.append(
             AudioSection(
-                index=index,
-                mid=_value(section, "a=mid:"),
-                direction=direction,
-                codecs=_codecs(section),
-                port=port,
+                index=section.index,
+                mid=section.mid,
+                direction=section.direction,
+                codecs=tuple(f.codec for f in section.formats),
+                port=section.port,
             )
         )
     if not audio:
@@ -129,14 +127,15 @@ def check_offer(sdp: str, *, max_tracks: int) -> Offer:
         )
     # RFC 8839 §5.4: ice-ufrag and ice-pwd, at session level or in the media section; with
     # BUNDLE (every WebRTC offer) all sections share the first section's ICE session.
-    ufrag = _value(session, "a=ice-ufrag:") or _value(sections[audio[0].index], "a=ice-ufrag:")
-    pwd = _value(session, "a=ice-pwd:") or _value(sections[audio[0].index], "a=ice-pwd:")
+    first = media[audio[0].index]
+    ufrag = description.attribute("ice-ufrag") or first.attribute("ice-ufrag")
+    pwd = description.attribute("ice-pwd") or first.attribute("ice-pwd")
     if not ufrag or not pwd:
         raise OfferRejected(
             "the offer has no ICE credentials (a=ice-ufrag and a=ice-pwd, RFC 8839 §5.4)",
             status_hint=400,
         )
-    mids = tuple(mid for mid in (_value(section, "a=mid:") for section in sections) if mid)
+    mids = tuple(mid for mid in (m.mid for m in media) if mid)
     return Offer(tracks=tuple(audio), ice=IceCredentials(ufrag, pwd), mids=mids)
 
 
@@ -181,84 +180,6 @@ def loopback_udp(candidate: str) -> bool:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _split(lines: list[str]) -> tuple[list[str], list[list[str]]]:
-    session: list[str] = []
-    sections: list[list[str]] = []
-    for n, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
-            raise OfferRejected(
-                f"SDP line {n} is not 'x=value' (RFC 8866 §5): {line[:40]!r}", status_hint=400
-            )
-        if line.startswith("m="):
-            sections.append([line])
-        elif sections:
-            sections[-1].append(line)
-        else:
-            session.append(line)
-    return session, sections
-
-
-def _media(line: str) -> tuple[str, int]:
-    parts = line[2:].split()
-    expected = f"bad media line {line[:60]!r}: expected 'm=<media> <port> <proto> <fmt> ...'"
-    if len(parts) < 4:
-        raise OfferRejected(expected, status_hint=400)
-    port, _, count = parts[1].partition("/")
-    try:
-        number = parse_uint(port, what="port", max_digits=5, maximum=65535)
-        if count:
-            parse_uint(count, what="number of ports", max_digits=5, maximum=65535)
-    except BadNumber as exc:
-        raise OfferRejected(f"{expected} ({exc})", status_hint=400) from None
-    return parts[0], number
-
-
-def _codecs(section: list[str]) -> tuple[str, ...]:
-    codecs = []
-    for line in section:
-        if line.startswith("a=rtpmap:"):
-            parts = line[len("a=rtpmap:") :].split(None, 1)
-            if len(parts) != 2 or "/" not in parts[1]:
-                raise OfferRejected(
-                    f"bad rtpmap {line[:60]!r}: expected 'a=rtpmap:<pt> <name>/<rate>'",
-                    status_hint=400,
-                )
-            try:
-                parse_uint(parts[0], what="payload type", max_digits=3, maximum=127)
-                parse_uint(parts[1].split("/")[1].strip(), what="clock rate", max_digits=10)
-            except BadNumber as exc:
-                raise OfferRejected(f"bad rtpmap {line[:60]!r}: {exc}", status_hint=400) from None
-            codecs.append(parts[1].strip().lower())
-    # RFC 3551 static payload types need no rtpmap: 0 = PCMU, 8 = PCMA.
-    formats = section[0].split()[3:]
-    named = {
-        line.split()[0][len("a=rtpmap:") :] for line in section if line.startswith("a=rtpmap:")
-    }
-    for pt, codec in (("0", "pcmu/8000"), ("8", "pcma/8000")):
-        if pt in formats and pt not in named:
-            codecs.append(codec)
-    return tuple(codecs)
-
-
-def _direction(lines: list[str], default: str) -> str:
-    for line in lines:
-        if line in ("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"):
-            return line[2:]
-    return default
-
-
-def _value(lines: list[str], prefix: str) -> str | None:
-    for line in lines:
-        if line.startswith(prefix):
-            return line[len(prefix) :].strip()
-    return None
-
-
-def _has(lines: list[str], prefix: str) -> bool:
-    return any(line.startswith(prefix) for line in lines)
 
 
 def _is_loopback(address: str) -> bool:
