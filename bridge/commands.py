@@ -448,8 +448,8 @@ async def serve(args: argparse.Namespace) -> int:
                     "bridge: the ASR server is not ready; calls will wait for it", file=sys.stderr
                 )
             from bridge.http.server import run_http
-            from bridge.http.tee import PublishingStore
             from bridge.live import LiveHub
+            from bridge.live.tee import PublishingStore
 
             hub = LiveHub()
             health = Health()

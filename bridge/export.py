@@ -32,8 +32,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.core.types import Segment
-from storage import CallTranscript
+from bridge.core.types import Gap, LegInfo, Segment
+from storage import CallTranscript, LegRecord
 
 SCHEMA = "call-bridge.transcript/1"
 FORMATS = ("json", "txt", "vtt", "srt")
@@ -66,6 +66,45 @@ def ordered_segments(transcript: CallTranscript) -> list[Segment]:
     )
 
 
+# The JSON shapes of a leg, a segment and a gap: the export's, and the live API's events.
+
+
+def leg_json(leg: LegInfo | LegRecord, offset_ms: int) -> dict[str, Any]:
+    return {
+        "id": leg.leg_id,
+        "role": leg.role.value,
+        "label": leg.label,
+        "codec": leg.codec,
+        "source": leg.source.value,
+        "started_at_ms": leg.started_at_ms,
+        "offset_ms": offset_ms,
+    }
+
+
+def segment_json(segment: Segment, role: str) -> dict[str, Any]:
+    return {
+        "leg_id": segment.leg_id,
+        "role": role,
+        "seq": segment.seq,
+        "start_ms": segment.start_ms,
+        "end_ms": segment.end_ms,
+        "text": segment.text,
+        "final": segment.final,
+        "words": [
+            {"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in segment.words
+        ],
+    }
+
+
+def gap_json(gap: Gap) -> dict[str, Any]:
+    return {
+        "leg_id": gap.leg_id,
+        "start_ms": gap.start_ms,
+        "duration_ms": gap.duration_ms,
+        "reason": gap.reason,
+    }
+
+
 def to_json(transcript: CallTranscript) -> str:
     call = transcript.call
     roles = {leg.leg_id: leg.role.value for leg in transcript.legs}
@@ -85,42 +124,16 @@ def to_json(transcript: CallTranscript) -> str:
         },
         "legs": [
             {
-                "id": leg.leg_id,
-                "role": leg.role.value,
-                "label": leg.label,
-                "codec": leg.codec,
-                "source": leg.source.value,
-                "started_at_ms": leg.started_at_ms,
+                **leg_json(leg, offsets[leg.leg_id]),
                 "ended_at_ms": leg.ended_at_ms,
                 "duration_ms": leg.duration_ms,
-                "offset_ms": offsets[leg.leg_id],
             }
             for leg in transcript.legs
         ],
         "segments": [
-            {
-                "leg_id": s.leg_id,
-                "role": roles.get(s.leg_id, "unknown"),
-                "seq": s.seq,
-                "start_ms": s.start_ms,
-                "end_ms": s.end_ms,
-                "text": s.text,
-                "final": s.final,
-                "words": [
-                    {"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in s.words
-                ],
-            }
-            for s in ordered_segments(transcript)
+            segment_json(s, roles.get(s.leg_id, "unknown")) for s in ordered_segments(transcript)
         ],
-        "gaps": [
-            {
-                "leg_id": g.leg_id,
-                "start_ms": g.start_ms,
-                "duration_ms": g.duration_ms,
-                "reason": g.reason,
-            }
-            for g in transcript.gaps
-        ],
+        "gaps": [gap_json(g) for g in transcript.gaps],
         "events": [
             {"leg_id": e.leg_id, "at_ms": e.at_ms, "kind": e.kind, "detail": e.detail}
             for e in transcript.events

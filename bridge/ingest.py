@@ -4,14 +4,13 @@
 
     pjsua2 worker k (python -m bridge.sip.worker, SIP port + k)     one per 4 calls (pjsua2.md §4)
       -- SOCK_SEQPACKET socket pair (bridge.sip.wire) -->
-    SipIngest (asyncio, this module)
-      CallStarted -> store.add_call (mode, SIPREC metadata kept as a "siprec.metadata" event)
-      LegStarted  -> store.add_leg, Leg(PCM16 at the tap rate).start()
+    SipIngest (asyncio, this module), each call a bridge.call.Call:
+      CallStarted -> Call.open() (mode, SIPREC metadata kept as a "siprec.metadata" event)
+      LegStarted  -> Call.add_leg(role, ..., LegAudio(rate, encoding))
       Frame       -> leg.receive_frame(pcm, position)      on the loop, no await
-      Dtmf        -> store.put_event(LegEvent(kind="dtmf", at_ms=<leg clock>)), and the live
-                     hub's "dtmf" event when the store publishes (DtmfPublisher)
-      Event       -> store.put_event (sip.hold, sip.resume, siprec.metadata updates)
-      CallEnded   -> every leg.finish() (final, done, finals durable) -> store.end_call(cause)
+      Dtmf        -> Call.dtmf(leg, ...): a "dtmf" event at its leg-clock time, published
+      Event       -> Call.event (sip.hold, sip.resume, siprec.metadata updates)
+      CallEnded   -> Call.close(cause): every leg finishes (finals durable), the call ends
       worker gone -> its calls end as "worker-crashed"; the worker is started again
 
 A call has one leg per tapped stream: the remote party (mode ``direct``), each recorded stream
@@ -33,19 +32,14 @@ import signal
 import socket
 import sys
 import time
-import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from bridge.call import Call, EndCause, TranscriptSink
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
     AudioEncoding,
-    CallId,
-    CallInfo,
-    LegEvent,
-    LegId,
-    LegInfo,
     LegRole,
     LegSource,
 )
@@ -57,7 +51,6 @@ from bridge.sip import wire
 from bridge.sip.dispatcher import kamailio_dispatcher
 from bridge.sip.spec import PASSWORD_ENV, WorkerSpec, worker_spec
 from sip_config import SipSettings
-from storage import TranscriptStore
 
 logger = logging.getLogger(__name__)
 
@@ -73,10 +66,6 @@ CRASH_LOOP_WINDOW_S = 60.0  # this many crashes within the window: /ready says S
 CRASH_LOOP_COUNT = 3
 SOCKET_BUFFER_BYTES = 1 << 20
 PJSUA2_REQUIREMENT = "pjsua2-python==2.15.1.post1"  # the wheel pjsua2.md was measured with
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def start_failure(host: str, port: int, code: int) -> str:
@@ -111,49 +100,28 @@ def exit_cause(code: int) -> str:
     return f"exited with code {code}"
 
 
-@runtime_checkable
-class DtmfPublisher(Protocol):
-    """A store that also publishes DTMF digits live (``bridge.http.tee.PublishingStore``)."""
-
-    def put_dtmf(self, event: LegEvent, digit: str, duration_ms: int) -> None:
-        """Store ``event`` (kind ``dtmf``, on its leg's clock) and publish the digit."""
-
-
-def dtmf_event(call_id: CallId, leg_id: LegId, rate_hz: int, dtmf: wire.Dtmf) -> LegEvent:
-    """The stored form of a digit: ``at_ms`` on the leg clock (its start), details as
-    ``digit=5 method=rfc4733 duration_ms=160`` (``duration_ms=0``: its end was never seen)."""
-    return LegEvent(
-        call_id,
-        leg_id,
-        dtmf.position * 1000 // rate_hz,
-        "dtmf",
-        f"digit={dtmf.digit} method={dtmf.method} duration_ms={dtmf.duration_ms}",
-    )
-
-
 @dataclass(eq=False)
 class _Leg:
     """One tapped stream of a call, as the main process sees it."""
 
     started: wire.LegStarted
     leg: Leg | None = None
-    leg_id: LegId | None = None
     pending: deque[wire.Frame] = field(default_factory=lambda: deque(maxlen=PENDING_FRAMES))
     pending_dtmf: deque[wire.Dtmf] = field(default_factory=lambda: deque(maxlen=PENDING_DTMF))
 
 
 @dataclass(eq=False)
 class _Call:
-    """One SIP call of one worker, as the main process sees it."""
+    """One SIP call of one worker, as the main process sees it (its lifecycle: ``call``)."""
 
     worker: int
     started: wire.CallStarted
-    call_id: CallId
+    call: Call
     legs: list[_Leg] = field(default_factory=list)
     events: deque[wire.Event] = field(default_factory=lambda: deque(maxlen=PENDING_EVENTS))
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # a leg or an event came
     ended: asyncio.Event = field(default_factory=asyncio.Event)
-    cause: str = "error"
+    cause: str = EndCause.ERROR
     detail: str = ""
 
     def end(self, cause: str, detail: str) -> None:
@@ -187,7 +155,7 @@ class SipIngest:
         self,
         sip: SipSettings,
         *,
-        store: TranscriptStore,
+        store: TranscriptSink,
         endpoint: AsrEndpoint,
         leg_settings: LegSettings | None = None,
         listener: Listener | None = None,
@@ -294,7 +262,7 @@ class SipIngest:
             task.cancel()
         await asyncio.gather(*self._supervisors, return_exceptions=True)
         for worker in self.workers:
-            self._worker_gone(worker, "bridge-stopping")
+            self._worker_gone(worker, EndCause.BRIDGE_STOPPING)
         if self._call_tasks:
             await asyncio.gather(*list(self._call_tasks), return_exceptions=True)
 
@@ -388,7 +356,7 @@ class SipIngest:
                 delay,
                 " (it keeps crashing: /ready answers 503)" if self.problem() else "",
             )
-            self._worker_gone(worker, "worker-crashed")
+            self._worker_gone(worker, EndCause.WORKER_CRASHED)
             worker.restarts += 1
             await asyncio.sleep(delay)
             if self._closing:
@@ -454,7 +422,8 @@ class SipIngest:
                 logger.warning("SIP worker %d: socket failed: %s", worker.spec.index, exc)
                 data = b""
             if not data:  # EOF: the worker exited (the supervisor restarts it)
-                self._worker_gone(worker, "bridge-stopping" if self._closing else "worker-crashed")
+                gone = EndCause.BRIDGE_STOPPING if self._closing else EndCause.WORKER_CRASHED
+                self._worker_gone(worker, gone)
                 return
             try:
                 message = wire.decode(data)
@@ -470,10 +439,10 @@ class SipIngest:
                 return
             call, state = found
             if isinstance(message, wire.Dtmf):
-                if state.leg_id is None:
+                if state.leg is None:
                     state.pending_dtmf.append(message)
                 else:
-                    self._put_dtmf(call, state, message)
+                    self._put_dtmf(call, state.leg, message)
             elif state.leg is None:
                 state.pending.append(message)
             else:
@@ -493,9 +462,10 @@ class SipIngest:
                 owner.events.append(message)
                 owner.wake.set()
         elif isinstance(message, wire.CallStarted):
-            call = _Call(worker.spec.index, message, CallId(uuid.uuid4().hex))
+            call = _Call(worker.spec.index, message, self._new_call(message))
             worker.calls[message.key] = call
-            task = asyncio.create_task(self._run_call(call), name=f"sip-call-{call.call_id}")
+            name = f"sip-call-{call.call.call_id}"
+            task = asyncio.create_task(self._run_call(call), name=name)
             self._call_tasks.add(task)
             task.add_done_callback(self._call_tasks.discard)
         elif isinstance(message, wire.CallEnded):
@@ -519,53 +489,50 @@ class SipIngest:
         except (BridgeError, ValueError) as exc:
             logger.warning("call %s: frame refused: %s", call.started.sip_call_id, exc)
 
-    def _put_dtmf(self, call: _Call, state: _Leg, dtmf: wire.Dtmf) -> None:
-        assert state.leg_id is not None
-        event = dtmf_event(call.call_id, state.leg_id, state.started.rate_hz, dtmf)
+    def _put_dtmf(self, call: _Call, leg: Leg, dtmf: wire.Dtmf) -> None:
+        """A digit on the leg's clock (its start): ``digit=5 method=rfc4733 duration_ms=160``
+        (``duration_ms=0``: its end was never seen)."""
+        detail = f"digit={dtmf.digit} method={dtmf.method} duration_ms={dtmf.duration_ms}"
+        at_ms = dtmf.position * 1000 // leg.audio.in_rate_hz
         # Keyed digits are often card numbers: which one is logged at DEBUG only.
         logger.info("call %s: DTMF digit (%s)", call.started.sip_call_id, dtmf.method)
-        logger.debug("call %s: DTMF %s", call.started.sip_call_id, event.detail)
+        logger.debug("call %s: DTMF %s", call.started.sip_call_id, detail)
         try:
-            if isinstance(self.store, DtmfPublisher):
-                self.store.put_dtmf(event, dtmf.digit, dtmf.duration_ms)
-            else:
-                self.store.put_event(event)
+            call.call.dtmf(leg, dtmf.digit, detail, at_ms, dtmf.duration_ms)
         except BridgeError as exc:
             logger.error("call %s: DTMF not stored: %s", call.started.sip_call_id, exc)
 
     # -- one call ------------------------------------------------------------------------------
 
-    async def _run_call(self, call: _Call) -> None:
-        started = call.started
-        log_id = f"{started.sip_call_id} ({call.call_id[:8]})"
-        at_ms = now_ms()
+    def _new_call(self, started: wire.CallStarted) -> Call:
         agent = self.sip.agent_for(started.from_uri, started.to_uri)
         if agent is None and started.agent_uri:
             agent = self.sip.agent_for(started.agent_uri, "")
+        return Call.new(
+            LegSource.SIP,
+            self.store,
+            endpoint=self.endpoint,
+            title=f"{started.from_uri} -> {started.to_uri}",
+            agent=agent,
+            settings=self.leg_settings,
+            listener=self.listener,
+        )
+
+    async def _run_call(self, call: _Call) -> None:
+        started, lifecycle = call.started, call.call
+        log_id = f"{started.sip_call_id} ({lifecycle.call_id[:8]})"
         try:
-            await self.store.add_call(
-                CallInfo(
-                    call.call_id,
-                    LegSource.SIP,
-                    at_ms,
-                    title=f"{started.from_uri} -> {started.to_uri}",
-                    agent=agent,
-                )
-            )
-            self.store.put_event(
-                LegEvent(
-                    call.call_id,
-                    None,
-                    at_ms,
-                    "sip.call",
-                    f"call-id={started.sip_call_id} from={started.from_uri} to={started.to_uri} "
-                    f"source={started.source} mode={started.mode} worker={call.worker}"
-                    + (f" {started.detail}" if started.detail else ""),
-                )
+            await lifecycle.open()
+            lifecycle.event(
+                "sip.call",
+                f"call-id={started.sip_call_id} from={started.from_uri} to={started.to_uri} "
+                f"source={started.source} mode={started.mode} worker={call.worker}"
+                + (f" {started.detail}" if started.detail else ""),
+                at_ms=lifecycle.info.started_at_ms,
             )
             if started.metadata:  # RFC 7866 §6.1: kept with the call as it came
-                self.store.put_event(
-                    LegEvent(call.call_id, None, at_ms, "siprec.metadata", started.metadata)
+                lifecycle.event(
+                    "siprec.metadata", started.metadata, at_ms=lifecycle.info.started_at_ms
                 )
             logger.info(
                 "call %s: %s -> %s, mode %s", log_id, started.from_uri, started.to_uri, started.mode
@@ -574,17 +541,21 @@ class SipIngest:
                 call.wake.clear()
                 while call.events:
                     event = call.events.popleft()
-                    self.store.put_event(
-                        LegEvent(call.call_id, None, now_ms(), event.kind, event.detail)
-                    )
+                    lifecycle.event(event.kind, event.detail)
                 for state in call.legs:
                     if state.leg is None:
                         await self._start_leg(call, state, log_id)
                 if call.ended.is_set():
                     break
                 await call.wake.wait()
+        except BridgeError as exc:
+            logger.error("call %s: %s", log_id, exc)
         finally:
-            await self._end_call(call, log_id)
+            try:
+                lifecycle.event("sip.ended", call.detail)
+                await lifecycle.close(call.cause, finish_timeout_s=self.finish_timeout_s)
+            except BridgeError as exc:
+                logger.error("call %s: could not be closed cleanly: %s", log_id, exc)
 
     async def _start_leg(self, call: _Call, state: _Leg, log_id: str) -> None:
         started = state.started
@@ -593,67 +564,32 @@ class SipIngest:
         except ValueError:
             logger.error("call %s: unknown leg role %r", log_id, started.role)
             role = LegRole.UNKNOWN
-        info = LegInfo(
-            call.call_id,
-            LegId(uuid.uuid4().hex),
+        leg = await call.call.add_leg(
             role,
             started.label,
             started.codec,
-            LegSource.SIP,
-            now_ms(),
-        )
-        await self.store.add_leg(info)
-        leg = Leg(
-            info,
             LegAudio(started.rate_hz, AudioEncoding(started.encoding)),
-            self.endpoint,
-            self.store,
-            settings=self.leg_settings,
-            listener=self.listener,
         )
-        leg.start()
         logger.info(
             "call %s: leg %s as %s: %s, %s%s",
             log_id,
-            info.leg_id[:8],
+            leg.info.leg_id[:8],
             role.value,
             started.label,
             started.codec,
             f", stream {started.stream}" if started.stream else "",
         )
-        state.leg, state.leg_id = leg, info.leg_id
+        state.leg = leg
         while state.pending:
             self._feed(call, leg, state.pending.popleft())
         while state.pending_dtmf:
-            self._put_dtmf(call, state, state.pending_dtmf.popleft())
-
-    async def _end_call(self, call: _Call, log_id: str) -> None:
-        try:
-            legs = [state.leg for state in call.legs if state.leg is not None]
-            results = await asyncio.gather(
-                *(leg.finish(timeout_s=self.finish_timeout_s) for leg in legs)
-            )
-            for leg, result in zip(legs, results, strict=True):
-                logger.info(
-                    "call %s: leg %s (%s) finished, %d ms, %d final segment(s)%s",
-                    log_id,
-                    leg.info.leg_id[:8],
-                    leg.info.role.value,
-                    result.samples // 16,
-                    result.segments_final,
-                    f", ASR failed: {result.failure}" if result.failure else "",
-                )
-            self.store.put_event(LegEvent(call.call_id, None, now_ms(), "sip.ended", call.detail))
-            await self.store.end_call(call.call_id, ended_at_ms=now_ms(), cause=call.cause)
-            logger.info("call %s: ended (%s)", log_id, call.cause)
-        except BridgeError as exc:
-            logger.error("call %s: could not be closed cleanly: %s", log_id, exc)
+            self._put_dtmf(call, leg, state.pending_dtmf.popleft())
 
 
 async def run_sip_ingest(
     sip: SipSettings,
     *,
-    store: TranscriptStore,
+    store: TranscriptSink,
     endpoint: AsrEndpoint,
     stop: asyncio.Event,
     leg_settings: LegSettings | None = None,

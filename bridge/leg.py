@@ -20,7 +20,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from websockets.asyncio.client import connect
@@ -48,7 +48,6 @@ from bridge.core.types import (
 )
 from bridge.io.asr_client import AsrClient, AsrEndpoint
 from bridge.log import leg_logger
-from storage import TranscriptStore
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +80,19 @@ class LegResult:
 Listener = Callable[[LegInfo, Segment | Gap], None]
 
 
+class LegSink(Protocol):
+    """What a leg writes its transcript to (``storage.TranscriptStore`` is one;
+    ``bridge.call.TranscriptSink`` adds what a whole call writes)."""
+
+    def put_segment(self, segment: Segment) -> None: ...
+
+    def put_gap(self, gap: Gap) -> None: ...
+
+    def put_event(self, event: LegEvent) -> None: ...
+
+    async def end_leg(self, leg_id: str, *, ended_at_ms: int, duration_ms: int) -> None: ...
+
+
 @dataclass
 class LegCounters:
     """Process-wide totals for ``/metrics`` (counters only grow; gauges come from live legs)."""
@@ -111,7 +123,7 @@ class Leg:
         info: LegInfo,
         audio: LegAudio,
         endpoint: AsrEndpoint,
-        store: TranscriptStore,
+        store: LegSink,
         *,
         settings: LegSettings | None = None,
         listener: Listener | None = None,

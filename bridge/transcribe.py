@@ -14,13 +14,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bridge.call import Call, EndCause
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
     ASR_SAMPLE_RATE_HZ,
     CallId,
     CallInfo,
     Gap,
-    LegId,
     LegInfo,
     LegRole,
     LegSource,
@@ -30,7 +30,7 @@ from bridge.errors import AsrConnectionError, ConfigError
 from bridge.export import fmt_ms
 from bridge.io.asr_client import AsrEndpoint
 from bridge.io.audio_files import AudioFile
-from bridge.leg import Leg, LegResult, LegSettings, Listener
+from bridge.leg import LegResult, LegSettings, Listener
 from storage import TranscriptStore
 
 FRAME_MS = 20
@@ -93,35 +93,25 @@ async def transcribe_file(
     """
     now_ms = int(time.time() * 1000)
     title = audio.path.name if title is None else title
-    if call_id is None:
-        call_id = CallId(uuid.uuid4().hex)
-        await store.add_call(CallInfo(call_id, LegSource.FILE, now_ms, title=title))
+    info = CallInfo(call_id or CallId(uuid.uuid4().hex), LegSource.FILE, now_ms, title=title)
+    call = Call(info, store, endpoint=endpoint, settings=settings, listener=listener)
+    if call_id is None:  # else the caller stored it already (an upload that waited)
+        await call.open()
+    call_id = call.call_id
     legs = []
     for channel in range(audio.channels):
         if audio.channels == 1:
             role, label = (roles[0] if len(roles) == 1 else LegRole.SPEAKER), "mono"
         else:
-            role, label = (
-                roles[channel] if channel < len(roles) else LegRole.UNKNOWN,
-                (
-                    "left",
-                    "right",
-                )[channel],
-            )
-        info = LegInfo(
-            call_id=call_id,
-            leg_id=LegId(uuid.uuid4().hex),
-            role=role,
-            label=f"{label} channel of {title}",
-            codec=f"{audio.encoding.value}/{audio.sample_rate_hz}",
-            source=LegSource.FILE,
-            started_at_ms=now_ms,
-        )
-        await store.add_leg(info)
+            role = roles[channel] if channel < len(roles) else LegRole.UNKNOWN
+            label = ("left", "right")[channel]
+        codec = f"{audio.encoding.value}/{audio.sample_rate_hz}"
         leg_audio = LegAudio(audio.sample_rate_hz, audio.encoding)
-        legs.append(Leg(info, leg_audio, endpoint, store, settings=settings, listener=listener))
-    for leg in legs:
-        leg.start()
+        legs.append(
+            await call.add_leg(
+                role, f"{label} channel of {title}", codec, leg_audio, started_at_ms=now_ms
+            )
+        )
 
     try:
         frame_samples = audio.sample_rate_hz * FRAME_MS // 1000
@@ -144,20 +134,18 @@ async def transcribe_file(
                 on_progress(Progress(fed_ms, audio.duration_ms))
             if all(leg.client.failure for leg in legs) or (stop is not None and stop.is_set()):
                 break
-        results = list(await asyncio.gather(*(leg.finish(timeout_s=120) for leg in legs)))
+        results = list(await call.finish(timeout_s=120))
     except asyncio.CancelledError:
         # Cancelled, not stopped (``stop`` ends the call cleanly): leave no ASR task behind.
-        await asyncio.gather(*(leg.abort() for leg in legs))
+        await call.abort()
         raise
-    ended_ms = int(time.time() * 1000)
     failures = [r.failure for r in results if r.failure]
+    cause: str = EndCause.COMPLETED
     if failures:
-        cause = "asr-failed"
+        cause = EndCause.ASR_FAILED
     elif stop is not None and stop.is_set():
-        cause = stop_cause() if stop_cause is not None else "interrupted"
-    else:
-        cause = "completed"
-    await store.end_call(call_id, ended_at_ms=ended_ms, cause=cause)
+        cause = stop_cause() if stop_cause is not None else EndCause.INTERRUPTED
+    await call.close(cause)
     await store.flush()
     if on_progress:
         on_progress(Progress(audio.duration_ms, audio.duration_ms))

@@ -171,6 +171,11 @@ class TranscriptStore(CallReader):
         """Queue an event; never blocks, never dropped."""
         self._writer.put_event(event)
 
+    def put_dtmf(self, event: LegEvent, digit: str, duration_ms: int) -> None:
+        """A DTMF digit's ``dtmf`` event (its details are in ``event.detail``): stored like any
+        event; a sink that publishes (``bridge.live``) also pushes the digit live."""
+        self.put_event(event)
+
     async def add_call(self, call: CallInfo) -> None:
         """Record a call (again: updates source and title).  Returns once committed."""
         await self._writer.add_call(call)

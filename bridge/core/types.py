@@ -129,3 +129,38 @@ class LegEvent:
     at_ms: int  # leg clock when leg_id is set, else wall clock
     kind: str  # "asr.session", "asr.recycle", "asr.error", "asr.reconnect", ...
     detail: str = ""
+
+
+class EndCause(enum.StrEnum):
+    """Why a call ended, as stored (``calls.end_cause``, the export's ``end_cause``)."""
+
+    # Files (bridge transcribe, uploads)
+    COMPLETED = "completed"  # all audio transcribed
+    INTERRUPTED = "interrupted"  # stopped before its end (Ctrl-C, the bridge stopping)
+    CANCELLED = "cancelled"  # an upload DELETEd while queued or running
+    ASR_FAILED = "asr-failed"  # the ASR server failed for good
+    # SIP
+    BYE_REMOTE = "bye-remote"  # direct/SIPREC: the far end hung up
+    BYE_CALLER = "bye-caller"  # b2bua: the caller hung up
+    BYE_AGENT = "bye-agent"  # b2bua: the dialled side hung up
+    CANCEL = "cancel"  # RFC 3261 §9: CANCEL before the answer
+    TARGET_FAILED = "target-failed"  # b2bua: the target could not be dialled
+    RTP_TIMEOUT = "rtp-timeout"  # no RTP for rtp_timeout_s
+    WORKER_CRASHED = "worker-crashed"  # the SIP worker process died
+    BRIDGE_STOPPING = "bridge-stopping"  # bridge serve stopped with the call up
+    ERROR = "error"  # the call failed otherwise
+    # WebRTC
+    WHIP_DELETE = "whip-delete"  # RFC 9725 §4.2: the client DELETEd the session
+    ICE_FAILED = "ice-failed"  # no connection, or no media in time
+    DISCONNECTED = "disconnected"  # media stopped
+    PEER_CLOSED = "peer-closed"  # the peer closed DTLS
+    SHUTDOWN = "shutdown"  # the bridge stopped
+    # Any source
+    BRIDGE_RESTARTED = "bridge-restarted"  # found active after a crash of the bridge
+
+
+def target_cause(status: int) -> str:
+    """b2bua: the dialled side's final failure status, ``target-486`` (RFC 3261 §16.7)."""
+    if not 300 <= status <= 699:
+        raise ValueError(f"a target's failure status is 300..699, got {status}")
+    return f"target-{status}"

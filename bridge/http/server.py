@@ -347,7 +347,7 @@ async def run_http(
     health: Health | None = None,
 ) -> None:
     """Serve HTTP on ``config.serve.host:port`` until ``stop`` is set."""
-    from bridge.webhooks import Webhooks
+    from bridge.live.webhooks import Webhooks
 
     tokens = dict(config.http.api_tokens)
     if not tokens:

@@ -51,11 +51,11 @@ from bridge.io.asr_client import AsrEndpoint
 from bridge.io.audio_files import AudioFile, open_audio
 from bridge.leg import LegSettings, live_legs
 from bridge.live import LiveHub
+from bridge.live.tee import PublishingStore
 from bridge.transcribe import transcribe_file
 from storage import MEDIA_DURATION_EVENT, TranscriptStore
 
 from .problems import HttpProblem
-from .tee import PublishingStore
 
 logger = logging.getLogger(__name__)
 

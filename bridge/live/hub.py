@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.core.types import CallInfo, Gap, LegInfo, Segment
+from bridge.export import gap_json, leg_json, segment_json
 
 logger = logging.getLogger(__name__)
 
@@ -439,15 +440,7 @@ class LiveHub:
         self._publish(
             "gap",
             gap.call_id,
-            {
-                "gap": {
-                    "leg_id": gap.leg_id,
-                    "role": leg.role.value,
-                    "start_ms": gap.start_ms,
-                    "duration_ms": gap.duration_ms,
-                    "reason": gap.reason,
-                }
-            },
+            {"gap": {**gap_json(gap), "role": leg.role.value}},
         )
 
     def asr_event(self, leg: LegInfo, kind: str, detail: str) -> None:
@@ -533,29 +526,5 @@ class LiveHub:
         return event
 
 
-def segment_json(segment: Segment, role: str) -> dict[str, Any]:
-    """A segment with the export JSON's field names (``bridge.export``)."""
-    return {
-        "leg_id": segment.leg_id,
-        "role": role,
-        "seq": segment.seq,
-        "start_ms": segment.start_ms,
-        "end_ms": segment.end_ms,
-        "text": segment.text,
-        "final": segment.final,
-        "words": [
-            {"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in segment.words
-        ],
-    }
-
-
 def _leg_json(leg: LegInfo, call_started_at_ms: int) -> dict[str, Any]:
-    return {
-        "id": leg.leg_id,
-        "role": leg.role.value,
-        "label": leg.label,
-        "codec": leg.codec,
-        "source": leg.source.value,
-        "started_at_ms": leg.started_at_ms,
-        "offset_ms": max(0, leg.started_at_ms - call_started_at_ms),
-    }
+    return leg_json(leg, max(0, leg.started_at_ms - call_started_at_ms))

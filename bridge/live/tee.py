@@ -16,8 +16,9 @@ from dataclasses import replace
 from typing import Any
 
 from bridge.core.types import CallInfo, Gap, LegEvent, LegInfo, Segment
-from bridge.live import LiveHub
 from storage import TranscriptStore
+
+from .hub import LiveHub
 
 
 class PublishingStore:

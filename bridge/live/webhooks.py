@@ -48,8 +48,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bridge.errors import StorageError
-from bridge.live import LiveEvent, LiveFilter, LiveHub, Subscription
 from storage.outbox import OutboxItem, WebhookOutbox
+
+from .hub import LiveEvent, LiveFilter, LiveHub, Subscription
 
 logger = logging.getLogger(__name__)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from bridge.core.types import EndCause, target_cause
 from bridge.errors import RemoteProtocolError
 from bridge.sip.offer import SdpOffer, choose_codec, parse_sdp, sdp_body
 from bridge.sip.siprec import RecordingSession, parse_siprec_invite
@@ -109,9 +110,9 @@ def end_cause(
         return local_cause
     if side == "agent":
         # RFC 3261 §15: a BYE ends a confirmed dialog; before that, the callee's final answer.
-        return "bye-agent" if confirmed else f"target-{status}"
+        return EndCause.BYE_AGENT if confirmed else target_cause(status)
     if confirmed:
-        return "bye-caller" if mode == "b2bua" else "bye-remote"
+        return EndCause.BYE_CALLER if mode == "b2bua" else EndCause.BYE_REMOTE
     if status == 487:
-        return "cancel"  # RFC 3261 §9.2: CANCEL -> 487 Request Terminated for the INVITE
-    return "error"
+        return EndCause.CANCEL  # RFC 3261 §9.2: CANCEL -> 487 Request Terminated for the INVITE
+    return EndCause.ERROR

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,12 +41,13 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
+from bridge.call import Call
 from bridge.core.audio import LegAudio, downmix
-from bridge.core.types import AudioEncoding, CallId, CallInfo, LegId, LegInfo, LegRole, LegSource
-from bridge.http.tee import PublishingStore
+from bridge.core.types import AudioEncoding, EndCause, LegRole, LegSource
 from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import Leg, LegSettings
 from bridge.live import LiveHub
+from bridge.live.tee import PublishingStore
 from bridge.log import LegLogger, leg_logger
 from storage import TranscriptStore
 
@@ -107,7 +107,15 @@ class WhipSession:
         # There are no ICE restarts, so it never changes.
         self.etag = f'"{uuid.uuid4().hex}"'
         self.remote_candidates = 0  # added by PATCH, at most MAX_REMOTE_CANDIDATES
-        self.call_id = CallId(uuid.uuid4().hex)
+        self.call = Call.new(
+            LegSource.WEBRTC,
+            tee,
+            endpoint=endpoint,
+            title=title,
+            settings=leg_settings,
+            listener=hub.listener,
+        )
+        self.call_id = self.call.call_id
         self.pc = pc
         self.tee = tee
         self.endpoint = endpoint
@@ -117,7 +125,6 @@ class WhipSession:
         self.roles = tuple(roles)
         self.title = title
         self.answer_sdp = ""
-        self.legs: list[Leg] = []
         self.cause: str | None = None
         self.ended = asyncio.Event()
         self._tracks: list[MediaStreamTrack] = []
@@ -140,7 +147,7 @@ class WhipSession:
             state = self.pc.connectionState
             self.log.debug("connection state %s", state)
             if state == "failed":
-                self.end("ice-failed")
+                self.end(EndCause.ICE_FAILED)
 
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -151,9 +158,13 @@ class WhipSession:
             )
         return self.answer_sdp
 
-    async def start(self, now_ms: int) -> None:
+    @property
+    def legs(self) -> list[Leg]:
+        return self.call.legs
+
+    async def start(self) -> None:
         """Store the call and start one task per audio track."""
-        await self.tee.add_call(CallInfo(self.call_id, LegSource.WEBRTC, now_ms, title=self.title))
+        await self.call.open()
         self.log.info("WHIP session %s: %d audio track(s)", self.session_id, len(self._tracks))
         for n, track in enumerate(self._tracks):
             role = self.roles[n] if n < len(self.roles) else LegRole.UNKNOWN
@@ -193,13 +204,13 @@ class WhipSession:
                 async with asyncio.timeout(wait_s):
                     frame = await track.recv()
             except TimeoutError:
-                cause = "disconnected" if leg else "ice-failed"
+                cause = EndCause.DISCONNECTED if leg else EndCause.ICE_FAILED
                 log.info("no audio for %.1f s on track %d: ending (%s)", wait_s, n, cause)
                 self.end(cause)
                 return
             except MediaStreamError:
                 log.info("track %d ended by the peer", n)
-                self.end("peer-closed")
+                self.end(EndCause.PEER_CLOSED)
                 return
             frame_any = cast(Any, frame)
             rate_hz = int(frame_any.sample_rate)
@@ -216,26 +227,9 @@ class WhipSession:
 
     async def _open_leg(self, role: LegRole, n: int, rate_hz: int, frame: Any) -> Leg:
         codec = self._codec_name(n) or f"pcm16/{rate_hz}"
-        info = LegInfo(
-            call_id=self.call_id,
-            leg_id=LegId(uuid.uuid4().hex),
-            role=role,
-            label=f"WebRTC track {n + 1}",
-            codec=codec,
-            source=LegSource.WEBRTC,
-            started_at_ms=int(time.time() * 1000),
+        leg = await self.call.add_leg(
+            role, f"WebRTC track {n + 1}", codec, LegAudio(rate_hz, AudioEncoding.PCM16)
         )
-        await self.tee.add_leg(info)
-        leg = Leg(
-            info,
-            LegAudio(rate_hz, AudioEncoding.PCM16),
-            self.endpoint,
-            cast(TranscriptStore, self.tee),
-            settings=self.leg_settings,
-            listener=self.hub.listener,
-        )
-        leg.start()
-        self.legs.append(leg)
         leg.log.info("leg started: %s, %s, first frame %s", role.value, codec, frame.format.name)
         return leg
 
@@ -267,16 +261,9 @@ class WhipSession:
             if task is not current:
                 task.cancel()
         await asyncio.gather(*(t for t in self._tasks if t is not current), return_exceptions=True)
-        results = await asyncio.gather(
-            *(leg.finish(timeout_s=self.settings.finish_timeout_s) for leg in self.legs),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                self.log.error("a leg did not finish cleanly: %s", result)
         with contextlib.suppress(Exception):  # aiortc teardown errors must not keep the call open
             await self.pc.close()
-        await self.tee.end_call(self.call_id, ended_at_ms=int(time.time() * 1000), cause=cause)
+        await self.call.close(cause, finish_timeout_s=self.settings.finish_timeout_s)
         self.log.info("WHIP session %s ended: %s", self.session_id, cause)
         self.ended.set()
 
@@ -341,7 +328,7 @@ class WhipSessions:
             sdp = keep_candidates(offer_sdp, loopback_only=self.settings.loopback_only)
             try:
                 await session.negotiate(sdp)
-                await session.start(int(time.time() * 1000))
+                await session.start()
             except BaseException:
                 await session.pc.close()
                 raise
@@ -357,7 +344,7 @@ class WhipSessions:
         await session.ended.wait()
         self.sessions.pop(session.session_id, None)
 
-    async def close_all(self, cause: str = "shutdown") -> None:
+    async def close_all(self, cause: str = EndCause.SHUTDOWN) -> None:
         await asyncio.gather(
             *(s.close(cause) for s in list(self.sessions.values())), return_exceptions=True
         )

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from bridge.live import LiveHub
-from bridge.webhooks import Webhooks, verify
+from bridge.live.webhooks import Webhooks, verify
 from storage import TranscriptStore
 
 from .helpers import call, leg, seg
