@@ -8,6 +8,7 @@ Everything here calls functions the wheel's ``_pjsua2*.so`` exports (pjsip 2.15.
 * :func:`add_supported_option_tag`: a tag in ``Supported`` (``siprec``, docs/pjsua2.md §1.3);
 * :func:`print_sdp`: an SDP of pjsua's as text, however long;
 * :func:`forget_call_id`: a ``pj::Call`` that ended lets go of its pjsua call id;
+* :func:`pj_text`: a pjsua2 string that may hold non-UTF-8 bytes, as text;
 * :class:`RequestScreen`: a pjsip module that sees every out-of-dialog request before pjsua
   does, so an INVITE the bridge refuses is answered before pjsua builds a dialog and a call
   for it (docs/pjsua2.md "Refusing before pjsua").
@@ -296,6 +297,12 @@ def print_sdp(session: Any) -> str:
     buffer = ctypes.create_string_buffer(SDP_PRINT_BYTES)
     length = _lib.pjmedia_sdp_print(int(session), buffer, SDP_PRINT_BYTES)
     return buffer.raw[:length].decode("utf-8", "replace") if length > 0 else ""
+
+
+def pj_text(value: Any) -> str:
+    """A string pjsua2 hands over (a ``std::string`` SWIG decodes with ``surrogateescape``) as
+    text: bytes that were not UTF-8 (a Latin-1 name in SIPREC metadata) become U+FFFD."""
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def pjsua_calls_in_use() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections import deque
 from dataclasses import dataclass
 
 from bridge.core.types import EndCause, target_cause
@@ -37,6 +38,28 @@ class Decision:
     @property
     def accepted(self) -> bool:
         return self.status == 200
+
+
+class AcceptRate:
+    """At most ``per_second`` calls taken in any second (a sliding window of their start times).
+
+    Each call opens and closes pjsua media sockets, and pjlib's ioqueue keeps a closed
+    socket's slot for 500 ms: calls taken faster than that empty its free list and it asserts
+    (docs/pjsua2.md P13).  Four slots per worker make more than a few new calls a second no
+    PBX's; the ones past it get 503 with Retry-After, which a PBX retries or sends elsewhere."""
+
+    def __init__(self, per_second: int) -> None:
+        self.per_second = per_second
+        self._taken: deque[float] = deque()
+
+    def take(self, now: float) -> bool:
+        """Whether a call may be taken at ``now`` (monotonic seconds); counts it if so."""
+        while self._taken and now - self._taken[0] >= 1.0:
+            self._taken.popleft()
+        if len(self._taken) >= self.per_second:
+            return False
+        self._taken.append(now)
+        return True
 
 
 def source_allowed(source_ip: str, allowed: tuple[IpNetwork, ...]) -> bool:

@@ -61,11 +61,11 @@ expects"):
 from __future__ import annotations
 
 import struct
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from bridge.sip.dtmf import EVENT_DIGITS, Digit, DigitAssembler
 from bridge.sip.offer import PayloadFormat
 
 __all__ = [
@@ -95,7 +95,6 @@ _HEADER: Final = struct.Struct("!BBHII")
 _EXTENSION: Final = struct.Struct("!HH")
 _EVENT: Final = struct.Struct("!BBH")
 # RFC 4733 §3.2: events 0-9, *, #, A-D are the DTMF digits; others (flash, tones) are ignored.
-_DIGITS: Final = "0123456789*#ABCD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,16 +149,6 @@ class Audio:
     position: int
     payload: bytes
     encoding: str
-
-
-@dataclass(frozen=True, slots=True)
-class Digit:
-    """An RFC 4733 DTMF digit that started at leg sample ``position``; ``duration_ms`` 0 when
-    its end was never seen."""
-
-    digit: str
-    position: int
-    duration_ms: int
 
 
 Output = Audio | Digit
@@ -226,8 +215,7 @@ class RtpReceiver:
         self._pace_pos = 0  # where the stream was at _pace_s (the last audio's end)
         self._pace_s = opened_s
         self._candidate: tuple[int, int, list[tuple[bytes, float]]] | None = None
-        self._event: tuple[int, str, int, int] | None = None  # (ts, digit, position, duration)
-        self._events_done: deque[int] = deque(maxlen=16)  # ended events' timestamps (§2.5.1.4)
+        self._digits = DigitAssembler()
         self.packets = self.invalid = self.foreign = self.late = 0
         self.lost = self.reanchors = self.stalls = 0
         self.last_packet_s: float | None = None
@@ -295,7 +283,7 @@ class RtpReceiver:
 
     def close(self) -> list[Output]:
         """The stream ends: a digit whose end never came is handed over as it is."""
-        return self._close_event()
+        return list(self._digits.close())
 
     # -- placement ---------------------------------------------------------------------------
 
@@ -371,7 +359,7 @@ class RtpReceiver:
             self._candidate = (ssrc, seq, candidate[2])
             return []
         self._candidate = None
-        out = self._close_event()
+        out: list[Output] = list(self._digits.close())
         first_data, first_s = candidate[2][0]
         parsed = _parse(first_data)
         assert parsed is not None  # it was parsed once already
@@ -385,47 +373,23 @@ class RtpReceiver:
     # -- RFC 4733 events -----------------------------------------------------------------------
 
     def _receive_event(self, ts: int, stamped: int, wall: int, payload: bytes) -> list[Output]:
-        """RFC 4733 §2.5: every packet of an event carries the event's start timestamp and its
-        duration so far; the end bit (E) is set on the last (sent three times, §2.5.1.4).
+        """RFC 4733 §2.5 packets to digits (:class:`~bridge.sip.dtmf.DigitAssembler`).
 
-        The digit is placed at its timestamp (``stamped``) when that agrees, to within
-        :data:`EVENT_SLACK_MS`, with its first packet's arrival less the duration that packet
-        reports (``wall`` is the arrival); otherwise at the latter: senders that replay
-        recorded events (sipp's pcaps) stamp them unrelated to their audio.
+        A digit is placed at its timestamp (``stamped``) when that agrees, to within
+        :data:`EVENT_SLACK_MS`, with its packet's arrival less the duration that packet reports
+        (``wall`` is the arrival); otherwise at the latter: senders that replay recorded events
+        (sipp's pcaps) stamp them unrelated to their audio.
         """
         code, flags, duration = _EVENT.unpack_from(payload)
-        if ts in self._events_done:
-            return []  # a repeat of an ended event's packet, perhaps after the next one began
-        out: list[Output] = []
-        opened = self._event
-        if opened is not None and opened[0] != ts:
-            out += self._close_event()
-            opened = None
-        if code >= len(_DIGITS):
-            return out
-        if opened is not None:
-            position = opened[2]
-        else:
-            arrived = wall - duration * self.rate_hz // self.format.events_clock_hz
-            trusted = abs(stamped - arrived) <= self._event_slack
-            position = stamped if trusted else max(0, arrived)
-        ended = bool(flags & 0x80)
-        if not ended:
-            self._event = (ts, _DIGITS[code], position, duration)
-            return out
-        self._event = None
-        self._events_done.append(ts)
+        if code >= len(EVENT_DIGITS):  # not a digit (flash, tones): it still ends an open one
+            return list(self._digits.interrupt(ts))
+        arrived = wall - duration * self.rate_hz // self.format.events_clock_hz
+        start = stamped if abs(stamped - arrived) <= self._event_slack else max(0, arrived)
         ms = duration * 1000 // self.format.events_clock_hz
-        out.append(Digit(_DIGITS[code], position, ms))
-        return out
-
-    def _close_event(self) -> list[Output]:
-        opened, self._event = self._event, None
-        if opened is None:
-            return []
-        ts, digit, position, _ = opened
-        self._events_done.append(ts)
-        return [Digit(digit, position, 0)]
+        digits = self._digits.receive(
+            ts, EVENT_DIGITS[code], start, ended=bool(flags & 0x80), duration_ms=ms
+        )
+        return list(digits)
 
 
 def _parse(data: bytes) -> tuple[int, int, int, int, bytes] | None:

@@ -25,10 +25,10 @@ from vllm_server import VllmServer
 
 from bridge.core.types import LegSource
 from bridge.export import to_json
-from bridge.http.tee import PublishingStore
 from bridge.ingest import SipIngest
 from bridge.io.asr_client import AsrEndpoint
 from bridge.live import LiveHub
+from bridge.live.tee import PublishingStore
 from sip_config import SipSettings
 from storage import CallTranscript, TranscriptStore
 from tests.sip.sipp import SETUP_HINT, SIPP, SippResult, free_port, free_port_block, run_scenario

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 from test_sip import (
+    PCMU_OFFER,
     Bridge,
     answered_rtp_port,
     endpoint_for,
@@ -293,7 +294,7 @@ async def fuzzed(tmp_path: Path, vllm_server: VllmServer) -> AsyncIterator[Bridg
 
 
 async def test_fuzzing_a_worker_never_kills_it_nor_the_call_on_it(
-    fuzzed: Bridge, tmp_path: Path
+    fuzzed: Bridge, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """The short CI run of the SIP fuzzer (benchmarks/fuzz_sip.py runs the long one): 2,000+
     hostile requests over UDP and TCP while a real call streams on the same worker."""
@@ -331,6 +332,9 @@ async def test_fuzzing_a_worker_never_kills_it_nor_the_call_on_it(
     assert report.must_answer > 1000, summary  # most of them were answerable
     assert report.slowest_s < ANSWER_WITHIN_S + 1, summary
     await alive_after(bridge, before)
+    # The worker's own log (its stderr): no callback of ours failed on any of it.
+    worker_log = capfd.readouterr().err
+    assert "Traceback" not in worker_log, worker_log[worker_log.find("Traceback") - 500 :][:3000]
     records = await bridge.calls(1, timeout_s=120)
     # Every fuzz call the bridge took (2xx) is stored, and ended (bridge.calls waits for that).
     stored = {
@@ -414,3 +418,37 @@ async def test_rtp_from_other_addresses_is_dropped_and_counted(
 
 
 STREAM_S = 4
+
+
+async def test_four_sipp_calls_fill_a_worker_and_the_fifth_gets_503(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    """Issue 13 §3 with sipp: four calls take the wheel's four slots; a PBX calling again gets
+    503 + Retry-After (pjsua's own answer would be 486 Busy Here, a busy tone)."""
+    work = tmp_path / "four"
+    write_audio(work, "PCMU", tone(STREAM_S))
+    four = await background(
+        asyncio.to_thread(
+            run_scenario,
+            work,
+            "uac_stream",
+            bridge.target,
+            fill={"FILE": "audio.raw", "PT": "0", "CODEC": "PCMU"},
+            extra=["-d", str(int(STREAM_S * 1000) + 300)],
+            calls=4,
+            rate_cps=20,
+        )
+    )
+    await until(lambda: bridge.ingest.active_calls == 4, 20, "four calls up")
+    fifth = await asyncio.to_thread(
+        run_scenario,
+        tmp_path / "fifth",
+        "uac_refused",
+        bridge.target,
+        fill={"BODY": PCMU_OFFER.replace("\n", "\r\n"), "EXPECT": "503"},
+    )
+    assert (await four).returncode == 0
+    assert fifth.final_status() == (503, "Service Unavailable (all call slots busy)")
+    assert "Retry-After: 7" in fifth.messages
+    records = await bridge.calls(4)
+    assert [t.call.end_cause for t in records] == ["bye-remote"] * 4

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from bridge.sip.policy import Decision, decide, end_cause, source_allowed
+from bridge.sip.policy import AcceptRate, Decision, decide, end_cause, source_allowed
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 INVITE = "INVITE sip:b@h SIP/2.0\r\nContent-Type: application/sdp\r\n\r\n"
@@ -118,3 +118,16 @@ def test_a_b2bua_call_needs_two_free_slots() -> None:
         slots_needed=2,
     )
     assert (decision.status, decision.retry_after_s) == (503, 7)
+
+
+def test_at_most_eight_calls_are_taken_in_any_second() -> None:
+    rate = AcceptRate(8)
+    assert [rate.take(10.0 + i * 0.01) for i in range(10)] == [True] * 8 + [False] * 2
+    # Refused attempts do not count: the window frees as the first call's second passes.
+    assert not rate.take(10.999)
+    assert rate.take(11.0)
+    assert not rate.take(11.005)
+    assert rate.take(11.011)
+    # A steady 8 calls a second is never refused.
+    steady = AcceptRate(8)
+    assert all(steady.take(100.0 + i * 0.125) for i in range(80))
