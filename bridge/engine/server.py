@@ -5,7 +5,10 @@ websocket through ``protocol.py`` (which decides every frame), ``steps.py`` runs
 generation's step loop, the recognizer (``whisper.py``) makes the words and ``align.py`` puts
 them on the 80 ms step clock.  This module holds what the sessions share (recognizer, decode
 pool and scheduler, leg count) and starts the server; ``cli.py`` is ``bridge asr-server``.
-Under load partial decodes thin out first (``scheduler.py``).
+
+Timing: a step's delta goes out once its audio is in and its text is known (``steps.py``), so
+deltas trail live audio by the recognizer's commit latency (~1-2 s in speech, ~0 in silence),
+like a slow vLLM's.  Under load partial decodes thin out first (``scheduler.py``).
 
 In-process use::
 
