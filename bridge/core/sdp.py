@@ -8,13 +8,18 @@ then decides what *it* needs from the sections; what every offer must be is chec
   control characters (§9: byte-string excludes NUL, CR and LF);
 * every ``m=`` line is ``m=<media> <port>[/<count>] <proto> <fmt> ...`` (§5.14) with ASCII
   numbers; every ``a=rtpmap`` is ``<pt> <name>/<rate>[/<params>]`` (§6.6);
+* every address (``c=``, §5.7; ``a=rtcp``, RFC 3605) is an IP literal of its address type:
+  media goes to and is latched from an address, and a host name would be looked up on a media
+  thread (pjlib also asserts on one of 254 bytes or more: docs/pjsua2.md P14);
 * at most ``max_media`` m-lines (pjmedia keeps 16 and drops the rest silently).
 
-Errors are :class:`SdpError` (``status_hint`` 400, 488 for too many streams), naming the line.
+Errors are :class:`SdpError` (``status_hint`` 400; 488 for too many streams or a host name),
+naming the line.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -137,8 +142,22 @@ def parse_sdp(text: str, *, max_media: int = 16) -> SessionDescription:
             raise SdpError(f"line {n} has a control character")
         if len(line) < 2 or line[1] != "=" or not line[0].isalpha():
             raise SdpError(f"line {n} {line[:40]!r} is not <type>=<value>")
-        if line.startswith("c=") and len(line[2:].split()) != 3:  # RFC 8866 §5.7
-            raise SdpError(f"line {n} {line[:40]!r}: expected c=IN IP4 <address>")
+        if line.startswith("c="):  # RFC 8866 §5.7: c=<nettype> <addrtype> <connection-address>
+            fields = line[2:].split()
+            if len(fields) != 3:
+                raise SdpError(f"line {n} {line[:40]!r}: expected c=IN IP4 <address>")
+            _address(n, *fields)
+        elif line.startswith(
+            "a=rtcp:"
+        ):  # RFC 3605 §2.1: a=rtcp:<port> [<nettype> <addrtype> <addr>]
+            port, *fields = line[7:].split()
+            _number(port, f"line {n} {line[:40]!r}: the RTCP port", 65535)
+            if fields:
+                if len(fields) != 3:
+                    raise SdpError(
+                        f"line {n} {line[:40]!r}: expected a=rtcp:<port> IN IP4 <address>"
+                    )
+                _address(n, *fields)
         if line.startswith("m="):
             if len(sections) == max_media:
                 raise SdpError(f"more than {max_media} media streams offered", status=488)
@@ -185,6 +204,26 @@ def _section(index: int, n: int, body: list[str], session_direction: str) -> Med
     return MediaSection(
         index, parts[0], port, parts[2], tuple(formats), lines, _direction(lines, session_direction)
     )
+
+
+def _address(n: int, nettype: str, addrtype: str, address: str) -> None:
+    """An address field: ``IN IP4 <IPv4>`` or ``IN IP6 <IPv6>``, a multicast one with its
+    ``/<ttl>`` (RFC 8866 §5.7).  A host name is legal SDP but 488 here: say the IP address."""
+    if nettype != "IN" or addrtype not in ("IP4", "IP6"):
+        raise SdpError(
+            f"line {n}: network {nettype[:8]!r} {addrtype[:8]!r}, expected IN IP4 or IN IP6", 488
+        )
+    host = address.split("/", 1)[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise SdpError(
+            f"line {n}: {host[:40]!r} is not an IP{addrtype[2]} address"
+            " (the bridge takes IP addresses in SDP, not host names)",
+            488,
+        ) from None
+    if f"IP{ip.version}" != addrtype:
+        raise SdpError(f"line {n}: {host[:40]!r} is not an {addrtype} address")
 
 
 def _rtpmap(n: int, value: str) -> tuple[int, tuple[str, int, str]]:

@@ -11,7 +11,9 @@ Everything here calls functions the wheel's ``_pjsua2*.so`` exports (pjsip 2.15.
 * :func:`pj_text`: a pjsua2 string that may hold non-UTF-8 bytes, as text;
 * :class:`RequestScreen`: a pjsip module that sees every out-of-dialog request before pjsua
   does, so an INVITE the bridge refuses is answered before pjsua builds a dialog and a call
-  for it (docs/pjsua2.md "Refusing before pjsua").
+  for it (docs/pjsua2.md "Refusing before pjsua");
+* :class:`AnswerGuard`: a pjsip module that drops an SDP answer pjmedia would abort on
+  (docs/pjsua2.md P14) before any transaction or dialog sees it.
 
 Why the screen exists: pjsua2's ``Endpoint::on_incoming_call`` frees the INVITE's cloned
 ``rdata`` *after* ``onIncomingCall`` returns, without checking it; a non-2xx ``answer()`` from
@@ -117,7 +119,7 @@ class _PjsipModule(ctypes.Structure):
         ("stop", ctypes.c_void_p),
         ("unload", ctypes.c_void_p),
         ("on_rx_request", _ON_RX),
-        ("on_rx_response", ctypes.c_void_p),
+        ("on_rx_response", _ON_RX),
         ("on_tx_request", ctypes.c_void_p),
         ("on_tx_response", ctypes.c_void_p),
         ("on_tsx_state", ctypes.c_void_p),
@@ -149,7 +151,78 @@ _declare()
 _sip_rx_data_from_pj = _lib._ZN2pj9SipRxData6fromPjER13pjsip_rx_data
 
 
-class RequestScreen:
+class _Module:
+    """A pjsip module of ours: ``on_rx`` for requests (and, ``responses``, for responses), on
+    pjsua's one thread; it returns True (1) when it consumed the message."""
+
+    def __init__(self, name: bytes, priority: int, *, responses: bool = False) -> None:
+        self._callback = _ON_RX(self._on_rx)  # referenced for the module's lifetime
+        self._name = ctypes.create_string_buffer(name)
+        self._module = _PjsipModule()
+        self._module.name = pj_str(self._name)
+        self._module.id = -1
+        self._module.priority = priority
+        self._module.on_rx_request = self._callback
+        if responses:
+            self._module.on_rx_response = self._callback
+        self._rx = pj.SipRxData()  # reused: only pjsua's one thread calls a module
+        self._endpt: int | None = None
+
+    def install(self) -> None:
+        endpt = _lib.pjsua_get_pjsip_endpt()
+        status = _lib.pjsip_endpt_register_module(endpt, ctypes.byref(self._module))
+        if status != 0:
+            raise RuntimeError(f"pjsip_endpt_register_module failed with status {status}")
+        self._endpt = endpt
+
+    def remove(self) -> None:
+        """Before ``libDestroy`` (a module's memory must outlive its registration)."""
+        if self._endpt is not None:
+            _lib.pjsip_endpt_unregister_module(self._endpt, ctypes.byref(self._module))
+            self._endpt = None
+
+    def _on_rx(self, rdata: int | None) -> int:
+        try:
+            if not rdata:
+                return 0
+            _sip_rx_data_from_pj(int(self._rx.this), rdata)
+            # wholeMsg, the bytes as they came
+            return self.receive(rdata, str(self._rx.srcAddress), _std_string_bytes(self._rx, 1))
+        except Exception:  # P2: nothing may escape into pjsip; the message goes on to pjsua
+            logger.exception("%s failed; pjsua handles the message", self._name.value.decode())
+            return 0
+
+    def receive(self, rdata: int, source: str, whole: bytes) -> int:
+        raise NotImplementedError
+
+
+# An answer guard's question: the message's source and bytes; why to drop it, or None.
+Guard = Callable[[str, bytes], str | None]
+
+
+class AnswerGuard(_Module):
+    """A pjsip module before the transaction layer (priority 15 < 16) that drops an in-dialog
+    request or a response whose SDP the ``guard`` refuses: pjmedia negotiates an answer (in an
+    ACK, a response to our INVITE) with no callback to pjsua first, and aborts on some
+    (docs/pjsua2.md P14).  A dropped ACK leaves our 200 unacknowledged: pjsip ends the call when
+    its retransmissions time out (RFC 3261 §13.3.1.4); a dropped response times the INVITE out."""
+
+    PRIORITY = 15
+
+    def __init__(self, guard: Guard) -> None:
+        super().__init__(b"mod-bridge-answer-guard", self.PRIORITY, responses=True)
+        self.guard = guard
+        self.dropped = 0
+
+    def receive(self, rdata: int, source: str, whole: bytes) -> int:
+        problem = self.guard(source, whole)
+        if problem is None:
+            return 0
+        self.dropped += 1
+        return 1
+
+
+class RequestScreen(_Module):
     """A pjsip module between the UA layer and pjsua's own module.
 
     Module priorities (pjsip/sip_module.h): the transaction layer (16) absorbs retransmissions,
@@ -165,49 +238,20 @@ class RequestScreen:
     PRIORITY = 40
 
     def __init__(self, screen: Screen) -> None:
+        super().__init__(b"mod-bridge-screen", self.PRIORITY)
         self.screen = screen
-        self._callback = _ON_RX(self._on_rx_request)  # referenced for the module's lifetime
-        self._name = ctypes.create_string_buffer(b"mod-bridge-screen")
-        self._module = _PjsipModule()
-        self._module.name = pj_str(self._name)
-        self._module.id = -1
-        self._module.priority = self.PRIORITY
-        self._module.on_rx_request = self._callback
-        self._rx = pj.SipRxData()  # reused: only pjsua's one thread calls the screen
-        self._endpt: int | None = None
         self.refused = 0
 
-    def install(self) -> None:
-        endpt = _lib.pjsua_get_pjsip_endpt()
-        status = _lib.pjsip_endpt_register_module(endpt, ctypes.byref(self._module))
-        if status != 0:
-            raise RuntimeError(f"pjsip_endpt_register_module failed with status {status}")
-        self._endpt = endpt
-
-    def remove(self) -> None:
-        """Before ``libDestroy`` (a module's memory must outlive its registration)."""
-        if self._endpt is not None:
-            _lib.pjsip_endpt_unregister_module(self._endpt, ctypes.byref(self._module))
-            self._endpt = None
-
-    def _on_rx_request(self, rdata: int | None) -> int:
-        """pjsua's thread; True (1): answered here, pjsua never sees the request."""
-        try:
-            if not rdata:
-                return 0
-            _sip_rx_data_from_pj(int(self._rx.this), rdata)
-            whole = _std_string_bytes(self._rx, 1)  # wholeMsg, the bytes as they came
-            if whole.startswith(b"ACK "):
-                return 0  # RFC 3261 §17.2.1: an ACK is never answered
-            refusal = self.screen(str(self._rx.srcAddress), whole)
-            if refusal is None:
-                return 0
-            self.respond(rdata, refusal)
-            self.refused += 1
-            return 1
-        except Exception:  # P2: nothing may escape into pjsip; the request goes on to pjsua
-            logger.exception("request screen failed; pjsua handles the request")
+    def receive(self, rdata: int, source: str, whole: bytes) -> int:
+        """True (1): answered here, pjsua never sees the request."""
+        if whole.startswith(b"ACK "):
+            return 0  # RFC 3261 §17.2.1: an ACK is never answered
+        refusal = self.screen(source, whole)
+        if refusal is None:
             return 0
+        self.respond(rdata, refusal)
+        self.refused += 1
+        return 1
 
     def respond(self, rdata: int, refusal: Refusal) -> None:
         reason = ctypes.create_string_buffer(_ascii_reason(refusal.reason))

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from bridge.core.types import EndCause, target_cause
 from bridge.errors import RemoteProtocolError
+from bridge.sip.message import SipMessage
 from bridge.sip.offer import SdpOffer, choose_codec, parse_sdp, sdp_body
-from bridge.sip.siprec import RecordingSession, parse_siprec_invite
+from bridge.sip.siprec import RecordingSession, parse_siprec_invite, split_body
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -60,6 +61,29 @@ class AcceptRate:
             return False
         self._taken.append(now)
         return True
+
+
+def unreadable_answer(message: SipMessage) -> str | None:
+    """Why the SDP answer in this in-dialog request or response must not reach pjmedia, or None.
+
+    Offers (INVITE, UPDATE) are read in ``onIncomingCall`` and ``onCallRxOffer`` and refused
+    with 488.  An answer gets no callback before pjmedia builds streams from it: the ACK to our
+    offer in a 200 (an INVITE without SDP, RFC 3264 §5; the bridge sends no offer in a reliable
+    18x, so no PRACK carries an answer), or a b2bua target's 18x/2xx.  pjmedia aborts the
+    process on some (docs/pjsua2.md P9, P14), so the worker drops those
+    (:class:`bridge.sip.pjnative.AnswerGuard`) and the call ends as if the message was lost.
+    An ACK is never answered (RFC 3261 §17.1.1.3), so dropping one refuses nothing.
+    """
+    start = message.start_line
+    if not start.startswith(("SIP/", "ACK ")):
+        return None
+    try:
+        sdp = split_body(message.header("content-type") or "", message.body).get("application/sdp")
+        if sdp is not None:
+            parse_sdp(sdp, require_connection=False)
+    except RemoteProtocolError as exc:
+        return str(exc)
+    return None
 
 
 def source_allowed(source_ip: str, allowed: tuple[IpNetwork, ...]) -> bool:

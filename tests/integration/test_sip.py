@@ -17,7 +17,7 @@ import signal
 import socket
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,13 +98,31 @@ class Bridge:
         raise AssertionError(f"{expect} ended call(s) not stored within {timeout_s} s")
 
 
+@contextlib.contextmanager
+def stderr_to(path: Path | None) -> Iterator[None]:
+    """Processes started inside write their stderr to ``path`` (the SIP workers' log, which
+    pytest's capfd does not see: they inherit the fd 2 of the fixture's setup)."""
+    if path is None:
+        yield
+        return
+    saved = os.dup(2)
+    with path.open("ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 @contextlib.asynccontextmanager
 async def open_bridge(
-    tmp_path: Path, server: VllmServer, settings: SipSettings
+    tmp_path: Path, server: VllmServer, settings: SipSettings, *, worker_log: Path | None = None
 ) -> AsyncIterator[Bridge]:
     async with await TranscriptStore.open(tmp_path / "t.db") as store:
         ingest = SipIngest(settings, store=store, endpoint=endpoint_for(server))
-        await ingest.start()
+        with stderr_to(worker_log):
+            await ingest.start()
         try:
             yield Bridge(ingest, store, settings)
         finally:

@@ -27,6 +27,7 @@ from test_sip import (
     endpoint_for,
     open_bridge,
     sip_settings,
+    stderr_to,
     tone,
     until,
     write_audio,
@@ -174,6 +175,16 @@ BAD_INVITES: list[tuple[str, Callable[[], Message], int, bytes]] = [
         b"control character",
     ),
     (
+        "300-byte c= address (docs/pjsua2.md P14)",
+        lambda: Generator(4).invite(
+            "bridge",
+            sdp_with(b"c=IN IP4 127.0.0.1", b"c=IN IP4 127.0.0.1" + b"A" * 300),
+            b"application/sdp",
+        ),
+        488,
+        b"not an IP4 address",
+    ),
+    (
         "17 m-lines",
         lambda: Generator(4).invite(
             "bridge", PLAIN_SDP + b"m=audio 0 RTP/AVP 0\r\n" * 16, b"application/sdp"
@@ -212,6 +223,70 @@ async def test_a_bad_invite_gets_its_own_status_and_reason(
     assert outcome.final_s < ANSWER_WITHIN_S
     await alive_after(bridge, before)
     assert bridge.ingest.active_calls == 0  # no slot held
+
+
+def late_offer_call(port: int, bad_answer: bytes, good_answer: bytes) -> list[bytes]:
+    """An INVITE without SDP (the bridge offers in its 200, RFC 3264 §5), an ACK whose answer
+    is ``bad_answer``, then, when the 200 comes again, an ACK with ``good_answer`` and a BYE.
+    Returns the status lines received, in order."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(3.0)
+        here = udp.getsockname()[1]
+
+        def request(method: str, cseq: int, to: str, body: bytes = b"") -> bytes:
+            kind = b"Content-Type: application/sdp\r\n" if body else b""
+            return (
+                (
+                    f"{method} sip:bridge@127.0.0.1:{port} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{here};branch=z9hG4bK-late-{method}-{cseq}\r\n"
+                    f"From: <sip:late@127.0.0.1>;tag=late\r\nTo: {to}\r\n"
+                    f"Call-ID: late-offer@127.0.0.1\r\nCSeq: {cseq} {method}\r\n"
+                    f"Contact: <sip:late@127.0.0.1:{here}>\r\nMax-Forwards: 70\r\n"
+                ).encode()
+                + kind
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+
+        def until_status(code: bytes) -> bytes:
+            while True:
+                data = udp.recv(65536)
+                lines.append(data.split(b"\r\n", 1)[0])
+                if data.startswith(b"SIP/2.0 " + code):
+                    return data
+
+        lines: list[bytes] = []
+        udp.sendto(request("INVITE", 1, "<sip:bridge@127.0.0.1>"), ("127.0.0.1", port))
+        ok = until_status(b"200")
+        found = re.search(rb"\r\nTo: ([^\r]*)", ok)
+        assert found is not None and b"v=0" in ok  # the bridge's offer
+        to = found.group(1).decode()
+        udp.sendto(request("ACK", 1, to, bad_answer), ("127.0.0.1", port))
+        until_status(b"200")  # dropped, so pjsip sends its 200 again (RFC 3261 §13.3.1.4)
+        udp.sendto(request("ACK", 1, to, good_answer), ("127.0.0.1", port))
+        time.sleep(0.5)
+        udp.sendto(request("BYE", 2, to), ("127.0.0.1", port))
+        until_status(b"200")
+        return lines
+
+
+async def test_an_ack_whose_sdp_answer_pjmedia_would_abort_on_is_dropped(
+    tmp_path: Path, vllm_server: VllmServer
+) -> None:
+    """A 300-byte c= address in the answer of a late-offer ACK aborted the worker in pjlib
+    (docs/pjsua2.md P14; no pjsua callback comes before pjmedia reads an answer)."""
+    log = tmp_path / "workers.log"
+    settings = sip_settings(transports=("udp", "tcp"))
+    async with open_bridge(tmp_path, vllm_server, settings, worker_log=log) as bridge:
+        before = pids(bridge)
+        bad = sdp_with(b"c=IN IP4 127.0.0.1", b"c=IN IP4 127.0.0.1" + b"A" * 300)
+        lines = await asyncio.to_thread(late_offer_call, bridge.settings.port, bad, PLAIN_SDP)
+        assert lines.count(b"SIP/2.0 200 OK") >= 3, lines  # the 200 again, then the BYE's 200
+        await alive_after(bridge, before)
+        await until(lambda: bridge.ingest.active_calls == 0, 10, "the call ended")
+    assert "call late-offer@127.0.0.1: ACK from" in log.read_text()
+    assert "dropped, its SDP answer is unusable" in log.read_text()
 
 
 async def test_a_latin1_participant_name_is_taken(bridge: Bridge) -> None:
@@ -274,6 +349,7 @@ async def background(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
 
 @pytest.fixture
 async def fuzzed(tmp_path: Path, vllm_server: VllmServer) -> AsyncIterator[Bridge]:
+    """(Its workers' stderr is ``tmp_path / "workers.log"``.)"""
     """A bridge whose ASR side takes 2 legs: the CPU vLLM server steps every leg the fuzzer
     opens, and dozens at once would leave it minutes behind.  INVITEs past that get 503 after
     their offer is read (so the parsers are still fuzzed); those that get in are fuzzed in
@@ -286,7 +362,8 @@ async def fuzzed(tmp_path: Path, vllm_server: VllmServer) -> AsyncIterator[Bridg
         # The CPU server falls behind real time under the fuzzer's load: legs may take longer
         # than the default minute to get their last text.
         ingest = SipIngest(settings, store=store, endpoint=endpoint, finish_timeout_s=240)
-        await ingest.start()
+        with stderr_to(tmp_path / "workers.log"):
+            await ingest.start()
         try:
             yield Bridge(ingest, store, settings)
         finally:
@@ -294,7 +371,7 @@ async def fuzzed(tmp_path: Path, vllm_server: VllmServer) -> AsyncIterator[Bridg
 
 
 async def test_fuzzing_a_worker_never_kills_it_nor_the_call_on_it(
-    fuzzed: Bridge, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    fuzzed: Bridge, tmp_path: Path
 ) -> None:
     """The short CI run of the SIP fuzzer (benchmarks/fuzz_sip.py runs the long one): 2,000+
     hostile requests over UDP and TCP while a real call streams on the same worker."""
@@ -333,7 +410,8 @@ async def test_fuzzing_a_worker_never_kills_it_nor_the_call_on_it(
     assert report.slowest_s < ANSWER_WITHIN_S + 1, summary
     await alive_after(bridge, before)
     # The worker's own log (its stderr): no callback of ours failed on any of it.
-    worker_log = capfd.readouterr().err
+    worker_log = (tmp_path / "workers.log").read_text(errors="replace")
+    assert "refused: 400 Bad Request" in worker_log  # it is the workers' log
     assert "Traceback" not in worker_log, worker_log[worker_log.find("Traceback") - 500 :][:3000]
     records = await bridge.calls(1, timeout_s=120)
     # Every fuzz call the bridge took (2xx) is stored, and ended (bridge.calls waits for that).

@@ -6,7 +6,15 @@ import ipaddress
 
 import pytest
 
-from bridge.sip.policy import AcceptRate, Decision, decide, end_cause, source_allowed
+from bridge.sip.message import parse_message
+from bridge.sip.policy import (
+    AcceptRate,
+    Decision,
+    decide,
+    end_cause,
+    source_allowed,
+    unreadable_answer,
+)
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 INVITE = "INVITE sip:b@h SIP/2.0\r\nContent-Type: application/sdp\r\n\r\n"
@@ -131,3 +139,29 @@ def test_at_most_eight_calls_are_taken_in_any_second() -> None:
     # A steady 8 calls a second is never refused.
     steady = AcceptRate(8)
     assert all(steady.take(100.0 + i * 0.125) for i in range(80))
+
+
+ANSWER = (
+    "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 0\r\n"
+)
+
+
+def message(start: str, addr: str, content_type: str = "application/sdp") -> str:
+    body = ANSWER.format(addr=addr)
+    return f"{start}\r\nCall-ID: a@b\r\nContent-Type: {content_type}\r\n\r\n{body}"
+
+
+@pytest.mark.parametrize("start", ["ACK sip:bridge@192.0.2.2 SIP/2.0", "SIP/2.0 200 OK"])
+def test_an_answer_pjmedia_would_abort_on_is_named(start: str) -> None:
+    assert unreadable_answer(parse_message(message(start, "192.0.2.1"))) is None
+    problem = unreadable_answer(parse_message(message(start, "192.0.2.1" + "A" * 300)))
+    assert problem is not None and "not an IP4 address" in problem
+
+
+def test_offers_and_bodies_without_sdp_are_left_to_pjsua() -> None:
+    # An offer (re-INVITE, UPDATE, PRACK) is read in onCallRxOffer and answered 488 there.
+    for start in ("INVITE sip:b@h SIP/2.0", "UPDATE sip:b@h SIP/2.0", "PRACK sip:b@h SIP/2.0"):
+        assert unreadable_answer(parse_message(message(start, "x" * 300))) is None
+    info = message("SIP/2.0 200 OK", "x" * 300, content_type="application/dtmf-relay")
+    assert unreadable_answer(parse_message(info)) is None

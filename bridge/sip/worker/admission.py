@@ -17,7 +17,7 @@ from bridge.sip import siprec, wire
 from bridge.sip.message import SipMessage, parse_message
 from bridge.sip.offer import MAX_MEDIA
 from bridge.sip.pjnative import Refusal, pj_text, pjsua_calls_in_use
-from bridge.sip.policy import AcceptRate, Decision, decide, source_allowed
+from bridge.sip.policy import AcceptRate, Decision, decide, source_allowed, unreadable_answer
 from sip_config.routes import Route, select_route
 
 from .call import BridgeCall, StreamPlan, answer_param, audio_count, describe, first_audio
@@ -80,6 +80,24 @@ class Admission:
         log_refusal(verdict.sip_call_id, source, verdict.decision)
         decision = verdict.decision
         return Refusal(decision.status, decision.reason, decision.retry_after_s)
+
+    def guard_answer(self, source: str, raw: bytes) -> str | None:
+        """The :class:`AnswerGuard`'s question for any request or response: why its SDP answer
+        must not reach pjmedia (logged here, naming the call), or ``None``."""
+        if b"\r\n\r\n" not in raw.rstrip(b"\r\n"):
+            return None  # no body: nothing for pjmedia to negotiate
+        message = parse_message(raw.decode("utf-8", "replace"))
+        problem = unreadable_answer(message)
+        if problem is not None:
+            logger.warning(
+                "call %s: %s from %s dropped, its SDP answer is unusable (%s); the call ends"
+                " when the transaction times out",
+                message.header("call-id") or "?",
+                message.start_line.split(" ", 1)[0][:20],
+                source,
+                problem,
+            )
+        return problem
 
     def judge(self, source: str, whole_msg: str) -> Verdict:
         """Whether and how the bridge takes this INVITE.  Never raises: a bug of ours in

@@ -19,6 +19,7 @@ from bridge.errors import RemoteProtocolError
 from bridge.sip import wire
 from bridge.sip.media import MediaReceiver, RtpStream
 from bridge.sip.pjnative import (
+    AnswerGuard,
     RequestScreen,
     add_supported_option_tag,
     forget_call_id,
@@ -139,6 +140,7 @@ class Worker:
         )
         self.admission = Admission(self)
         self.screen = RequestScreen(self.admission.screen_request)
+        self.answer_guard = AnswerGuard(self.admission.guard_answer)
 
     def new_key(self) -> int:
         key = self.next_key
@@ -185,6 +187,7 @@ class Worker:
         ep.libStart()
         add_supported_option_tag("siprec")
         self.screen.install()
+        self.answer_guard.install()
         for codec in ep.codecEnum2():
             name = codec.codecId.split("/")[0].upper()
             if name in spec.codecs:
@@ -297,6 +300,7 @@ class Worker:
         # P2/P6: no traceback and no cycle may keep a Call alive into libDestroy.
         sys.last_type = sys.last_value = sys.last_traceback = None
         gc.collect()
+        self.answer_guard.remove()
         self.screen.remove()
         self.endpoint.libDestroy()
 
