@@ -44,7 +44,10 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
 import uvicorn
 from bridge.http.app import create_app
 from bridge.http.auth import Principal, Role
-from bridge.io.asr_client import AsrEndpoint
+try:
+    from bridge.asr.client import AsrEndpoint
+except ImportError:  # a tree before issue 14
+    from bridge.io.asr_client import AsrEndpoint
 from bridge.live import LiveHub
 from storage import TranscriptStore
 

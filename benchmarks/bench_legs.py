@@ -77,6 +77,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bridge.asr.client import AsrEndpoint  # noqa: E402
 from bridge.core.asr_protocol import AsrStream  # noqa: E402
 from bridge.core.audio import LegAudio  # noqa: E402
 from bridge.core.g711 import encode_alaw, encode_ulaw  # noqa: E402
@@ -90,7 +91,6 @@ from bridge.core.types import (  # noqa: E402
     LegRole,
     LegSource,
 )
-from bridge.io.asr_client import AsrEndpoint  # noqa: E402
 from bridge.leg import Leg, LegSettings  # noqa: E402
 from storage import TranscriptStore  # noqa: E402
 

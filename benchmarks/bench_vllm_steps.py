@@ -63,6 +63,7 @@ for extra in (REPO, REPO / "tests" / "integration"):
 
 from vllm_server import VllmServer  # noqa: E402
 
+from bridge.asr.client import AsrEndpoint  # noqa: E402
 from bridge.core.asr_protocol import AsrEvent, GenerationEnded, StepText  # noqa: E402
 from bridge.core.audio import LegAudio  # noqa: E402
 from bridge.core.types import (  # noqa: E402
@@ -74,7 +75,6 @@ from bridge.core.types import (  # noqa: E402
     LegRole,
     LegSource,
 )
-from bridge.io.asr_client import AsrEndpoint  # noqa: E402
 from bridge.leg import Leg, LegSettings  # noqa: E402
 from storage import TranscriptStore  # noqa: E402
 

@@ -161,7 +161,7 @@ def stats_ms(values: list[float]) -> dict[str, float | int]:
 
 
 async def run_bridge(args: argparse.Namespace) -> None:
-    from bridge.io.asr_client import AsrEndpoint
+    from bridge.asr.client import AsrEndpoint
     from bridge.webrtc.session import WhipSettings
     from tests.http.served import serve_bridge
 

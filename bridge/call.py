@@ -25,6 +25,7 @@ import time
 import uuid
 from typing import Protocol
 
+from bridge.asr.client import AsrEndpoint
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
     CallId,
@@ -37,7 +38,6 @@ from bridge.core.types import (
     LegSource,
     target_cause,
 )
-from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import Leg, LegResult, LegSettings, LegSink, Listener
 from bridge.log import leg_logger
 

@@ -12,19 +12,18 @@ import signal
 import sqlite3
 import sys
 import time
-import urllib.error
 from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any, cast
 
-from bridge.check import check_server, fetch_models, http_base
+from bridge.asr.client import AsrEndpoint
+from bridge.asr.probe import check_server, preflight
 from bridge.config import BridgeConfig, load_config
 from bridge.core.transcript import SegmentPolicy
 from bridge.core.types import AudioEncoding, LegRole
-from bridge.errors import AsrConnectionError, ConfigError, StorageError
+from bridge.errors import ConfigError, StorageError
 from bridge.export import fmt_ms, iso_utc, render
 from bridge.health import Health
-from bridge.io.asr_client import AsrEndpoint
 from bridge.io.audio_files import AudioFile, open_audio
 from bridge.leg import LegSettings
 from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
@@ -119,36 +118,6 @@ def leg_settings(config: BridgeConfig) -> LegSettings:
             max_segment_ms=int(config.segments.max_segment_s * 1000),
         ),
     )
-
-
-async def preflight(endpoint: AsrEndpoint) -> None:
-    """Fail fast, with the fix, when the server is down or does not serve the model."""
-    try:
-        models = await asyncio.to_thread(fetch_models, endpoint)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            raise ConfigError(
-                f"{endpoint.url}: wrong or missing API key (HTTP 401); pass --api-key or set "
-                "BRIDGE_ASR_API_KEY"
-            ) from exc
-        raise AsrConnectionError(
-            f"{http_base(endpoint.url)}/v1/models answered HTTP {exc.code}: is this a vLLM "
-            "server? Run `bridge check`",
-            retryable=False,
-        ) from exc
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise AsrConnectionError(
-            f"cannot reach the ASR server at {http_base(endpoint.url)} ({reason}): start it "
-            "(Procfile `vllm` line) or pass --asr-url",
-            retryable=False,
-        ) from exc
-    names = [m.name for m in models]
-    if endpoint.model not in names:
-        raise ConfigError(
-            f"the ASR server does not serve model {endpoint.model!r}; it serves "
-            f"{', '.join(names) or 'nothing'}: pass --model {names[0] if names else 'NAME'}"
-        )
 
 
 def write_stderr(text: str) -> None:
@@ -465,7 +434,7 @@ async def serve(args: argparse.Namespace) -> int:
                 )
             ]
             if sip.enabled:
-                from bridge.ingest import run_sip_ingest
+                from bridge.sip.ingest import run_sip_ingest
 
                 for line in sip_summary(sip):
                     print(f"bridge: {line}", file=sys.stderr)

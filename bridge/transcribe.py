@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from bridge.asr.client import AsrEndpoint
 from bridge.call import Call, EndCause
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
@@ -28,7 +29,6 @@ from bridge.core.types import (
 )
 from bridge.errors import AsrConnectionError, ConfigError
 from bridge.export import fmt_ms
-from bridge.io.asr_client import AsrEndpoint
 from bridge.io.audio_files import AudioFile
 from bridge.leg import LegResult, LegSettings, Listener
 from storage import TranscriptStore

@@ -3,7 +3,7 @@
 It speaks the protocol as ``docs/vllm-realtime.md`` describes it: ``session.update``, a commit
 that starts the generation, 80 ms appends (at real-time pace or as fast as possible), the final
 commit, then deltas until ``transcription.done``.  The bridge's own client is
-``bridge/io/asr_client.py``; this one keeps no state beyond one utterance.
+``bridge/asr/client.py``; this one keeps no state beyond one utterance.
 """
 
 from __future__ import annotations

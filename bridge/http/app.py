@@ -45,12 +45,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from bridge import metrics
+from bridge.asr.client import AsrEndpoint
 from bridge.core.numbers import BadNumber, parse_uint
 from bridge.core.types import LegRole
 from bridge.errors import BridgeError, ConfigError, MediaError, StorageError
 from bridge.export import MEDIA_TYPES, iter_render, to_json
 from bridge.health import Health
-from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
 from bridge.live import LiveFilter, LiveHub
 from bridge.transcribe import parse_roles

@@ -43,10 +43,10 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from bridge.asr.client import AsrEndpoint
 from bridge.config import BridgeConfig
 from bridge.errors import TransportError
 from bridge.health import Health
-from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
 from bridge.webrtc.session import WhipSettings

@@ -45,9 +45,9 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
+from bridge.asr.client import AsrEndpoint
 from bridge.core.types import CallId, CallInfo, LegEvent, LegRole, LegSource
 from bridge.errors import BridgeError, MediaError
-from bridge.io.asr_client import AsrEndpoint
 from bridge.io.audio_files import AudioFile, open_audio
 from bridge.leg import LegSettings, live_legs
 from bridge.live import LiveHub

@@ -41,10 +41,10 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
+from bridge.asr.client import AsrEndpoint
 from bridge.call import Call
 from bridge.core.audio import LegAudio, downmix
 from bridge.core.types import AudioEncoding, EndCause, LegRole, LegSource
-from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import Leg, LegSettings
 from bridge.live import LiveHub
 from bridge.live.tee import PublishingStore

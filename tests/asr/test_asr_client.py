@@ -23,6 +23,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from bridge.asr.client import AsrClient, AsrEndpoint
 from bridge.core.asr_protocol import (
     AsrEvent,
     AsrState,
@@ -41,7 +42,6 @@ from bridge.engine.protocol import (
     RealtimeServerProtocol,
     SendFrame,
 )
-from bridge.io.asr_client import AsrClient, AsrEndpoint
 
 MODEL = "voxtral-test"
 PROMPT_TOKENS = StepClock().prompt_tokens  # 39 at the default 480 ms delay

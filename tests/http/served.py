@@ -11,9 +11,9 @@ from pathlib import Path
 
 import uvicorn
 
+from bridge.asr.client import AsrEndpoint
 from bridge.http.app import close_app, create_app
 from bridge.http.auth import Principal, Role
-from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
 from bridge.webrtc.session import WhipSettings

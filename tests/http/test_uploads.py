@@ -24,6 +24,7 @@ import numpy.typing as npt
 import pytest
 import uvicorn
 
+from bridge.asr.client import AsrEndpoint
 from bridge.core.types import LegSource
 from bridge.engine import EngineConfig, RunningEngine, start_engine_server
 from bridge.engine.recognizer import ScriptedRecognizer, TimedWord
@@ -31,7 +32,6 @@ from bridge.http import uploads as uploads_module
 from bridge.http.app import close_app, create_app
 from bridge.http.server import server_config
 from bridge.http.uploads import UploadLimits, UploadRunner
-from bridge.io.asr_client import AsrEndpoint
 from bridge.io.audio_files import MAX_HEADER_CHUNKS
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
@@ -623,7 +623,7 @@ from pathlib import Path
 import uvicorn
 from bridge.http.app import create_app
 from bridge.http.server import server_config
-from bridge.io.asr_client import AsrEndpoint
+from bridge.asr.client import AsrEndpoint
 from bridge.live import LiveHub
 from storage import TranscriptStore
 from tests.http.served import TOKENS

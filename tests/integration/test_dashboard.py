@@ -21,7 +21,7 @@ from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import async_playwright
 from vllm_server import VllmServer
 
-from bridge.io.asr_client import AsrEndpoint
+from bridge.asr.client import AsrEndpoint
 from tests.http.served import ALICE, SUPERVISOR, serve_bridge
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

@@ -36,10 +36,10 @@ from playwright.async_api import BrowserContext, Page, async_playwright
 from playwright.async_api import Error as PlaywrightError
 from vllm_server import VllmServer
 
+from bridge.asr.client import AsrEndpoint
 from bridge.core.types import CallId, CallInfo, LegId, LegInfo, LegRole, LegSource, Segment
 from bridge.http.app import close_app, create_app
 from bridge.http.auth import SESSION_COOKIE, session_cookie_value
-from bridge.io.asr_client import AsrEndpoint
 from bridge.live import LiveHub
 from bridge.live.tee import PublishingStore
 from storage import TranscriptStore

@@ -25,6 +25,7 @@ import websockets
 from engine_server import EngineServer
 from vllm_server import VllmServer, auth_headers
 
+from bridge.asr.client import AsrEndpoint
 from bridge.core.asr_protocol import AsrStream, ServerError, expected_steps
 from bridge.core.audio import LegAudio
 from bridge.core.g711 import encode_ulaw
@@ -39,7 +40,6 @@ from bridge.core.types import (
     Segment,
     Word,
 )
-from bridge.io.asr_client import AsrEndpoint
 from bridge.leg import COUNTERS, Leg, LegResult, LegSettings, live_legs
 from storage import CallTranscript, TranscriptStore
 

@@ -36,7 +36,7 @@ from engine_server import EngineServer
 from playwright.async_api import Request, async_playwright
 from vllm_server import VllmServer
 
-from bridge.io.asr_client import AsrEndpoint
+from bridge.asr.client import AsrEndpoint
 from bridge.live import LiveHub
 from bridge.webrtc.session import WhipSettings
 from storage import TranscriptStore

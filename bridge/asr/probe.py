@@ -1,12 +1,16 @@
-"""``bridge check``: is the ASR server reachable, a realtime server, and serving our model?
+"""Probes of an ASR server: is it reachable, a realtime server, and serving our model?
 
-Three probes, each reported on its own line with what to do when it fails:
+``bridge check`` (:func:`check_server`) runs three probes, each reported on its own line with
+what to do when it fails:
 
 1. ``GET /v1/models`` - the served model names and ``max_model_len``;
 2. the configured model is among them;
 3. ``/v1/realtime`` - one second of silence through a real session: ``session.created``, one
    ``transcription.delta`` per 80 ms step as Voxtral Realtime produces them, and
    ``transcription.done``.
+
+The first two are :func:`probe_models`, which is also the pre-flight of the commands that need
+the server (:func:`preflight`): one request, one verdict, told as a report line or as an error.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from urllib.parse import urlsplit, urlunsplit
 import websockets
 from websockets.asyncio.client import connect
 
+from bridge.asr.client import AsrEndpoint, describe_connect_error
 from bridge.core.asr_protocol import AsrState, AsrStream, ServerError, StepText, expected_steps
 from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_MS, CHUNK_SAMPLES
-from bridge.io.asr_client import AsrEndpoint, describe_connect_error
+from bridge.errors import AsrConnectionError, BridgeError, ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,25 +79,79 @@ def fetch_models(endpoint: AsrEndpoint, timeout_s: float = 5.0) -> list[ServedMo
     return models
 
 
+@dataclass(frozen=True, slots=True)
+class ModelsProblem:
+    """Why the server cannot transcribe for us, said two ways: ``line`` for the ``what`` row of
+    ``bridge check``, ``error`` for a command that needs the server."""
+
+    what: str  # the check row: "/v1/models" (no usable answer) or "model" (not served)
+    line: str
+    error: BridgeError
+
+
+async def probe_models(endpoint: AsrEndpoint) -> tuple[list[ServedModel], ModelsProblem | None]:
+    """``GET /v1/models``: the served models, and the problem if it is not serving ours."""
+    base = http_base(endpoint.url)
+    try:
+        models = await asyncio.to_thread(fetch_models, endpoint)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return [], ModelsProblem(
+                "/v1/models",
+                "HTTP 401: wrong or missing API key (--api-key)",
+                ConfigError(
+                    f"{endpoint.url}: wrong or missing API key (HTTP 401); pass --api-key or set "
+                    "BRIDGE_ASR_API_KEY"
+                ),
+            )
+        return [], ModelsProblem(
+            "/v1/models",
+            f"HTTP {exc.code}: is this a vLLM server?",
+            AsrConnectionError(
+                f"{base}/v1/models answered HTTP {exc.code}: is this a vLLM server? Run "
+                "`bridge check`",
+                retryable=False,
+            ),
+        )
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return [], ModelsProblem(
+            "/v1/models",
+            f"cannot reach {base}: {reason} (is the ASR server running? start it with the "
+            "Procfile's vllm line, or pass --asr-url)",
+            AsrConnectionError(
+                f"cannot reach the ASR server at {base} ({reason}): start it (Procfile `vllm` "
+                "line) or pass --asr-url",
+                retryable=False,
+            ),
+        )
+    names = [m.name for m in models]
+    if endpoint.model in names:
+        return models, None
+    fix = f"pass --model {names[0] if names else 'NAME'}"
+    return models, ModelsProblem(
+        "model",
+        f"{endpoint.model!r} is not served; {fix}",
+        ConfigError(
+            f"the ASR server does not serve model {endpoint.model!r}; it serves "
+            f"{', '.join(names) or 'nothing'}: {fix}"
+        ),
+    )
+
+
+async def preflight(endpoint: AsrEndpoint) -> None:
+    """Fail fast, with the fix, when the server is down or does not serve the model."""
+    _, problem = await probe_models(endpoint)
+    if problem is not None:
+        raise problem.error
+
+
 async def check_server(endpoint: AsrEndpoint, *, probe_s: float = 1.0) -> CheckReport:
     report = CheckReport()
     report.lines.append(f"ASR server {endpoint.url}")
-    try:
-        report.models = await asyncio.to_thread(fetch_models, endpoint)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 401:
-            report.add(False, "/v1/models", "HTTP 401: wrong or missing API key (--api-key)")
-        else:
-            report.add(False, "/v1/models", f"HTTP {exc.code}: is this a vLLM server?")
-        return report
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        report.add(
-            False,
-            "/v1/models",
-            f"cannot reach {http_base(endpoint.url)}: {reason} (is the ASR server running? "
-            "start it with the Procfile's vllm line, or pass --asr-url)",
-        )
+    report.models, problem = await probe_models(endpoint)
+    if problem is not None and problem.what == "/v1/models":
+        report.add(False, problem.what, problem.line)
         return report
     served = ", ".join(
         f"{m.name} (max_model_len {m.max_model_len}"
@@ -100,16 +159,10 @@ async def check_server(endpoint: AsrEndpoint, *, probe_s: float = 1.0) -> CheckR
         for m in report.models
     )
     report.add(True, "/v1/models", f"serves {served or 'nothing'}")
-    names = [m.name for m in report.models]
-    if endpoint.model in names:
-        report.add(True, "model", endpoint.model)
-    else:
-        report.add(
-            False,
-            "model",
-            f"{endpoint.model!r} is not served; pass --model {names[0] if names else 'NAME'}",
-        )
+    if problem is not None:
+        report.add(False, problem.what, problem.line)
         return report
+    report.add(True, "model", endpoint.model)
     await _probe_realtime(endpoint, probe_s, report)
     return report
 

@@ -1,0 +1,147 @@
+"""The one ``/v1/models`` probe, against a real HTTP server in this process: ``bridge check``
+reports its verdict as a line, the pre-flight of ``transcribe`` raises it as one error, and both
+come from the same request (``bridge.asr.probe.probe_models``)."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from bridge.asr.client import AsrEndpoint
+from bridge.asr.probe import check_server, preflight, probe_models
+from bridge.errors import AsrConnectionError, ConfigError
+
+MODEL = "tiny-voxtral"
+KEY = "secret"
+
+
+class Models(http.server.BaseHTTPRequestHandler):
+    """``GET /v1/models`` as vLLM answers it, behind ``--api-key secret``; 404 elsewhere, and
+    everywhere while ``vllm`` is false (some other HTTP server)."""
+
+    requests = 0
+    vllm = True
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).requests += 1
+        if self.path != "/v1/models" or not self.vllm:
+            self.send_error(404)
+            return
+        if self.headers.get("Authorization") != f"Bearer {KEY}":
+            self.send_error(401)
+            return
+        body = json.dumps({"data": [{"id": MODEL, "max_model_len": 512}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    """The ``ws://`` URL of the server above, on a free port of 127.0.0.1."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Models)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    Models.requests = 0
+    Models.vllm = True
+    try:
+        yield f"ws://127.0.0.1:{httpd.server_address[1]}/v1/realtime"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def down_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"ws://127.0.0.1:{sock.getsockname()[1]}/v1/realtime"
+
+
+async def test_a_served_model_passes_the_preflight(server: str) -> None:
+    endpoint = AsrEndpoint(url=server, model=MODEL, api_key=KEY)
+    models, problem = await probe_models(endpoint)
+    assert problem is None
+    assert [(m.name, m.max_model_len, m.max_session_s) for m in models] == [(MODEL, 512, 37.84)]
+    await preflight(endpoint)
+    assert Models.requests == 2  # one GET each
+
+
+@pytest.mark.parametrize(
+    ("model", "key", "vllm", "what", "line", "error", "message"),
+    [
+        (
+            MODEL,
+            None,
+            True,
+            "/v1/models",
+            "HTTP 401: wrong or missing API key (--api-key)",
+            ConfigError,
+            "/v1/realtime: wrong or missing API key (HTTP 401); pass --api-key or set "
+            "BRIDGE_ASR_API_KEY",
+        ),
+        (
+            MODEL,
+            KEY,
+            False,
+            "/v1/models",
+            "HTTP 404: is this a vLLM server?",
+            AsrConnectionError,
+            "/v1/models answered HTTP 404: is this a vLLM server? Run `bridge check`",
+        ),
+        (
+            "voxtral",
+            KEY,
+            True,
+            "model",
+            "'voxtral' is not served; pass --model tiny-voxtral",
+            ConfigError,
+            "the ASR server does not serve model 'voxtral'; it serves tiny-voxtral: pass "
+            "--model tiny-voxtral",
+        ),
+    ],
+)
+async def test_check_and_preflight_tell_the_same_verdict_their_own_way(
+    server: str,
+    model: str,
+    key: str | None,
+    vllm: bool,
+    what: str,
+    line: str,
+    error: type[Exception],
+    message: str,
+) -> None:
+    Models.vllm = vllm
+    endpoint = AsrEndpoint(url=server, model=model, api_key=key)
+    report = await check_server(endpoint)  # stops at the failed row: no realtime session
+    assert not report.ok
+    assert report.lines[-1] == f"  {what:<13} FAIL {line}"
+    with pytest.raises(error) as raised:
+        await preflight(endpoint)
+    assert message in str(raised.value)
+    assert str(raised.value).count("\n") == 0
+    if isinstance(raised.value, AsrConnectionError):
+        assert not raised.value.retryable
+    assert Models.requests == 2  # one GET each
+
+
+async def test_a_server_that_is_down_is_one_line_with_the_fix() -> None:
+    url = down_url()
+    base = url.removeprefix("ws://").removesuffix("/v1/realtime")
+    endpoint = AsrEndpoint(url=url, model=MODEL)
+    report = await check_server(endpoint)
+    assert report.lines[-1].startswith(f"  /v1/models    FAIL cannot reach http://{base}: ")
+    assert report.lines[-1].endswith(
+        "(is the ASR server running? start it with the Procfile's vllm line, or pass --asr-url)"
+    )
+    with pytest.raises(AsrConnectionError, match=f"cannot reach the ASR server at http://{base}"):
+        await preflight(endpoint)
