@@ -50,7 +50,9 @@ from prometheus_client.registry import Collector
 from bridge.errors import StorageError
 from storage.outbox import OutboxItem, WebhookOutbox
 
-from .hub import LiveEvent, LiveFilter, LiveHub, Subscription
+from .events import LiveEvent, LiveFilter
+from .hub import LiveHub
+from .subscription import Subscription
 
 logger = logging.getLogger(__name__)
 
