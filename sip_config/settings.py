@@ -1,8 +1,9 @@
 """SIP settings: the ``[sip]`` table of the bridge's TOML file, then ``BRIDGE_SIP_*`` variables.
 
-Like :mod:`bridge.config`, every problem is collected and reported at once
-(:class:`~bridge.errors.ConfigError` ``.problems``), each naming where the value came from and
-what is expected.  The environment is passed in, never read here.
+Read by :mod:`bridge.config.reader`, as the bridge's other tables are: the same file (``-c`` or
+``BRIDGE_CONFIG``), the same conversions of the variables, every problem collected and reported
+at once (:class:`~bridge.errors.ConfigError` ``.problems``), each naming where the value came
+from and what is expected.  The environment is passed in, never read here.
 
 Example::
 
@@ -55,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bridge.config import read_toml
+from bridge.config.reader import Read, Setting, config_path, read_settings
 from bridge.core.types import LegRole
 from bridge.errors import ConfigError
 from sip_config.routes import Route, parse_routes
@@ -147,33 +148,33 @@ class SipSettings:
         return self.rtp_port_min + index * share, share
 
 
-# key -> (environment variable, kind)
-_KEYS: dict[str, tuple[str, type]] = {
-    "enabled": ("BRIDGE_SIP_ENABLED", bool),
-    "host": ("BRIDGE_SIP_HOST", str),
-    "public_address": ("BRIDGE_SIP_PUBLIC_ADDRESS", str),
-    "port": ("BRIDGE_SIP_PORT", int),
-    "transports": ("BRIDGE_SIP_TRANSPORTS", list),
-    "rtp_port_min": ("BRIDGE_SIP_RTP_PORT_MIN", int),
-    "rtp_port_max": ("BRIDGE_SIP_RTP_PORT_MAX", int),
-    "codecs": ("BRIDGE_SIP_CODECS", list),
-    "allowed_sources": ("BRIDGE_SIP_ALLOWED_SOURCES", list),
-    "workers": ("BRIDGE_SIP_WORKERS", int),
-    "max_calls_per_worker": ("BRIDGE_SIP_MAX_CALLS_PER_WORKER", int),
-    "retry_after_s": ("BRIDGE_SIP_RETRY_AFTER_S", int),
-    "direct_role": ("BRIDGE_SIP_DIRECT_ROLE", str),
-    "agents": ("BRIDGE_SIP_AGENTS", list),
-    "rtp_timeout_s": ("BRIDGE_SIP_RTP_TIMEOUT_S", int),
-    "tls_port": ("BRIDGE_SIP_TLS_PORT", int),
-    "tls_cert_file": ("BRIDGE_SIP_TLS_CERT_FILE", str),
-    "tls_key_file": ("BRIDGE_SIP_TLS_KEY_FILE", str),
-    "registrar": ("BRIDGE_SIP_REGISTRAR", str),
-    "auth_user": ("BRIDGE_SIP_AUTH_USER", str),
-    "auth_password": ("BRIDGE_SIP_AUTH_PASSWORD", str),
-    "auth_realm": ("BRIDGE_SIP_AUTH_REALM", str),
-    "dispatcher": ("BRIDGE_SIP_DISPATCHER", str),
-    "dispatcher_port": ("BRIDGE_SIP_DISPATCHER_PORT", int),
-    "routes": ("", list),  # [[sip.routes]] tables: TOML only
+# [sip] key -> its variable and kind (bridge.config.reader)
+_KEYS: dict[str, Setting] = {
+    "enabled": Setting("BRIDGE_SIP_ENABLED", bool),
+    "host": Setting("BRIDGE_SIP_HOST"),
+    "public_address": Setting("BRIDGE_SIP_PUBLIC_ADDRESS"),
+    "port": Setting("BRIDGE_SIP_PORT", int),
+    "transports": Setting("BRIDGE_SIP_TRANSPORTS", list),
+    "rtp_port_min": Setting("BRIDGE_SIP_RTP_PORT_MIN", int),
+    "rtp_port_max": Setting("BRIDGE_SIP_RTP_PORT_MAX", int),
+    "codecs": Setting("BRIDGE_SIP_CODECS", list),
+    "allowed_sources": Setting("BRIDGE_SIP_ALLOWED_SOURCES", list),
+    "workers": Setting("BRIDGE_SIP_WORKERS", int),
+    "max_calls_per_worker": Setting("BRIDGE_SIP_MAX_CALLS_PER_WORKER", int),
+    "retry_after_s": Setting("BRIDGE_SIP_RETRY_AFTER_S", int),
+    "direct_role": Setting("BRIDGE_SIP_DIRECT_ROLE"),
+    "agents": Setting("BRIDGE_SIP_AGENTS", list),
+    "rtp_timeout_s": Setting("BRIDGE_SIP_RTP_TIMEOUT_S", int),
+    "tls_port": Setting("BRIDGE_SIP_TLS_PORT", int),
+    "tls_cert_file": Setting("BRIDGE_SIP_TLS_CERT_FILE"),
+    "tls_key_file": Setting("BRIDGE_SIP_TLS_KEY_FILE"),
+    "registrar": Setting("BRIDGE_SIP_REGISTRAR"),
+    "auth_user": Setting("BRIDGE_SIP_AUTH_USER"),
+    "auth_password": Setting("BRIDGE_SIP_AUTH_PASSWORD"),
+    "auth_realm": Setting("BRIDGE_SIP_AUTH_REALM"),
+    "dispatcher": Setting("BRIDGE_SIP_DISPATCHER"),
+    "dispatcher_port": Setting("BRIDGE_SIP_DISPATCHER_PORT", int),
+    "routes": Setting(None, list),  # [[sip.routes]] tables: TOML only
 }
 
 
@@ -227,8 +228,8 @@ def settings_table() -> str:
     """The ``[sip]`` settings as a Markdown table: setting, env variable, default, meaning."""
     defaults = SipSettings()
     rows = ["| setting | env | default | meaning |", "| --- | --- | --- | --- |"]
-    for key, (env, _) in _KEYS.items():
-        env_text = f"`{env}`" if env else "(file only)"
+    for key, setting in _KEYS.items():
+        env_text = f"`{setting.env}`" if setting.env else "(file only)"
         rows.append(
             f"| `sip.{key}` | {env_text} | {_default_text(getattr(defaults, key))} "
             f"| {MEANINGS[key]} |"
@@ -236,86 +237,34 @@ def settings_table() -> str:
     return "\n".join(rows) + "\n"
 
 
-_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+SECTION = "sip"
+SCHEMA = {SECTION: _KEYS}
 
 
 def load_sip_settings(path: Path | None, environ: Mapping[str, str]) -> SipSettings:
-    """The ``[sip]`` table of ``path`` (other tables are ignored), then the environment.
+    """The ``[sip]`` table of ``path`` (else of ``BRIDGE_CONFIG``'s file; other tables are not
+    read here), then the environment.
 
     Raises:
         ConfigError: listing every problem found.
     """
-    problems: list[str] = []
-    values: dict[str, tuple[object, str]] = {}
-    if path is not None:
-        _read_file(path, values, problems)
-    for key, (env, kind) in _KEYS.items():
-        raw = environ.get(env, "") if env else ""
-        if raw == "":
-            continue
-        if kind is int:
-            try:
-                values[key] = (int(raw), env)
-            except ValueError:
-                problems.append(f"{env}={raw!r}: expected int")
-        elif kind is bool:
-            if raw.lower() in _BOOLS:
-                values[key] = (_BOOLS[raw.lower()], env)
-            else:
-                problems.append(f"{env}={raw!r}: expected 1/0, true/false, yes/no")
-        elif kind is list:
-            values[key] = ([item.strip() for item in raw.split(",") if item.strip()], env)
-        else:
-            values[key] = (raw, env)
-    settings = settings_from(values, problems)
-    if problems:
-        raise ConfigError(problems)
+    read = read_settings(SCHEMA, config_path(path, environ), environ)
+    settings = settings_from(read)
+    if read.problems:
+        raise ConfigError(read.problems)
     return settings
 
 
-def _read_file(path: Path, values: dict[str, tuple[object, str]], problems: list[str]) -> None:
-    data = read_toml(path, problems)
-    if data is None:
-        return
-    table = data.get("sip", {})
-    if not isinstance(table, dict):
-        problems.append(f"{path}: [sip] must be a table")
-        return
-    for key, value in table.items():
-        if key not in _KEYS:
-            problems.append(
-                f"{path}: unknown setting sip.{key} (known: {', '.join(sorted(_KEYS))})"
-            )
-            continue
-        values[key] = (value, f"{path}: sip.{key}")
-
-
-def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str]) -> SipSettings:
-    """Check raw ``key -> (value, origin)`` pairs; append every problem to ``problems``."""
+def settings_from(read: Read) -> SipSettings:
+    """Check what was read; append every problem to ``read.problems``."""
     defaults = SipSettings()
+    problems = read.problems
 
     def get(key: str) -> Any:
-        default = getattr(defaults, key)
-        if key not in values:
-            return default
-        value, origin = values[key]
-        kind = _KEYS[key][1]
-        if key == "agents" and isinstance(value, dict):  # the [sip.agents] table
-            return value
-        if key == "routes":
-            return parse_routes(value, origin, problems)
-        if kind is list:
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                problems.append(f"{origin}: expected a list of strings, got {value!r}")
-                return default
-            return tuple(value)
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            problems.append(f"{origin}: expected {kind.__name__}, got {value!r}")
-            return default
-        return value
+        return read.value(SECTION, key, getattr(defaults, key))
 
     def origin(key: str) -> str:
-        return values[key][1] if key in values else f"sip.{key}"
+        return read.origin(SECTION, key)
 
     transports = tuple(t.lower() for t in get("transports"))
     for t in transports:
@@ -360,11 +309,11 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
         )
         role = defaults.direct_role
     agents: list[tuple[str, str]] = []
-    raw_agents = get("agents")
+    raw_agents = read.raw(SECTION, "agents")  # the [sip.agents] table, or extension=agent items
     if isinstance(raw_agents, dict):
         pairs = [(str(k), v if isinstance(v, str) else "") for k, v in raw_agents.items()]
     else:
-        pairs = [tuple(item.partition("=")[::2]) for item in raw_agents]
+        pairs = [tuple(item.partition("=")[::2]) for item in get("agents")]
     for extension, agent in pairs:
         if not extension.strip() or not agent.strip():
             problems.append(
@@ -391,7 +340,7 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
         rtp_timeout_s=get("rtp_timeout_s"),
         dispatcher=str(get("dispatcher")).lower(),
         dispatcher_port=get("dispatcher_port"),
-        routes=get("routes"),
+        routes=_routes(read),
         tls_port=get("tls_port"),
         tls_cert_file=get("tls_cert_file") or None,
         tls_key_file=get("tls_key_file") or None,
@@ -403,6 +352,11 @@ def settings_from(values: Mapping[str, tuple[object, str]], problems: list[str])
     _check_ranges(settings, origin, problems)
     _check_dispatcher(settings, origin, problems)
     return settings
+
+
+def _routes(read: Read) -> tuple[Route, ...]:
+    raw = read.raw(SECTION, "routes")
+    return () if raw is None else parse_routes(raw, read.origin(SECTION, "routes"), read.problems)
 
 
 def _check_ranges(s: SipSettings, origin: Any, problems: list[str]) -> None:

@@ -1,8 +1,6 @@
-"""Configuration: a TOML file, then ``BRIDGE_*`` environment variables, then command-line options.
-
-Every problem is collected and reported at once (``ConfigError.problems``), each naming where the
-value came from and what is expected, before anything starts.  Nothing else in the bridge reads
-``os.environ``: the environment is passed in.
+"""The bridge's settings: ``[asr]``, ``[storage]``, ``[segments]``, ``[serve]``, ``[http]`` and
+``[webrtc]`` of the TOML file, their ``BRIDGE_*`` variables and command-line options, read by
+:mod:`bridge.config.reader` and checked here (``[sip]``: :mod:`sip_config`).
 
 Example ``bridge.toml``::
 
@@ -37,12 +35,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
+from bridge.config.reader import Read, Schema, Setting, config_path, read_settings
 from bridge.errors import ConfigError
 from bridge.http.auth import Principal, parse_tokens
 
@@ -113,34 +110,41 @@ class BridgeConfig:
     source: str = "defaults"  # where the settings came from, for the start-up summary
 
 
-# (section, key) -> (environment variable, type)
-_KEYS: dict[tuple[str, str], tuple[str | None, type]] = {
-    ("asr", "url"): ("BRIDGE_ASR_URL", str),
-    ("asr", "model"): ("BRIDGE_ASR_MODEL", str),
-    ("asr", "api_key"): ("BRIDGE_ASR_API_KEY", str),
-    ("asr", "language"): ("BRIDGE_ASR_LANGUAGE", str),
-    ("asr", "delay_ms"): ("BRIDGE_ASR_DELAY_MS", int),
-    ("asr", "recycle_after_s"): ("BRIDGE_ASR_RECYCLE_AFTER_S", float),
-    ("asr", "max_buffer_s"): ("BRIDGE_ASR_MAX_BUFFER_S", float),
-    ("asr", "stall_timeout_s"): ("BRIDGE_ASR_STALL_TIMEOUT_S", float),
-    ("asr", "max_legs"): ("BRIDGE_ASR_MAX_LEGS", int),
-    ("storage", "db"): ("BRIDGE_DB", str),
-    ("segments", "pause_ms"): ("BRIDGE_SEGMENT_PAUSE_MS", int),
-    ("segments", "max_segment_s"): ("BRIDGE_SEGMENT_MAX_S", float),
-    ("serve", "host"): ("BRIDGE_HOST", str),
-    ("serve", "port"): ("BRIDGE_PORT", int),
-    ("http", "api_tokens"): ("BRIDGE_API_TOKENS", str),
-    ("http", "retention_days"): ("BRIDGE_RETENTION_DAYS", float),
-    ("http", "public_url"): ("BRIDGE_PUBLIC_URL", str),
-    ("http", "webhook_url"): ("BRIDGE_WEBHOOK_URL", str),
-    ("http", "webhook_secret"): ("BRIDGE_WEBHOOK_SECRET", str),
-    ("webrtc", "stun"): ("BRIDGE_WEBRTC_STUN", str),  # comma-separated URLs
-    ("webrtc", "turn"): ("BRIDGE_WEBRTC_TURN", str),
-    ("webrtc", "turn_username"): ("BRIDGE_WEBRTC_TURN_USERNAME", str),
-    ("webrtc", "turn_password"): ("BRIDGE_WEBRTC_TURN_PASSWORD", str),
-    ("webrtc", "max_sessions"): ("BRIDGE_WEBRTC_MAX_SESSIONS", int),
-    ("webrtc", "public_address"): ("BRIDGE_WEBRTC_PUBLIC_ADDRESS", str),
+SCHEMA: Schema = {
+    "asr": {
+        "url": Setting("BRIDGE_ASR_URL"),
+        "model": Setting("BRIDGE_ASR_MODEL"),
+        "api_key": Setting("BRIDGE_ASR_API_KEY"),
+        "language": Setting("BRIDGE_ASR_LANGUAGE"),
+        "delay_ms": Setting("BRIDGE_ASR_DELAY_MS", int),
+        "recycle_after_s": Setting("BRIDGE_ASR_RECYCLE_AFTER_S", float),
+        "max_buffer_s": Setting("BRIDGE_ASR_MAX_BUFFER_S", float),
+        "stall_timeout_s": Setting("BRIDGE_ASR_STALL_TIMEOUT_S", float),
+        "max_legs": Setting("BRIDGE_ASR_MAX_LEGS", int),
+    },
+    "storage": {"db": Setting("BRIDGE_DB")},
+    "segments": {
+        "pause_ms": Setting("BRIDGE_SEGMENT_PAUSE_MS", int),
+        "max_segment_s": Setting("BRIDGE_SEGMENT_MAX_S", float),
+    },
+    "serve": {"host": Setting("BRIDGE_HOST"), "port": Setting("BRIDGE_PORT", int)},
+    "http": {
+        "api_tokens": Setting("BRIDGE_API_TOKENS"),
+        "retention_days": Setting("BRIDGE_RETENTION_DAYS", float),
+        "public_url": Setting("BRIDGE_PUBLIC_URL"),
+        "webhook_url": Setting("BRIDGE_WEBHOOK_URL"),
+        "webhook_secret": Setting("BRIDGE_WEBHOOK_SECRET"),
+    },
+    "webrtc": {
+        "stun": Setting("BRIDGE_WEBRTC_STUN"),  # comma-separated URLs
+        "turn": Setting("BRIDGE_WEBRTC_TURN"),
+        "turn_username": Setting("BRIDGE_WEBRTC_TURN_USERNAME"),
+        "turn_password": Setting("BRIDGE_WEBRTC_TURN_PASSWORD"),
+        "max_sessions": Setting("BRIDGE_WEBRTC_MAX_SESSIONS", int),
+        "public_address": Setting("BRIDGE_WEBRTC_PUBLIC_ADDRESS"),
+    },
 }
+SIP_SECTION = "sip"  # [sip] is read by sip_config.load_sip_settings
 
 
 def load_config(
@@ -153,89 +157,19 @@ def load_config(
     Raises:
         ConfigError: listing every problem found.
     """
-    problems: list[str] = []
-    values: dict[tuple[str, str], tuple[object, str]] = {}
-    sources = []
-    if path is None and environ.get("BRIDGE_CONFIG"):
-        path = Path(environ["BRIDGE_CONFIG"])
-    if path is not None:
-        sources.append(str(path))
-        _read_file(path, values, problems)
-    for key, (env, kind) in _KEYS.items():
-        if env and env in environ and environ[env] != "":
-            values[key] = (_convert(environ[env], kind, env, problems), env)
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key] = (value, "--" + key[1].replace("_", "-"))
-    if any(origin.startswith("BRIDGE_") for _, origin in values.values()):
+    path = config_path(path, environ)
+    read = read_settings(SCHEMA, path, environ, overrides=overrides, others=(SIP_SECTION,))
+    config = _build(read, environ)
+    if read.problems:
+        raise ConfigError(read.problems)
+    sources = [str(path)] if path is not None else []
+    if read.from_environment:
         sources.append("environment")
-    config = _build(values, environ, problems)
-    if problems:
-        raise ConfigError(problems)
     return replace(config, source=", ".join(sources) or "defaults")
 
 
-def read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
-    """The TOML document at ``path``, or None with the reason added to ``problems``."""
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problems.append(f"{path}: config file not found")
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot read: {exc}")
-    except tomllib.TOMLDecodeError as exc:
-        problems.append(f"{path}: not valid TOML: {exc}")
-    return None
-
-
-def _read_file(
-    path: Path, values: dict[tuple[str, str], tuple[object, str]], problems: list[str]
-) -> None:
-    data = read_toml(path, problems)
-    if data is None:
-        return
-    for section, table in data.items():
-        if section == "sip":
-            continue  # read by sip_config.load_sip_settings
-        if not isinstance(table, dict):
-            problems.append(f"{path}: [{section}] must be a table")
-            continue
-        for key, value in table.items():
-            if (section, key) not in _KEYS:
-                known = sorted(k for s, k in _KEYS if s == section)
-                hint = f" (known: {', '.join(known)})" if known else " (unknown section)"
-                problems.append(f"{path}: unknown setting {section}.{key}{hint}")
-                continue
-            values[(section, key)] = (value, f"{path}: {section}.{key}")
-
-
-def _convert(raw: str, kind: type, origin: str, problems: list[str]) -> object:
-    try:
-        return kind(raw)
-    except ValueError:
-        problems.append(f"{origin}={raw!r}: expected {kind.__name__}")
-        return None
-
-
-def _build(
-    values: dict[tuple[str, str], tuple[object, str]],
-    environ: Mapping[str, str],
-    problems: list[str],
-) -> BridgeConfig:
-    def get(section: str, key: str, default: Any) -> Any:
-        if (section, key) not in values:
-            return default
-        value, origin = values[(section, key)]
-        kind = _KEYS[(section, key)][1]
-        if value is None:
-            return default
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or isinstance(value, bool):
-            problems.append(f"{origin}: expected {kind.__name__}, got {value!r}")
-            return default
-        return value
-
+def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
+    get, problems = read.value, read.problems
     asr = AsrConfig(
         url=get("asr", "url", None),
         model=get("asr", "model", DEFAULT_MODEL),
