@@ -43,7 +43,7 @@ soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
 import uvicorn
 from bridge.http.app import create_app
-from bridge.http.auth import Principal, Role
+from bridge.auth import Principal, Role
 try:
     from bridge.asr.client import AsrEndpoint
 except ImportError:  # a tree before issue 14

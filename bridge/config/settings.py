@@ -39,9 +39,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bridge.auth import Principal, parse_tokens
 from bridge.config.reader import Read, Schema, Setting, config_path, read_settings
 from bridge.errors import ConfigError
-from bridge.http.auth import Principal, parse_tokens
 
 DEFAULT_MODEL = "mistralai/Voxtral-Mini-4B-Realtime-2602"
 VALID_DELAYS_MS = tuple(range(80, 1201, 80)) + (2400,)

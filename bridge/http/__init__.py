@@ -2,7 +2,7 @@
 
 Modules: ``app`` (routes; :func:`bridge.http.app.create_app`), ``server`` (``run_http`` for
 ``bridge serve``: uvicorn plus the retention task), ``live_ws`` (hub subscriptions over
-WebSocket), ``uploads`` (``POST /api/v1/calls``: a file as a live call), ``auth`` (tokens, pure),
-``problems`` (RFC 9457 bodies), ``openapi`` (the API document).  Nothing is imported here so that
-``bridge.config`` can use ``auth`` without loading the web stack.
+WebSocket), ``uploads`` (``POST /api/v1/calls``: a file as a live call), ``auth`` (how a request
+presents its token, the same-origin proof; tokens and roles are :mod:`bridge.auth`'s),
+``problems`` (RFC 9457 bodies), ``openapi`` (the API document).
 """

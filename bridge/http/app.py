@@ -46,6 +46,7 @@ from starlette.websockets import WebSocket
 
 from bridge import metrics
 from bridge.asr.client import AsrEndpoint
+from bridge.auth import Principal
 from bridge.core.numbers import BadNumber, parse_uint
 from bridge.core.types import LegRole
 from bridge.errors import BridgeError, ConfigError, MediaError, StorageError
@@ -57,7 +58,6 @@ from bridge.transcribe import parse_roles
 from bridge.webrtc.session import WhipSessions, WhipSettings
 from storage import TranscriptStore
 
-from .auth import Principal
 from .live_ws import refuse_handshake, serve_subscription
 from .openapi import openapi_document
 from .problems import HttpProblem, problem_response

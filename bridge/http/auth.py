@@ -1,9 +1,7 @@
-"""API tokens, how a request presents one, and who may see what.  Pure: no I/O.
+"""How an HTTP request presents its API token, and when it must prove its origin.  No I/O.
 
-Tokens come from configuration (``http.api_tokens`` / ``BRIDGE_API_TOKENS``): a comma-separated
-list of ``token:role[:agent]`` with role ``supervisor`` (sees every call) or ``agent`` (sees only
-the calls carrying its agent id).  A request presents its token in one of three ways, first
-found wins (:func:`presented_token`):
+Tokens and who they belong to are :mod:`bridge.auth`'s.  A request presents its token in one of
+three ways, first found wins (:func:`presented_token`):
 
 * ``Authorization: Bearer TOKEN`` (RFC 6750 §2.1): API clients;
 * ``?token=TOKEN`` (RFC 6750 §2.3): links and WebSocket clients that cannot set headers;
@@ -23,7 +21,6 @@ only for WHIP.
 from __future__ import annotations
 
 import enum
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
@@ -35,61 +32,6 @@ SESSION_COOKIE = "bridge_session"
 
 #: RFC 9110 §9.2.1: GET, HEAD, OPTIONS and TRACE are safe; everything else may change state.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-
-
-class Role(enum.Enum):
-    SUPERVISOR = "supervisor"
-    AGENT = "agent"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who a token belongs to."""
-
-    role: Role
-    agent: str | None = None  # the agent id, for role AGENT
-
-    @property
-    def is_supervisor(self) -> bool:
-        return self.role is Role.SUPERVISOR
-
-    def can_see(self, call_agent: str | None) -> bool:
-        """Supervisors see every call; an agent only calls assigned to it."""
-        return self.is_supervisor or (call_agent is not None and call_agent == self.agent)
-
-
-def parse_tokens(spec: str) -> tuple[dict[str, Principal], list[str]]:
-    """``"s3cret:supervisor,abc:agent:alice"`` -> ({token: principal}, problems)."""
-    tokens: dict[str, Principal] = {}
-    problems: list[str] = []
-    for n, item in enumerate((x.strip() for x in spec.split(",")), 1):
-        if not item:
-            continue
-        parts = item.split(":")
-        if len(parts) < 2 or not parts[0]:
-            problems.append(f"API token #{n}: expected token:role[:agent], got {_mask(item)}")
-            continue
-        token, role_name, *rest = parts
-        try:
-            role = Role(role_name)
-        except ValueError:
-            problems.append(
-                f"API token #{n}: unknown role {role_name!r} (expected supervisor or agent)"
-            )
-            continue
-        agent = rest[0] if rest and rest[0] else None
-        if role is Role.AGENT and agent is None:
-            problems.append(f"API token #{n}: role agent needs an agent id (token:agent:ID)")
-            continue
-        if len(token) < 8:
-            problems.append(f"API token #{n}: too short; use at least 8 random characters")
-            continue
-        tokens[token] = Principal(role, agent)
-    return tokens, problems
-
-
-def _mask(item: str) -> str:
-    return repr(item[:2] + "…") if len(item) > 2 else repr(item)
 
 
 class Via(enum.Enum):
@@ -193,14 +135,3 @@ def _same_host(origin: str, host: str) -> bool:
     except ValueError:  # a port that is not a number, or out of range
         return False
     return served.hostname == parts.hostname and served_port == origin_port
-
-
-def authenticate(tokens: Mapping[str, Principal], token: str | None) -> Principal | None:
-    """The principal of ``token`` (compared in constant time), or None."""
-    if not token:
-        return None
-    found: Principal | None = None
-    for known, principal in tokens.items():
-        if hmac.compare_digest(known.encode(), token.encode()):
-            found = principal
-    return found

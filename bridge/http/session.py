@@ -28,12 +28,12 @@ from urllib.parse import quote, unquote_plus
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
+from bridge.auth import Principal, authenticate
+
 from .auth import (
     SESSION_COOKIE,
     Presented,
-    Principal,
     Via,
-    authenticate,
     cross_site_refusal,
     needs_same_origin,
     presented_token,

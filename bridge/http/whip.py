@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from bridge.auth import Principal
 from bridge.core.types import LegRole
 from bridge.errors import ConfigError
 from bridge.leg import at_capacity
@@ -39,7 +40,6 @@ from bridge.webrtc import trickle
 from bridge.webrtc.offer import MAX_SDP_BYTES, OfferRejected, check_offer
 from bridge.webrtc.session import WhipSession, WhipSessions
 
-from .auth import Principal
 from .problems import HttpProblem
 from .session import principal_of, static_page
 

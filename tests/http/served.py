@@ -12,8 +12,8 @@ from pathlib import Path
 import uvicorn
 
 from bridge.asr.client import AsrEndpoint
+from bridge.auth import Principal, Role
 from bridge.http.app import close_app, create_app
-from bridge.http.auth import Principal, Role
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
 from bridge.webrtc.session import WhipSettings

@@ -1,18 +1,16 @@
-"""Token parsing and visibility rules (pure)."""
+"""Tokens and visibility rules (bridge.auth), how a request presents a token (bridge.http.auth):
+pure."""
 
 from __future__ import annotations
 
+from bridge.auth import Principal, Role, authenticate, parse_tokens
 from bridge.http.auth import (
     SESSION_COOKIE,
     Presented,
-    Principal,
-    Role,
     Via,
-    authenticate,
     bearer_token,
     cross_site_refusal,
     needs_same_origin,
-    parse_tokens,
     presented_token,
     session_cookie_value,
 )

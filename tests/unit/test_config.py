@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,14 @@ def test_webrtc_public_address_must_be_an_ip() -> None:
     assert load_config(None, environ).webrtc.public_address == "203.0.113.5"
     with pytest.raises(ConfigError, match="expected an IP address"):
         load_config(None, {"HOME": "/h", "BRIDGE_WEBRTC_PUBLIC_ADDRESS": "bridge.example.com"})
+
+
+def test_settings_load_no_web_stack() -> None:
+    """Config sits below HTTP: reading settings (tokens included) loads no bridge.http, no
+    Starlette (issue 14: the arrow from bridge.config to bridge.http.auth ran back up)."""
+    code = (
+        "import sys, bridge.config, sip_config; "
+        "print(sorted(m for m in sys.modules if m.startswith(('bridge.http', 'starlette'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
