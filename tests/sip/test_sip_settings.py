@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import sip_config
 from bridge.core.types import LegRole
 from bridge.errors import ConfigError
 from bridge.sip.spec import WorkerSpec, worker_spec
@@ -215,3 +216,11 @@ def test_tls_needs_its_files_one_worker_and_its_own_ports(tmp_path: Path) -> Non
         "dispatcher = 'off', or terminate TLS at your SBC)",
         "BRIDGE_SIP_TLS_PORT: 5081..5082 overlaps the workers' UDP/TCP ports 5080..5081",
     ]
+
+
+def test_the_package_says_the_workers_register_with_a_pbx() -> None:
+    """Registration is built (tests/integration/test_sip_modes.py registers with sipp): the
+    package's description says so, and names the settings that turn it on."""
+    doc = sip_config.__doc__ or ""
+    assert "not built" not in doc
+    assert all(word in doc for word in ("registrar", "auth_user", "REGISTER"))
