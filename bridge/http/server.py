@@ -1,8 +1,6 @@
-"""``run_http``: the HTTP service inside ``bridge serve`` (uvicorn on the bridge's event loop).
-
-uvicorn's ``Server`` runs as a task of the serving loop; ``stop`` ends it gracefully (live
-clients get close code 1001, uploads are cancelled, open requests finish).  A retention task
-deletes ended calls older than ``http.retention_days`` once at start and then hourly.
+"""The HTTP transport of ``bridge serve``: uvicorn on the bridge's event loop, with its listening
+sockets bound here and its connections guarded.  :func:`bridge.app.run_http` starts it
+(:class:`Server`, :func:`server_config`, :func:`listen_sockets`) and stops it.
 
 Hostile clients (no token needed to open a connection) are bounded by :class:`ConnectionLimits`,
 enforced by :class:`GuardedH11Protocol` (uvicorn's h11 protocol with timers):
@@ -31,9 +29,7 @@ import contextlib
 import errno
 import logging
 import resource
-import secrets
 import socket
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -43,17 +39,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bridge.asr.client import AsrEndpoint
-from bridge.config import BridgeConfig
 from bridge.errors import TransportError
-from bridge.health import Health
-from bridge.leg import LegSettings
-from bridge.live import LiveHub
-from bridge.webrtc.session import WhipSettings
-from storage import TranscriptStore, retention_loop
-
-from .app import close_app, create_app
-from .auth import Principal, Role
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +303,7 @@ def _bind_failure(host: str, port: int, exc: OSError, setting: str) -> str:
     return f"cannot listen for HTTP on {where}: {exc.strerror or exc}"
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     """uvicorn without its signal handlers (``bridge serve`` owns SIGINT/SIGTERM: ``stop``),
     and with an event set once its sockets listen."""
 
@@ -333,95 +319,3 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self.listening.set()
-
-
-async def run_http(
-    config: BridgeConfig,
-    *,
-    store: TranscriptStore,
-    hub: LiveHub,
-    endpoint: AsrEndpoint,
-    stop: asyncio.Event,
-    settings: LegSettings | None = None,
-    limits: ConnectionLimits | None = None,
-    health: Health | None = None,
-) -> None:
-    """Serve HTTP on ``config.serve.host:port`` until ``stop`` is set."""
-    from bridge.live.webhooks import Webhooks
-
-    tokens = dict(config.http.api_tokens)
-    if not tokens:
-        token = secrets.token_urlsafe(24)
-        tokens[token] = Principal(Role.SUPERVISOR)
-        print(
-            "bridge: no API tokens configured (BRIDGE_API_TOKENS); this run's supervisor token: "
-            f"{token}",
-            file=sys.stderr,
-        )
-    base_url = config.http.public_url or f"http://{config.serve.host}:{config.serve.port}"
-    webhooks = None
-    if config.http.webhook_url and config.http.webhook_secret:
-        webhooks = Webhooks(
-            config.http.webhook_url, config.http.webhook_secret, base_url=base_url, store=store
-        )
-        webhooks.attach(hub)
-    webrtc = config.webrtc
-    ice_servers: list[tuple[tuple[str, ...], str | None, str | None]] = []
-    if webrtc.stun_urls:
-        ice_servers.append((webrtc.stun_urls, None, None))
-    if webrtc.turn_urls:
-        ice_servers.append((webrtc.turn_urls, webrtc.turn_username, webrtc.turn_password))
-    app = create_app(
-        store=store,
-        hub=hub,
-        endpoint=endpoint,
-        tokens=tokens,
-        settings=settings,
-        on_call_ended=webhooks.call_ended if webhooks else None,
-        health=health,
-        whip=WhipSettings(
-            max_sessions=webrtc.max_sessions,
-            ice_servers=tuple(ice_servers),
-            public_address=webrtc.public_address,
-        ),
-    )
-    if webhooks is not None:
-        app.state.registry.register(webhooks.collector())  # bridge_webhook_* metrics
-    raise_open_file_limit()
-    try:
-        sockets = listen_sockets(config.serve.host, config.serve.port)
-    except BaseException:
-        await close_app(app)
-        if webhooks is not None:
-            await webhooks.close()
-        raise
-    server = _Server(server_config(app, config.serve.host, config.serve.port, limits))
-    serving = asyncio.create_task(server.serve(sockets=sockets), name="http")
-    retention = None
-    if config.http.retention_days > 0:
-        retention = asyncio.create_task(
-            retention_loop(store, config.http.retention_days, stop), name="retention"
-        )
-    try:
-        listening = asyncio.ensure_future(server.listening.wait())
-        await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
-        listening.cancel()
-        if server.started:  # announce only what really listens
-            print(f"bridge: dashboards and API at {base_url}/", file=sys.stderr)
-        stopped = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-    finally:
-        await close_app(app)
-        server.should_exit = True
-        await asyncio.gather(serving, return_exceptions=True)
-        if retention is not None:
-            retention.cancel()
-            await asyncio.gather(retention, return_exceptions=True)
-        if webhooks is not None:
-            await webhooks.close()
-    error = serving.exception() if serving.done() and not serving.cancelled() else None
-    if error is not None:
-        raise error
-    if server.started is False and not stop.is_set():
-        raise OSError(f"cannot serve HTTP on {config.serve.host}:{config.serve.port}")

@@ -1,7 +1,7 @@
 """Every ``bridge`` command exits, with its documented code and one ``bridge: error:`` line, on
 every error path (issue 13 §2): a subprocess per case, each bounded by a timeout.
 
-Exit codes (README, ``bridge/cli.py``): 1 the work failed (ASR server, storage, audio file, a
+Exit codes (README, ``bridge/cli/runner.py``): 1 the work failed (ASR server, storage, audio file, a
 port in use), 2 usage or configuration.  Before the fix, ``show ""``, ``export ""`` and an
 ambiguous prefix printed their error and then hung: the store's aiosqlite threads were left
 running.
@@ -132,7 +132,7 @@ def test_check_reports_a_server_that_is_down_and_exits_1() -> None:
 LEAK = textwrap.dedent(
     """
     import sys
-    from bridge.cli import run_command
+    from bridge.cli.runner import run_command
     from bridge.errors import ConfigError
     from storage import TranscriptStore
 
@@ -146,7 +146,7 @@ LEAK = textwrap.dedent(
 
 
 def test_a_command_that_leaves_its_store_open_still_exits(tmp_path: Path) -> None:
-    """The central guard (``bridge.cli.run_command``): a future command that forgets to close
+    """The central guard (``bridge.cli.runner.run_command``): a future command that forgets to close
     what it opened still exits, with its own code, and says why it took a moment."""
     script = tmp_path / "leaky.py"
     script.write_text(LEAK)

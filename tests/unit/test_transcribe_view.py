@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from bridge.cli.view import TerminalView
 from bridge.core.types import CallId, Gap, LegId, LegInfo, LegRole, LegSource, Segment
-from bridge.transcribe import Progress, TerminalView, parse_roles
+from bridge.transcribe import Progress, parse_roles
 
 INFO = LegInfo(CallId("c"), LegId("l"), LegRole.AGENT, "", "", LegSource.FILE, 0)
 

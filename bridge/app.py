@@ -1,51 +1,40 @@
-"""The CLI's commands.  Each takes the parsed arguments and returns an exit code."""
+"""``bridge serve``, wired in one place: the store (and the calls a killed run left active), the
+ASR endpoint (a vLLM server, or the embedded CPU engine) and its pre-flight report, the live hub
+and its webhooks, the SIP ingest, retention and the HTTP server, started together and stopped
+together (``serve``; SIGINT/SIGTERM stop it).
+
+Also the parts every command builds from its settings the same way: :func:`opened_store`,
+:func:`asr_endpoint`, :func:`leg_settings`.  The HTTP app, the live hub, SIP and the engine are
+imported when ``serve`` starts them, so the other commands do not load them.
+"""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import ipaddress
-import logging
-import os
+import secrets
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
-from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from bridge.asr.client import AsrEndpoint
-from bridge.asr.probe import check_server, preflight
-from bridge.config import BridgeConfig, load_config
+from bridge.asr.probe import check_server
+from bridge.auth import Principal, Role
+from bridge.config import BridgeConfig
 from bridge.core.transcript import SegmentPolicy
-from bridge.core.types import AudioEncoding, LegRole
 from bridge.errors import ConfigError, StorageError
-from bridge.export import fmt_ms, iso_utc, render
 from bridge.health import Health
-from bridge.io.audio_files import AudioFile, open_audio
 from bridge.leg import LegSettings
-from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
-from bridge.transcribe import TerminalView, parse_roles, transcribe_file
-from sip_config import SipSettings, load_sip_settings
-from storage import CallRecord, CallTranscript, TranscriptStore
+from sip_config import SipSettings
+from storage import TranscriptStore, retention_loop
 
-logger = logging.getLogger(__name__)
-
-
-def config_from(args: argparse.Namespace) -> BridgeConfig:
-    overrides = {
-        ("asr", "url"): getattr(args, "asr_url", None),
-        ("asr", "model"): getattr(args, "model", None),
-        ("asr", "api_key"): getattr(args, "api_key", None),
-        ("asr", "language"): getattr(args, "language", None),
-        ("asr", "delay_ms"): getattr(args, "delay_ms", None),
-        ("storage", "db"): getattr(args, "db", None),
-        ("serve", "host"): getattr(args, "http_host", None),
-        ("serve", "port"): getattr(args, "http_port", None),
-    }
-    return load_config(args.config, os.environ, overrides)
+if TYPE_CHECKING:
+    from bridge.http.server import ConnectionLimits
+    from bridge.live import LiveHub
+    from bridge.webrtc.session import WhipSettings
 
 
 def endpoint_from(config: BridgeConfig, url: str, **overrides: float | None) -> AsrEndpoint:
@@ -120,82 +109,6 @@ def leg_settings(config: BridgeConfig) -> LegSettings:
     )
 
 
-def write_stderr(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
-
-
-def open_inputs(args: argparse.Namespace) -> list[AudioFile]:
-    encoding = AudioEncoding(args.encoding) if args.encoding else None
-    return [
-        open_audio(path, encoding=encoding, sample_rate_hz=args.rate, channels=args.channels)
-        for path in args.files
-    ]
-
-
-async def transcribe(args: argparse.Namespace) -> int:
-    config = config_from(args)
-    roles = parse_roles(args.roles)
-    files = open_inputs(args)  # every bad file is reported before any work starts
-    async with (
-        opened_store(config, existing=False) as store,  # a bad --db too
-        # A file may wait out a short ASR outage; then it stops, keeping what it has.
-        asr_endpoint(config, give_up_after_s=60.0) as endpoint,
-    ):
-        await preflight(endpoint)
-        return await _transcribe(args, config, files, roles, endpoint, store)
-
-
-async def _transcribe(
-    args: argparse.Namespace,
-    config: BridgeConfig,
-    files: list[AudioFile],
-    roles: tuple[LegRole, ...],
-    endpoint: AsrEndpoint,
-    store: TranscriptStore,
-) -> int:
-    tty = sys.stderr.isatty()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def interrupt() -> None:
-        # First Ctrl-C: stop feeding, let the legs finish and store what they have.
-        # A second one interrupts for real.
-        print("\nbridge: stopping; finishing the legs (Ctrl-C again to abort)", file=sys.stderr)
-        stop.set()
-        loop.remove_signal_handler(signal.SIGINT)
-
-    loop.add_signal_handler(signal.SIGINT, interrupt)
-    for audio in files:
-        if stop.is_set():
-            break
-        print(
-            f"{audio.path}: {fmt_ms(audio.duration_ms)}, {audio.channels} channel(s), "
-            f"{audio.encoding.value} {audio.sample_rate_hz} Hz -> {endpoint.url}"
-            f"{' (fast)' if args.fast else ' (real time)'}",
-            file=sys.stderr,
-        )
-        view = TerminalView(write_stderr, tty=tty)
-        try:
-            result = await transcribe_file(
-                audio,
-                endpoint=endpoint,
-                store=store,
-                settings=leg_settings(config),
-                fast=args.fast,
-                roles=roles,
-                listener=view.on_segment,
-                on_progress=view.on_progress,
-                stop=stop,
-            )
-        finally:
-            view.close()
-        finals = sum(leg.segments_final for leg in result.legs)
-        print(f"{audio.path}: {finals} segment(s) stored in {store.path}", file=sys.stderr)
-        print(result.call_id)
-    return 130 if stop.is_set() else 0
-
-
 @contextlib.asynccontextmanager
 async def opened_store(config: BridgeConfig, *, existing: bool) -> AsyncIterator[TranscriptStore]:
     """The transcript store for one ``async with`` block, closed when it ends however it ends.
@@ -212,100 +125,6 @@ async def opened_store(config: BridgeConfig, *, existing: bool) -> AsyncIterator
         )
     async with await TranscriptStore.open(config.db_path) as store:
         yield store
-
-
-async def calls(args: argparse.Namespace) -> int:
-    config = config_from(args)
-    async with opened_store(config, existing=True) as store:
-        records = await store.list_calls(limit=args.limit)
-    if not records:
-        print("no calls stored", file=sys.stderr)
-        return 0
-    print(f"{'CALL':<10} {'STARTED (UTC)':<20} {'DURATION':>9} {'LEGS':>4}  {'STATUS':<12} TITLE")
-    for r in records:
-        started = (iso_utc(r.started_at_ms) or "")[:19].replace("T", " ")
-        duration = "-" if r.active else fmt_ms(call_duration_ms(r))
-        status = "active" if r.active else (r.end_cause or "ended")
-        print(
-            f"{r.call_id[:10]:<10} {started:<20} {duration:>9} {r.leg_count:>4}  {status:<12}",
-            r.title,
-        )
-    return 0
-
-
-def call_duration_ms(record: CallRecord) -> int:
-    """How long an ended call is: its audio (the longest leg), not the time it took to
-    transcribe (a ``--fast`` file), else start to end."""
-    if record.audio_ms is not None:
-        return record.audio_ms
-    return record.duration_ms or 0
-
-
-async def find_call(store: TranscriptStore, prefix: str) -> str:
-    """The one call id ``prefix`` names; ConfigError (exit 2) when none or several do."""
-    try:
-        call_id = await store.find_call_id(prefix)
-    except StorageError as exc:
-        if isinstance(exc.__cause__, sqlite3.Error):
-            raise  # SQLite failed: the work failed (exit 1)
-        raise ConfigError(str(exc)) from None  # empty or ambiguous: the user's to fix
-    if call_id is None:
-        raise ConfigError(f"no call {prefix!r} in {store.path}; list them with `bridge calls`")
-    return call_id
-
-
-async def read_transcript(args: argparse.Namespace) -> CallTranscript:
-    """The stored transcript of the call ``args.call`` names."""
-    config = config_from(args)
-    async with opened_store(config, existing=True) as store:
-        call_id = await find_call(store, args.call)
-        transcript = await store.get_call(call_id)
-    if transcript is None:  # deleted between the two reads
-        raise ConfigError(f"call {call_id} was just deleted from {config.db_path}")
-    return transcript
-
-
-async def show(args: argparse.Namespace) -> int:
-    sys.stdout.write(render(await read_transcript(args), "txt"))
-    return 0
-
-
-async def export(args: argparse.Namespace) -> int:
-    transcript = await read_transcript(args)
-    try:
-        text = render(transcript, args.format, leg=args.leg)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if args.output:
-        try:
-            args.output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot write {args.output}: {exc.strerror or exc}; choose another --output "
-                "(or none, for stdout)"
-            ) from None
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-async def check(args: argparse.Namespace) -> int:
-    config = config_from(args)
-    async with asr_endpoint(config) as endpoint:
-        report = await check_server(endpoint)
-    print("\n".join(report.lines))
-    return 0 if report.ok else 1
-
-
-async def model(args: argparse.Namespace) -> int:
-    source: Path = args.source or find_snapshot(os.environ)
-    tekken = prepare_model(source, args.out, args.delay_ms)
-    print(
-        f"wrote {tekken} (transcription_delay_ms={args.delay_ms}), other files linked from {source}"
-    )
-    print(serve_hint(args.out, args.delay_ms))
-    return 0
 
 
 async def run_until_stopped(services: list[Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
@@ -363,36 +182,8 @@ def sip_summary(sip: SipSettings) -> list[str]:
     return lines
 
 
-def serve_settings(args: argparse.Namespace) -> tuple[BridgeConfig, SipSettings]:
-    """The bridge's and the SIP settings, every problem of both in one ConfigError."""
-    problems: list[str] = []
-    try:
-        config = config_from(args)
-    except ConfigError as exc:
-        problems += exc.problems
-    config_path = args.config or (
-        Path(os.environ["BRIDGE_CONFIG"]) if os.environ.get("BRIDGE_CONFIG") else None
-    )
-    # serve's SIP options go where their variables would (sip_config reads file, then env).
-    environ = dict(os.environ)
-    for name, value in (
-        ("BRIDGE_SIP_HOST", args.sip_host),
-        ("BRIDGE_SIP_PORT", args.sip_port),
-        ("BRIDGE_SIP_ENABLED", "0" if args.no_sip else None),
-    ):
-        if value is not None:
-            environ[name] = str(value)
-    try:
-        sip = load_sip_settings(config_path, environ)
-    except ConfigError as exc:
-        problems += exc.problems
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))  # a missing file is both's problem
-    return config, sip
-
-
-async def serve(args: argparse.Namespace) -> int:
-    config, sip = serve_settings(args)  # every problem before anything starts
+async def serve(config: BridgeConfig, sip: SipSettings) -> int:
+    """Run the bridge until SIGINT or SIGTERM; every service stops when one fails."""
     stop = asyncio.Event()
     install_stop_signals(stop)
     async with opened_store(config, existing=False) as store:
@@ -416,7 +207,6 @@ async def serve(args: argparse.Namespace) -> int:
                 print(
                     "bridge: the ASR server is not ready; calls will wait for it", file=sys.stderr
                 )
-            from bridge.http.server import run_http
             from bridge.live import LiveHub
             from bridge.live.tee import PublishingStore
 
@@ -464,3 +254,113 @@ async def serve(args: argparse.Namespace) -> int:
             await run_until_stopped(services, stop)
     print("bridge: stopped", file=sys.stderr)
     return 0
+
+
+async def run_http(
+    config: BridgeConfig,
+    *,
+    store: TranscriptStore,
+    hub: LiveHub,
+    endpoint: AsrEndpoint,
+    stop: asyncio.Event,
+    settings: LegSettings | None = None,
+    limits: ConnectionLimits | None = None,
+    health: Health | None = None,
+) -> None:
+    """Serve the dashboards and APIs on ``config.serve.host:port`` until ``stop`` is set: uvicorn
+    on this loop (``stop`` ends it gracefully: live clients get close code 1001, uploads are
+    cancelled, open requests finish), webhooks on the hub, and the retention task, which deletes
+    ended calls older than ``http.retention_days`` once at start and then hourly."""
+    from bridge.http.app import close_app, create_app
+    from bridge.http.server import Server, listen_sockets, raise_open_file_limit, server_config
+    from bridge.live.webhooks import Webhooks
+
+    tokens = api_tokens(config)
+    base_url = config.http.public_url or f"http://{config.serve.host}:{config.serve.port}"
+    webhooks = None
+    if config.http.webhook_url and config.http.webhook_secret:
+        webhooks = Webhooks(
+            config.http.webhook_url, config.http.webhook_secret, base_url=base_url, store=store
+        )
+        webhooks.attach(hub)
+    app = create_app(
+        store=store,
+        hub=hub,
+        endpoint=endpoint,
+        tokens=tokens,
+        settings=settings,
+        on_call_ended=webhooks.call_ended if webhooks else None,
+        health=health,
+        whip=whip_settings(config),
+    )
+    if webhooks is not None:
+        app.state.registry.register(webhooks.collector())  # bridge_webhook_* metrics
+    raise_open_file_limit()
+    try:
+        sockets = listen_sockets(config.serve.host, config.serve.port)
+    except BaseException:
+        await close_app(app)
+        if webhooks is not None:
+            await webhooks.close()
+        raise
+    server = Server(server_config(app, config.serve.host, config.serve.port, limits))
+    serving = asyncio.create_task(server.serve(sockets=sockets), name="http")
+    retention = None
+    if config.http.retention_days > 0:
+        retention = asyncio.create_task(
+            retention_loop(store, config.http.retention_days, stop), name="retention"
+        )
+    try:
+        listening = asyncio.ensure_future(server.listening.wait())
+        await asyncio.wait({serving, listening}, return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        if server.started:  # announce only what really listens
+            print(f"bridge: dashboards and API at {base_url}/", file=sys.stderr)
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+    finally:
+        await close_app(app)
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        if retention is not None:
+            retention.cancel()
+            await asyncio.gather(retention, return_exceptions=True)
+        if webhooks is not None:
+            await webhooks.close()
+    error = serving.exception() if serving.done() and not serving.cancelled() else None
+    if error is not None:
+        raise error
+    if server.started is False and not stop.is_set():
+        raise OSError(f"cannot serve HTTP on {config.serve.host}:{config.serve.port}")
+
+
+def api_tokens(config: BridgeConfig) -> dict[str, Principal]:
+    """The configured API tokens; without any, one supervisor token for this run, printed."""
+    tokens = dict(config.http.api_tokens)
+    if not tokens:
+        token = secrets.token_urlsafe(24)
+        tokens[token] = Principal(Role.SUPERVISOR)
+        print(
+            "bridge: no API tokens configured (BRIDGE_API_TOKENS); this run's supervisor token: "
+            f"{token}",
+            file=sys.stderr,
+        )
+    return tokens
+
+
+def whip_settings(config: BridgeConfig) -> WhipSettings:
+    """WebRTC ingest: its session cap, STUN and TURN servers, and the public address."""
+    from bridge.webrtc.session import WhipSettings
+
+    webrtc = config.webrtc
+    ice_servers: list[tuple[tuple[str, ...], str | None, str | None]] = []
+    if webrtc.stun_urls:
+        ice_servers.append((webrtc.stun_urls, None, None))
+    if webrtc.turn_urls:
+        ice_servers.append((webrtc.turn_urls, webrtc.turn_username, webrtc.turn_password))
+    return WhipSettings(
+        max_sessions=webrtc.max_sessions,
+        ice_servers=tuple(ice_servers),
+        public_address=webrtc.public_address,
+    )

@@ -1,0 +1,248 @@
+"""The CLI's commands.  Each takes the parsed arguments and returns an exit code.
+
+``serve`` only reads its settings here; :mod:`bridge.app` wires and runs the bridge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+
+from bridge import app
+from bridge.asr.client import AsrEndpoint
+from bridge.asr.probe import check_server, preflight
+from bridge.cli.view import TerminalView
+from bridge.config import BridgeConfig, load_config
+from bridge.core.types import AudioEncoding, LegRole
+from bridge.errors import ConfigError, StorageError
+from bridge.export import fmt_ms, iso_utc, render
+from bridge.io.audio_files import AudioFile, open_audio
+from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
+from bridge.transcribe import parse_roles, transcribe_file
+from sip_config import SipSettings, load_sip_settings
+from storage import CallRecord, CallTranscript, TranscriptStore
+
+logger = logging.getLogger(__name__)
+
+
+def config_from(args: argparse.Namespace) -> BridgeConfig:
+    overrides = {
+        ("asr", "url"): getattr(args, "asr_url", None),
+        ("asr", "model"): getattr(args, "model", None),
+        ("asr", "api_key"): getattr(args, "api_key", None),
+        ("asr", "language"): getattr(args, "language", None),
+        ("asr", "delay_ms"): getattr(args, "delay_ms", None),
+        ("storage", "db"): getattr(args, "db", None),
+        ("serve", "host"): getattr(args, "http_host", None),
+        ("serve", "port"): getattr(args, "http_port", None),
+    }
+    return load_config(args.config, os.environ, overrides)
+
+
+def write_stderr(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def open_inputs(args: argparse.Namespace) -> list[AudioFile]:
+    encoding = AudioEncoding(args.encoding) if args.encoding else None
+    return [
+        open_audio(path, encoding=encoding, sample_rate_hz=args.rate, channels=args.channels)
+        for path in args.files
+    ]
+
+
+async def transcribe(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    roles = parse_roles(args.roles)
+    files = open_inputs(args)  # every bad file is reported before any work starts
+    async with (
+        app.opened_store(config, existing=False) as store,  # a bad --db too
+        # A file may wait out a short ASR outage; then it stops, keeping what it has.
+        app.asr_endpoint(config, give_up_after_s=60.0) as endpoint,
+    ):
+        await preflight(endpoint)
+        return await _transcribe(args, config, files, roles, endpoint, store)
+
+
+async def _transcribe(
+    args: argparse.Namespace,
+    config: BridgeConfig,
+    files: list[AudioFile],
+    roles: tuple[LegRole, ...],
+    endpoint: AsrEndpoint,
+    store: TranscriptStore,
+) -> int:
+    tty = sys.stderr.isatty()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        # First Ctrl-C: stop feeding, let the legs finish and store what they have.
+        # A second one interrupts for real.
+        print("\nbridge: stopping; finishing the legs (Ctrl-C again to abort)", file=sys.stderr)
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
+    for audio in files:
+        if stop.is_set():
+            break
+        print(
+            f"{audio.path}: {fmt_ms(audio.duration_ms)}, {audio.channels} channel(s), "
+            f"{audio.encoding.value} {audio.sample_rate_hz} Hz -> {endpoint.url}"
+            f"{' (fast)' if args.fast else ' (real time)'}",
+            file=sys.stderr,
+        )
+        view = TerminalView(write_stderr, tty=tty)
+        try:
+            result = await transcribe_file(
+                audio,
+                endpoint=endpoint,
+                store=store,
+                settings=app.leg_settings(config),
+                fast=args.fast,
+                roles=roles,
+                listener=view.on_segment,
+                on_progress=view.on_progress,
+                stop=stop,
+            )
+        finally:
+            view.close()
+        finals = sum(leg.segments_final for leg in result.legs)
+        print(f"{audio.path}: {finals} segment(s) stored in {store.path}", file=sys.stderr)
+        print(result.call_id)
+    return 130 if stop.is_set() else 0
+
+
+async def calls(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    async with app.opened_store(config, existing=True) as store:
+        records = await store.list_calls(limit=args.limit)
+    if not records:
+        print("no calls stored", file=sys.stderr)
+        return 0
+    print(f"{'CALL':<10} {'STARTED (UTC)':<20} {'DURATION':>9} {'LEGS':>4}  {'STATUS':<12} TITLE")
+    for r in records:
+        started = (iso_utc(r.started_at_ms) or "")[:19].replace("T", " ")
+        duration = "-" if r.active else fmt_ms(call_duration_ms(r))
+        status = "active" if r.active else (r.end_cause or "ended")
+        print(
+            f"{r.call_id[:10]:<10} {started:<20} {duration:>9} {r.leg_count:>4}  {status:<12}",
+            r.title,
+        )
+    return 0
+
+
+def call_duration_ms(record: CallRecord) -> int:
+    """How long an ended call is: its audio (the longest leg), not the time it took to
+    transcribe (a ``--fast`` file), else start to end."""
+    if record.audio_ms is not None:
+        return record.audio_ms
+    return record.duration_ms or 0
+
+
+async def find_call(store: TranscriptStore, prefix: str) -> str:
+    """The one call id ``prefix`` names; ConfigError (exit 2) when none or several do."""
+    try:
+        call_id = await store.find_call_id(prefix)
+    except StorageError as exc:
+        if isinstance(exc.__cause__, sqlite3.Error):
+            raise  # SQLite failed: the work failed (exit 1)
+        raise ConfigError(str(exc)) from None  # empty or ambiguous: the user's to fix
+    if call_id is None:
+        raise ConfigError(f"no call {prefix!r} in {store.path}; list them with `bridge calls`")
+    return call_id
+
+
+async def read_transcript(args: argparse.Namespace) -> CallTranscript:
+    """The stored transcript of the call ``args.call`` names."""
+    config = config_from(args)
+    async with app.opened_store(config, existing=True) as store:
+        call_id = await find_call(store, args.call)
+        transcript = await store.get_call(call_id)
+    if transcript is None:  # deleted between the two reads
+        raise ConfigError(f"call {call_id} was just deleted from {config.db_path}")
+    return transcript
+
+
+async def show(args: argparse.Namespace) -> int:
+    sys.stdout.write(render(await read_transcript(args), "txt"))
+    return 0
+
+
+async def export(args: argparse.Namespace) -> int:
+    transcript = await read_transcript(args)
+    try:
+        text = render(transcript, args.format, leg=args.leg)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.output:
+        try:
+            args.output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write {args.output}: {exc.strerror or exc}; choose another --output "
+                "(or none, for stdout)"
+            ) from None
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+async def check(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    async with app.asr_endpoint(config) as endpoint:
+        report = await check_server(endpoint)
+    print("\n".join(report.lines))
+    return 0 if report.ok else 1
+
+
+async def model(args: argparse.Namespace) -> int:
+    source: Path = args.source or find_snapshot(os.environ)
+    tekken = prepare_model(source, args.out, args.delay_ms)
+    print(
+        f"wrote {tekken} (transcription_delay_ms={args.delay_ms}), other files linked from {source}"
+    )
+    print(serve_hint(args.out, args.delay_ms))
+    return 0
+
+
+def serve_settings(args: argparse.Namespace) -> tuple[BridgeConfig, SipSettings]:
+    """The bridge's and the SIP settings, every problem of both in one ConfigError."""
+    problems: list[str] = []
+    try:
+        config = config_from(args)
+    except ConfigError as exc:
+        problems += exc.problems
+    config_path = args.config or (
+        Path(os.environ["BRIDGE_CONFIG"]) if os.environ.get("BRIDGE_CONFIG") else None
+    )
+    # serve's SIP options go where their variables would (sip_config reads file, then env).
+    environ = dict(os.environ)
+    for name, value in (
+        ("BRIDGE_SIP_HOST", args.sip_host),
+        ("BRIDGE_SIP_PORT", args.sip_port),
+        ("BRIDGE_SIP_ENABLED", "0" if args.no_sip else None),
+    ):
+        if value is not None:
+            environ[name] = str(value)
+    try:
+        sip = load_sip_settings(config_path, environ)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))  # a missing file is both's problem
+    return config, sip
+
+
+async def serve(args: argparse.Namespace) -> int:
+    config, sip = serve_settings(args)  # every problem before anything starts
+    return await app.serve(config, sip)
