@@ -4,6 +4,7 @@
 
     BridgeError
     ├── ConfigError                 bad config file, env variable or CLI option; names key and fix
+    ├── Forbidden                   a token's holder may not do this (an agent acting for another)
     ├── MediaError                  audio we cannot read: missing/corrupt file, unsupported format
     ├── ProtocolError               raised by ``bridge.core`` only
     │   ├── RemoteProtocolError     the peer broke the protocol (``status_hint`` for the reply)
@@ -12,6 +13,7 @@
     │   │                           ValueError; ``bridge.core.numbers.parse_uint``)
     │   └── InvalidState            core called in the wrong state: our bug (also AssertionError)
     ├── AsrServerError              an ``error`` event from the ASR server; ``code``, ``retryable``
+    ├── UploadRefused               an upload not taken now; ``reason``, ``retry_after_s``
     └── TransportError              raised by ``bridge.io``; ``retryable``
         ├── AsrConnectionError      cannot reach / lost the ASR server
         └── StorageError            SQLite failed
@@ -36,6 +38,10 @@ class ConfigError(BridgeError):
     def __init__(self, problems: str | list[str]) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))
+
+
+class Forbidden(BridgeError):
+    """What a token's holder asked for is not theirs to do (``bridge.auth``; HTTP answers 403)."""
 
 
 class MediaError(BridgeError):
@@ -95,6 +101,19 @@ class AsrServerError(BridgeError):
             code or "", (True, "unexpected server error; retrying")
         )
         super().__init__(f"ASR server error {code or 'without code'}: {message} ({self.action})")
+
+
+class UploadRefused(BridgeError):
+    """An uploaded recording the bridge does not take now.  ``reason``: ``busy`` (uploads are
+    full, or the bridge is stopping), ``too-many-uploads`` (the token's own limit) or
+    ``over-capacity`` (more channels than uploads may ever use); ``retry_after_s``: when trying
+    again later can help."""
+
+    def __init__(self, message: str, *, reason: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+        self.retryable = retry_after_s is not None
 
 
 class TransportError(BridgeError):

@@ -28,13 +28,13 @@ from bridge.asr.client import AsrEndpoint
 from bridge.core.types import LegSource
 from bridge.engine import EngineConfig, RunningEngine, start_engine_server
 from bridge.engine.recognizer import ScriptedRecognizer, TimedWord
-from bridge.http import uploads as uploads_module
 from bridge.http.app import close_app, create_app
 from bridge.http.server import server_config
 from bridge.http.uploads import UploadLimits, UploadRunner
 from bridge.io.audio_files import MAX_HEADER_CHUNKS
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
+from bridge.uploads import jobs as jobs_module
 from storage import TranscriptStore
 from tests.io.encoded import encode
 
@@ -266,8 +266,8 @@ async def test_live_calls_come_first(
             return self
 
     live = [FakeLeg(LegSource.SIP) for _ in range(3)]
-    real_live_legs = uploads_module.live_legs
-    monkeypatch.setattr(uploads_module, "live_legs", lambda: [*real_live_legs(), *live])
+    real_live_legs = jobs_module.live_legs
+    monkeypatch.setattr(jobs_module, "live_legs", lambda: [*real_live_legs(), *live])
     async with serve(tmp_path, endpoint_of(engine, 4)) as bridge, bridge.client() as sup:
         r = await post(sup, wav(3.0), query="pace=fast")
         assert (r.json()["status"], r.json()["queue_position"]) == ("queued", 1)
