@@ -166,8 +166,8 @@ class UploadQueue(Generic[T]):
                 f" most {self.budget(max_legs)}: send it as mono",
                 reason=OVER_CAPACITY,
             )
-        spare = self.spare_legs(max_legs, live_legs)
-        if not self._can_start(legs, spare) and len(self._waiting) >= self.limits.max_queued:
+        starts = not self._waiting and self._fits(legs, self.spare_legs(max_legs, live_legs))
+        if not starts and len(self._waiting) >= self.limits.max_queued:
             raise self._queue_full()
         if self.closing:
             raise _stopping()
@@ -181,13 +181,12 @@ class UploadQueue(Generic[T]):
         self._waiting.append(upload)
 
     def admit(self, max_legs: int | None, live_legs: int) -> list[T]:
-        """The uploads to start now, first come first served, while capacity allows; they are
-        counted as running from here on."""
+        """The uploads to start now, first come first served (the first waiting one starts
+        first, none overtakes it), while capacity allows; counted as running from here on."""
         started: list[T] = []
         while self._waiting:
             upload = self._waiting[0]
-            spare = self.spare_legs(max_legs, live_legs)
-            if not self._can_start(upload.legs, spare, queued_before=1):
+            if not self._fits(upload.legs, self.spare_legs(max_legs, live_legs)):
                 break
             self._waiting.popleft()
             upload.state = UploadState.RUNNING
@@ -208,10 +207,9 @@ class UploadQueue(Generic[T]):
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _can_start(self, legs: int, spare: int | None, *, queued_before: int = 0) -> bool:
-        if self.closing or len(self._waiting) > queued_before:
-            return False  # first come, first served
-        if len(self._running) >= self.limits.max_running:
+    def _fits(self, legs: int, spare: int | None) -> bool:
+        """Whether an upload of ``legs`` may run now, with ``spare`` legs (None: no limit)."""
+        if self.closing or len(self._running) >= self.limits.max_running:
             return False
         return spare is None or spare >= legs
 

@@ -283,6 +283,31 @@ async def test_live_calls_come_first(
         assert doc["call"]["end_cause"] == "completed" and len(doc["legs"]) == 2
 
 
+async def test_uploads_queued_together_all_start_in_turn(
+    tmp_path: Path, engine: RunningEngine
+) -> None:
+    """Two uploads waiting at once: the first starts when capacity frees, then the second."""
+    limits = UploadLimits(per_token=10)
+    async with serve(tmp_path, endpoint_of(engine, 4), limits) as bridge, bridge.client() as sup:
+        posted = [await post(sup, wav(2.0), query="pace=fast") for _ in range(3)]
+        assert [(r.json()["status"], r.json()["queue_position"]) for r in posted] == [
+            ("running", 0),
+            ("queued", 1),
+            ("queued", 2),
+        ]
+
+        async def all_ended() -> bool:
+            docs = [await call_doc(sup, r.json()["id"]) for r in posted]
+            return not any(doc["call"]["active"] for doc in docs)
+
+        await wait_for(all_ended, 30)
+        for r in posted:
+            doc = await call_doc(sup, r.json()["id"])
+            assert doc["call"]["end_cause"] == "completed" and len(doc["legs"]) == 2
+        await wait_for(_no_uploads(bridge), 5)
+        assert bridge.leftovers() == []
+
+
 async def test_a_full_queue_answers_503_with_retry_after(tmp_path: Path) -> None:
     limits = UploadLimits(max_running=1, max_queued=1, per_token=10)
     async with serve(tmp_path, limits=limits) as bridge, bridge.client() as sup:

@@ -147,3 +147,32 @@ def test_withdrawn_and_closing() -> None:
             step()
         assert refusal(exc) == ("busy", None)
         assert str(exc.value) == "the bridge is stopping"
+
+
+def test_uploads_waiting_together_start_first_come_first_served() -> None:
+    queue: UploadQueue[Ticket] = UploadQueue(UploadLimits(per_token=9))
+    stereo, big, mono = ticket(1), ticket(2), ticket(3, legs=1)
+    for upload in (stereo, big, mono):
+        accept(queue, upload)
+    assert queue.position(CallId("call-2")) == 2 and queue.position(CallId("nope")) == 0
+    # 4 legs: a budget of 3, so the second stereo upload waits, and the mono one behind it
+    # waits too though one leg is spare (no overtaking).
+    assert queue.admit(max_legs=4, live_legs=0) == [stereo]
+    assert stereo.state is UploadState.RUNNING and big.state is UploadState.QUEUED
+    assert (queue.running, queue.queued, queue.position(CallId("call-2"))) == (1, 2, 1)
+    assert queue.admit(max_legs=4, live_legs=0) == []
+    queue.finish(stereo)
+    assert queue.get(CallId("call-1")) is None
+    assert queue.admit(max_legs=4, live_legs=1) == [big, mono]  # 3 legs, 1 live: all fit
+
+
+def test_live_legs_and_max_running_hold_back_the_first_of_two_waiting() -> None:
+    queue: UploadQueue[Ticket] = UploadQueue(UploadLimits(max_running=1, per_token=9))
+    first, second = ticket(1, legs=1), ticket(2, legs=1)
+    accept(queue, first)
+    accept(queue, second)
+    assert queue.admit(max_legs=4, live_legs=4) == []  # live calls hold every leg
+    assert queue.admit(max_legs=4, live_legs=3) == [first]
+    assert queue.admit(max_legs=None, live_legs=0) == []  # one running: max_running
+    queue.finish(first)
+    assert queue.admit(max_legs=None, live_legs=0) == [second]
