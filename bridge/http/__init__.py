@@ -3,7 +3,8 @@ Only :mod:`bridge.app` (which wires ``bridge serve``) imports it.
 
 Modules: ``app`` (routes; :func:`bridge.http.app.create_app`), ``server`` (uvicorn's transport,
 guarded against hostile clients; :mod:`bridge.app` starts and stops it), ``live_ws`` (hub
-subscriptions over WebSocket), ``uploads`` (``POST /api/v1/calls``: a file as a live call),
+subscriptions over WebSocket), ``uploads`` (``POST /api/v1/calls``: the request's checks and
+refusals; its queue and jobs are :mod:`bridge.uploads`), ``upload_body`` (the body to disk),
 ``auth`` (how a request presents its token, the same-origin proof; tokens and roles are
 :mod:`bridge.auth`'s), ``problems`` (RFC 9457 bodies), ``openapi`` (the API document).
 """
