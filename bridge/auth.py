@@ -13,6 +13,9 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bridge.core.types import LegRole, roles_from_text
+from bridge.errors import ConfigError, Forbidden
+
 
 class Role(enum.Enum):
     SUPERVISOR = "supervisor"
@@ -78,3 +81,41 @@ def authenticate(tokens: Mapping[str, Principal], token: str | None) -> Principa
         if hmac.compare_digest(known.encode(), token.encode()):
             found = principal
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A call started over the API (an uploaded recording, a WHIP offer): whose it is, and the
+    roles of its channels or tracks, in order."""
+
+    agent: str | None
+    roles: tuple[LegRole, ...]
+
+
+def new_call(
+    principal: Principal,
+    *,
+    agent: str | None,
+    roles: str | None,
+    default_roles: tuple[LegRole, ...],
+) -> NewCall:
+    """The call ``principal`` may start for the requested ``agent`` (None: none named) with the
+    requested ``roles`` (``"caller,agent"``; None: ``default_roles``).
+
+    A supervisor starts calls for any agent or none; an agent only for itself, and a call it
+    starts is its own whether it names itself or not (so it can see the call).
+
+    Raises:
+        Forbidden: an agent naming another agent.
+        ConfigError: an unknown role, or not one or two.
+    """
+    if not principal.is_supervisor:
+        if agent is not None and agent != principal.agent:
+            raise Forbidden("agents may start calls only for themselves")
+        agent = principal.agent
+    if roles is None:
+        return NewCall(agent, default_roles)
+    try:
+        return NewCall(agent, roles_from_text(roles, example="roles=caller,agent"))
+    except ValueError as exc:
+        raise ConfigError(f"query roles: {exc}") from None

@@ -37,6 +37,25 @@ class LegRole(enum.Enum):
     UNKNOWN = "unknown"
 
 
+def roles_from_text(text: str, *, example: str) -> tuple[LegRole, ...]:
+    """``"Agent, customer"`` -> the roles of one or two channels (or tracks), in order.
+
+    Raises:
+        ValueError: an unknown role, or not one or two of them.  The message says which (with
+            ``example``, how to give them); the caller adds where the text came from.
+    """
+    roles = []
+    for name in text.split(","):
+        try:
+            roles.append(LegRole(name.strip().lower()))
+        except ValueError:
+            known = ", ".join(r.value for r in LegRole)
+            raise ValueError(f"unknown role {name.strip()!r} (known: {known})") from None
+    if not 1 <= len(roles) <= 2:
+        raise ValueError(f"give one role per channel, e.g. {example}")
+    return tuple(roles)
+
+
 class LegSource(enum.Enum):
     """Where a leg's audio comes from."""
 

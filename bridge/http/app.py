@@ -49,15 +49,15 @@ from bridge.asr.client import AsrEndpoint
 from bridge.auth import Principal
 from bridge.core.numbers import BadNumber, parse_uint
 from bridge.core.types import LegRole
-from bridge.errors import BridgeError, ConfigError, MediaError, StorageError
+from bridge.errors import BridgeError, MediaError, StorageError
 from bridge.export import MEDIA_TYPES, iter_render, to_json
 from bridge.health import Health
 from bridge.leg import LegSettings
 from bridge.live import LiveFilter, LiveHub
-from bridge.transcribe import parse_roles
 from bridge.webrtc.session import WhipSessions, WhipSettings
 from storage import TranscriptStore
 
+from .auth import new_call_of
 from .live_ws import refuse_handshake, serve_subscription
 from .openapi import openapi_document
 from .problems import HttpProblem, problem_response
@@ -346,19 +346,16 @@ async def post_call(request: Request) -> Response:
     credentials = presented(request)
     token = "" if credentials is None else credentials.token
     state = _state(request)
-    agent = request.query_params.get("agent") or None
-    if not principal.is_supervisor:
-        if agent is not None and agent != principal.agent:
-            raise HttpProblem(403, "agents may start calls only for themselves", kind="forbidden")
-        agent = principal.agent
+    call = new_call_of(
+        principal,
+        agent=request.query_params.get("agent") or None,
+        roles=request.query_params.get("roles"),
+        default_roles=(LegRole.CALLER, LegRole.AGENT),  # a stereo recording: left, right
+    )
+    agent, roles = call.agent, call.roles
     pace = request.query_params.get("pace", "realtime")
     if pace not in ("realtime", "fast"):
         raise HttpProblem(400, f"query pace={pace!r}: expected realtime or fast", kind="bad-query")
-    try:
-        roles: tuple[LegRole, ...] = parse_roles(request.query_params.get("roles", "caller,agent"))
-    except ConfigError as exc:
-        detail = str(exc).replace("--roles", "query roles")
-        raise HttpProblem(400, detail, kind="bad-query") from None
     title = parse_title(request.query_params.get("title"))
     limit = state.uploads.limits.max_bytes
     content_type = request.headers.get("content-type", "")

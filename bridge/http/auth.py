@@ -1,4 +1,5 @@
-"""How an HTTP request presents its API token, and when it must prove its origin.  No I/O.
+"""How an HTTP request presents its API token, when it must prove its origin, and what its
+token's holder may start.  No I/O.
 
 Tokens and who they belong to are :mod:`bridge.auth`'s.  A request presents its token in one of
 three ways, first found wins (:func:`presented_token`):
@@ -24,6 +25,12 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
+
+from bridge.auth import NewCall, Principal, new_call
+from bridge.core.types import LegRole
+from bridge.errors import ConfigError, Forbidden
+
+from .problems import HttpProblem
 
 #: The browser session's cookie: HttpOnly, SameSite=Strict, no Max-Age (it ends with the browser
 #: session), Secure over https.  Its value is the token, percent-encoded (RFC 6265 §4.1.1 allows
@@ -135,3 +142,20 @@ def _same_host(origin: str, host: str) -> bool:
     except ValueError:  # a port that is not a number, or out of range
         return False
     return served.hostname == parts.hostname and served_port == origin_port
+
+
+def new_call_of(
+    principal: Principal,
+    *,
+    agent: str | None,
+    roles: str | None,
+    default_roles: tuple[LegRole, ...],
+) -> NewCall:
+    """:func:`bridge.auth.new_call` for a request that starts a call (an upload, a WHIP offer):
+    an agent naming another is a 403, bad ``roles`` a 400."""
+    try:
+        return new_call(principal, agent=agent, roles=roles, default_roles=default_roles)
+    except Forbidden as exc:
+        raise HttpProblem(403, str(exc), kind="forbidden") from None
+    except ConfigError as exc:
+        raise HttpProblem(400, str(exc), kind="bad-query") from None

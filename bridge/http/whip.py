@@ -32,14 +32,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.auth import Principal
-from bridge.core.types import LegRole
-from bridge.errors import ConfigError
 from bridge.leg import at_capacity
-from bridge.transcribe import parse_roles
 from bridge.webrtc import trickle
 from bridge.webrtc.offer import MAX_SDP_BYTES, OfferRejected, check_offer
 from bridge.webrtc.session import WhipSession, WhipSessions
 
+from .auth import new_call_of
 from .problems import HttpProblem
 from .session import principal_of, static_page
 
@@ -113,18 +111,12 @@ async def session_preflight(request: Request) -> Response:
 async def post_offer(request: Request) -> Response:
     principal = _principal(request)
     sessions = _sessions(request)
-    agent = request.query_params.get("agent") or None
-    if not principal.is_supervisor:
-        if agent is not None and agent != principal.agent:
-            raise HttpProblem(403, "agents may start calls only for themselves", kind="forbidden")
-        agent = principal.agent
-    roles: tuple[LegRole, ...] | None = None
-    if request.query_params.get("roles"):
-        try:
-            roles = parse_roles(request.query_params["roles"])
-        except ConfigError as exc:
-            detail = str(exc).replace("--roles", "query roles")
-            raise HttpProblem(400, detail, kind="bad-query") from None
+    call = new_call_of(
+        principal,
+        agent=request.query_params.get("agent") or None,
+        roles=request.query_params.get("roles") or None,
+        default_roles=sessions.settings.roles,
+    )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/sdp":
         raise HttpProblem(
@@ -143,7 +135,7 @@ async def post_offer(request: Request) -> Response:
         sdp = body.decode("utf-8")
     except UnicodeDecodeError:
         raise HttpProblem(400, "the offer is not UTF-8 text", kind="bad-sdp") from None
-    max_tracks = len(roles or sessions.settings.roles)
+    max_tracks = len(call.roles)
     try:
         offer = check_offer(sdp, max_tracks=max_tracks)
     except OfferRejected as exc:
@@ -164,7 +156,7 @@ async def post_offer(request: Request) -> Response:
         )
     title = request.query_params.get("call") or ""
     try:
-        session = await sessions.open(sdp, offer, agent=agent, title=title, roles=roles)
+        session = await sessions.open(sdp, offer, agent=call.agent, title=title, roles=call.roles)
     except ValueError as exc:  # aiortc refuses what check_offer let through
         raise HttpProblem(400, f"the offer cannot be answered: {exc}", kind="bad-sdp") from None
     location = f"{WHIP_PATH}/{session.session_id}"

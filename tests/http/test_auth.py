@@ -3,7 +3,14 @@ pure."""
 
 from __future__ import annotations
 
-from bridge.auth import Principal, Role, authenticate, parse_tokens
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bridge.auth import NewCall, Principal, Role, authenticate, new_call, parse_tokens
+from bridge.core.types import LegRole
+from bridge.errors import ConfigError, Forbidden
 from bridge.http.auth import (
     SESSION_COOKIE,
     Presented,
@@ -14,6 +21,8 @@ from bridge.http.auth import (
     presented_token,
     session_cookie_value,
 )
+
+from .served import ALICE, SUPERVISOR, serve_bridge
 
 
 def test_parse_tokens_collects_every_problem() -> None:
@@ -46,10 +55,7 @@ def test_agents_see_only_their_calls() -> None:
 
 
 def test_config_reads_tokens_from_the_environment() -> None:
-    import pytest
-
     from bridge.config import load_config
-    from bridge.errors import ConfigError
 
     config = load_config(None, {"BRIDGE_API_TOKENS": "abcdefgh1:agent:al", "HOME": "/tmp"})
     assert config.http.api_tokens == {"abcdefgh1": Principal(Role.AGENT, "al")}
@@ -122,3 +128,59 @@ def test_the_same_origin_proof_is_an_origin_naming_the_host_or_fetch_metadata() 
     assert cross_site_refusal(default_port) is None
     assert cross_site_refusal({"host": "[::1]:8080", "origin": "http://[::1]:8080"}) is None
     assert cross_site_refusal({"host": "", "origin": "http://bridge.example"}) is not None
+
+
+def test_a_new_call_is_an_agents_own_with_one_role_per_channel() -> None:
+    supervisor, alice = Principal(Role.SUPERVISOR), Principal(Role.AGENT, "alice")
+    stereo = (LegRole.CALLER, LegRole.AGENT)
+    assert new_call(supervisor, agent="bob", roles=None, default_roles=stereo) == NewCall(
+        "bob", stereo
+    )
+    assert new_call(supervisor, agent=None, roles="Agent, customer", default_roles=()) == NewCall(
+        None, (LegRole.AGENT, LegRole.CUSTOMER)
+    )
+    for named in (None, "alice"):  # an agent's call is its own, named or not
+        assert new_call(alice, agent=named, roles="speaker", default_roles=stereo) == NewCall(
+            "alice", (LegRole.SPEAKER,)
+        )
+    with pytest.raises(Forbidden, match="^agents may start calls only for themselves$"):
+        new_call(alice, agent="bob", roles=None, default_roles=stereo)
+    refused = {
+        "boss": "query roles: unknown role 'boss' (known: caller, callee, agent, customer, "
+        "speaker, unknown)",
+        "": "query roles: unknown role '' (known: caller, callee, agent, customer, speaker, "
+        "unknown)",
+        "caller,agent,customer": "query roles: give one role per channel, e.g. roles=caller,agent",
+    }
+    for roles, message in refused.items():
+        with pytest.raises(ConfigError) as info:
+            new_call(supervisor, agent=None, roles=roles, default_roles=stereo)
+        assert str(info.value) == message  # HTTP words: no CLI flag
+
+
+@pytest.mark.parametrize("path", ["/api/v1/calls", "/api/v1/whip"])
+async def test_uploads_and_whip_offers_refuse_the_same_way(tmp_path: Path, path: str) -> None:
+    """One check for both ways to start a call over HTTP: 403 for another agent's call, 400
+    naming the query parameter for bad roles, before the body is read."""
+    async with serve_bridge(tmp_path / "t.db") as served, httpx.AsyncClient() as client:
+
+        async def post(token: str, query: str) -> httpx.Response:
+            return await client.post(
+                f"{served.base}{path}?{query}", headers=served.auth(token), content=b"x"
+            )
+
+        other = await post(ALICE, "agent=bob")
+        assert other.status_code == 403
+        assert other.json()["detail"] == "agents may start calls only for themselves"
+        assert other.json()["type"].endswith("/forbidden")
+        for query, detail in (
+            ("roles=boss", "query roles: unknown role 'boss' (known: "),
+            ("roles=caller,agent,customer", "query roles: give one role per channel, e.g. roles="),
+        ):
+            bad = await post(SUPERVISOR, query)
+            assert bad.status_code == 400, query
+            assert bad.json()["detail"].startswith(detail), bad.json()
+            assert bad.json()["type"].endswith("/bad-query")
+            assert "--" not in bad.json()["detail"]
+        if path.endswith("whip"):  # a page of another origin may read WHIP refusals (CORS)
+            assert other.headers["access-control-allow-origin"] == "*"
