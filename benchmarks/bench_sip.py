@@ -7,7 +7,7 @@ Run by hand (not in tests), from the repository root (needs ``bash .ci/setup-sip
 
 Set-up, every part the real code or a real peer, each in its own process:
 
-* ``ceil(calls / calls-per-worker)`` worker processes (``bridge.ingest.SipIngest``, this
+* ``ceil(calls / calls-per-worker)`` worker processes (``bridge.sip.ingest.SipIngest``, this
   process is the bridge's main process: legs, SQLite);
 * ``--via-kamailio`` (the default with more than one worker): Kamailio in front
   (``bridge.sip.dispatcher``), one sipp for all calls; ``--direct``: one sipp per worker,
@@ -72,11 +72,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bridge.asr.client import AsrEndpoint  # noqa: E402
 from bridge.core.g711 import encode_ulaw  # noqa: E402
-from bridge.ingest import SipIngest  # noqa: E402
-from bridge.io.asr_client import AsrEndpoint  # noqa: E402
 from bridge.leg import LegSettings  # noqa: E402
 from bridge.sip.dispatcher import kamailio_dispatcher  # noqa: E402
+from bridge.sip.ingest import SipIngest  # noqa: E402
 from sip_config import SipSettings  # noqa: E402
 from storage import TranscriptStore  # noqa: E402
 from tests.sip.sipp import SIPP, free_port, free_port_block  # noqa: E402

@@ -1,7 +1,7 @@
 """The SIP fuzzer's long run: 100,000+ hostile requests at a running worker, with a report.
 
 The CI test (``tests/integration/test_sip_hostile.py``) sends 2,000; this sends as many as you
-ask, in rounds with a new seed each, at one SIP worker behind :class:`bridge.ingest.SipIngest`
+ask, in rounds with a new seed each, at one SIP worker behind :class:`bridge.sip.ingest.SipIngest`
 whose legs stream to ``benchmarks/sink.py`` (the realtime protocol without ASR, so accepted
 fuzz calls cost no model).  After every round it checks that the worker process is the same
 one (never died, never restarted) and at the end that every call it took was stored as ended.
@@ -32,8 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bridge.ingest import SipIngest  # noqa: E402
-from bridge.io.asr_client import AsrEndpoint  # noqa: E402
+from bridge.asr.client import AsrEndpoint  # noqa: E402
+from bridge.sip.ingest import SipIngest  # noqa: E402
 from sip_config import SipSettings  # noqa: E402
 from storage import TranscriptStore  # noqa: E402
 from tests.sip.fuzz import RawUac, Report, campaign  # noqa: E402

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 from websockets.asyncio.client import connect
 
+from bridge.asr.client import AsrClient, AsrEndpoint
 from bridge.core.asr_protocol import (
     AsrEvent,
     AsrStream,
@@ -46,7 +47,6 @@ from bridge.core.types import (
     Segment,
     samples_to_ms,
 )
-from bridge.io.asr_client import AsrClient, AsrEndpoint
 from bridge.log import leg_logger
 
 logger = logging.getLogger(__name__)
@@ -102,17 +102,60 @@ class LegCounters:
 
 
 COUNTERS = LegCounters()
-_LIVE: weakref.WeakSet[Leg] = weakref.WeakSet()
+
+
+class LegRegistry:
+    """The legs started and not yet finished (weakly held: a leg dropped unfinished leaves too),
+    and who wants to know when that changes: SIP admission tells its workers at once when the
+    ASR side fills up or frees, with no polling.  One per process: :data:`LIVE`."""
+
+    def __init__(self) -> None:
+        self._legs: weakref.WeakSet[Leg] = weakref.WeakSet()
+        self._watchers: list[Callable[[], None]] = []
+
+    def __len__(self) -> int:
+        return len(self._legs)
+
+    def legs(self) -> list[Leg]:
+        return list(self._legs)
+
+    def add(self, leg: Leg) -> None:
+        if leg not in self._legs:
+            self._legs.add(leg)
+            self._changed()
+
+    def discard(self, leg: Leg) -> None:
+        if leg in self._legs:
+            self._legs.discard(leg)
+            self._changed()
+
+    def watch(self, watcher: Callable[[], None]) -> None:
+        """Call ``watcher()`` (on the loop, synchronously) after every change."""
+        self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[], None]) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
+
+    def _changed(self) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher()
+            except Exception:  # a watcher's bug must not fail the leg that started or ended
+                logger.exception("leg registry watcher failed")
+
+
+LIVE = LegRegistry()
 
 
 def live_legs() -> list[Leg]:
     """Legs started and not yet finished, in this process."""
-    return list(_LIVE)
+    return LIVE.legs()
 
 
 def at_capacity(max_legs: int | None) -> bool:
     """Whether this process already runs ``max_legs`` legs (the ASR server's capacity)."""
-    return max_legs is not None and len(_LIVE) >= max_legs
+    return max_legs is not None and len(LIVE) >= max_legs
 
 
 class Leg:
@@ -198,11 +241,11 @@ class Leg:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.client.run(), name=f"asr-{self.info.leg_id}")
-        _LIVE.add(self)
+        LIVE.add(self)
 
     async def abort(self) -> None:
         """Stop the ASR task now (the caller was cancelled); nothing more is stored."""
-        _LIVE.discard(self)
+        LIVE.discard(self)
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -233,7 +276,7 @@ class Leg:
         for segment in self.assembler.finish():
             self._publish(segment)
         self._flush_gap()
-        _LIVE.discard(self)
+        LIVE.discard(self)
         COUNTERS.samples_dropped += self.audio.samples_dropped
         samples = self.audio.samples_out
         await self.store.end_leg(

@@ -5,7 +5,7 @@
 facts to the :class:`~bridge.live.LiveHub` once each is committed, so live clients never see a
 call that REST cannot return.  Segments and gaps reach the hub through the leg's listener
 (``hub.listener``), not through here.  DTMF digits of SIP calls come through :meth:`put_dtmf`
-(``bridge.ingest.DtmfPublisher``).
+(``bridge.sip.ingest``).
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@
     spec        what one worker is told to do (ports, codecs, routes), as JSON on its command line
     worker      the pjsua2 adapter: ``python -m bridge.sip.worker --spec JSON --fd N``
     dispatcher  Kamailio in front of several workers: its config rendered, its process run
+    supervisor  the worker processes, seen from the main process: started, restarted, stopped
+    ingest      the main process's side: worker messages into calls (bridge.call) and legs
 
-Only ``worker`` imports pjsua2; the main process (``bridge.ingest``) never does.
+Only ``worker`` imports pjsua2; the main process (``ingest``, ``supervisor``) never does.
 """

@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 from vllm_server import VllmServer
 
+from bridge.asr.client import AsrEndpoint
 from bridge.core.g711 import encode_alaw, encode_ulaw
 from bridge.core.types import LegRole, LegSource, Word
 from bridge.errors import TransportError
-from bridge.ingest import SipIngest, run_sip_ingest
-from bridge.io.asr_client import AsrEndpoint
+from bridge.sip.ingest import SipIngest, run_sip_ingest
 from sip_config import SipSettings
 from storage import CallTranscript, TranscriptStore
 from tests.sip import baresip

@@ -35,7 +35,6 @@ from test_sip import (
 from vllm_server import VllmServer
 
 from bridge.errors import TransportError
-from bridge.ingest import run_sip_ingest
 from bridge.sip.dispatcher import (
     Dispatcher,
     find_kamailio,
@@ -43,6 +42,7 @@ from bridge.sip.dispatcher import (
     render_dispatcher_list,
     render_kamailio_cfg,
 )
+from bridge.sip.ingest import run_sip_ingest
 from sip_config import SipSettings
 from storage import CallTranscript, TranscriptStore
 from tests.sip.sipp import SippResult, free_port, run_scenario

@@ -23,19 +23,19 @@ from typing import cast
 import pytest
 from vllm_server import VllmServer
 
+from bridge.asr.client import AsrEndpoint
 from bridge.core.types import LegSource
 from bridge.export import to_json
-from bridge.ingest import SipIngest
-from bridge.io.asr_client import AsrEndpoint
 from bridge.live import LiveHub
 from bridge.live.tee import PublishingStore
+from bridge.sip.ingest import SipIngest
 from sip_config import SipSettings
 from storage import CallTranscript, TranscriptStore
 from tests.sip.sipp import SETUP_HINT, SIPP, SippResult, free_port, free_port_block, run_scenario
 
 pytestmark = pytest.mark.integration
 
-PCAPS = Path("/usr/share/sip-tester")  # sip-tester's dtmf_2833_*.pcap (pjsua2.md §5)
+PCAPS = Path("/usr/share/sip-tester")  # sip-tester's dtmf_2833_*.pcap (docs/test-peers.md §1)
 TOLERANCE_MS = 200
 
 

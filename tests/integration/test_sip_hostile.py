@@ -34,7 +34,7 @@ from test_sip import (
 )
 from vllm_server import VllmServer
 
-from bridge.ingest import SipIngest
+from bridge.sip.ingest import SipIngest
 from storage import TranscriptStore
 from tests.sip.fuzz import Case, Generator, Message, Outcome, RawUac, campaign
 from tests.sip.sipp import run_scenario

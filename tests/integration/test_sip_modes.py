@@ -32,8 +32,8 @@ from vllm_server import VllmServer
 
 from bridge.core.g711 import encode_ulaw
 from bridge.core.types import LegRole
-from bridge.ingest import SipIngest
 from bridge.leg import live_legs
+from bridge.sip.ingest import SipIngest
 from sip_config.routes import Route
 from storage import CallTranscript, TranscriptStore
 from tests.engine import speech

@@ -1,6 +1,6 @@
 """A plain RTP endpoint for SIP tests: sends G.711 paced at 20 ms, keeps what it receives.
 
-sipp's ``rtp_stream`` can only feed the first ``m=audio`` of an answer (pjsua2.md §1.4) and
+sipp's ``rtp_stream`` can only feed the first ``m=audio`` of an answer (docs/test-peers.md §2) and
 records nothing, so SIPREC (two streams) and B2BUA (audio both ways) tests put the media of their
 sipp dialogs on these peers instead: the scenario's SDP names :attr:`RtpPeer.port`.
 Stdlib + numpy; one thread per direction; stopped by :meth:`close`.

@@ -22,4 +22,4 @@ def test_pure_sip_modules_import_no_io() -> None:
 
 
 def test_the_main_process_never_loads_pjsua2() -> None:
-    assert modules_after("bridge.ingest", {"pjsua2"}) == []
+    assert modules_after("bridge.sip.ingest", {"pjsua2"}) == []

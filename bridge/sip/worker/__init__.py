@@ -15,9 +15,9 @@ Every mode: a hold (RFC 3264 inactive/sendonly re-offer) feeds the legs silence 
 as ``sip.hold``/``sip.resume``; a call without RTP for ``rtp_timeout_s`` (not on hold) is hung
 up by the bridge (``rtp-timeout``).
 
-Run by :mod:`bridge.ingest` as ``python -m bridge.sip.worker --spec JSON --fd N``, where ``N`` is
-its end of a ``SOCK_SEQPACKET`` socket pair (:mod:`bridge.sip.wire`).  The process lives until
-the main process sends ``Quit`` or closes the socket, or until SIGTERM/SIGINT.
+Run by :mod:`bridge.sip.supervisor` as ``python -m bridge.sip.worker --spec JSON --fd N``, where
+``N`` is its end of a ``SOCK_SEQPACKET`` socket pair (:mod:`bridge.sip.wire`).  The process lives
+until the main process sends ``Quit`` or closes the socket, or until SIGTERM/SIGINT.
 
 Media: the RTP of ``direct`` and ``siprec`` calls comes to the worker's own sockets, named in
 our answer (:mod:`bridge.sip.media`, placed by :mod:`bridge.sip.rtp`), so pjsua's jitter buffer

@@ -22,7 +22,7 @@ from .outbox import Outbox
 logger = logging.getLogger("bridge.sip.worker")
 
 SOCKET_BUFFER_BYTES = 1 << 20
-# Exit statuses of a worker that could not start (bridge.ingest words them for the operator):
+# Exit statuses of a worker that could not start (bridge.sip.supervisor words them for people):
 # pjlib reports an OS error e as PJ_ERRNO_START_SYS (120000) + e.
 START_FAILED = 2
 START_FAILURES = {120000 + 98: 3, 120000 + 99: 4}  # EADDRINUSE: port taken; EADDRNOTAVAIL

@@ -3,7 +3,7 @@
 ::
 
     pjsua2 worker k (python -m bridge.sip.worker, SIP port + k)     one per 4 calls (pjsua2.md §4)
-      -- SOCK_SEQPACKET socket pair (bridge.sip.wire) -->
+      -- SOCK_SEQPACKET socket pair (bridge.sip.wire; processes: bridge.sip.supervisor) -->
     SipIngest (asyncio, this module), each call a bridge.call.Call:
       CallStarted -> Call.open() (mode, SIPREC metadata kept as a "siprec.metadata" event)
       LegStarted  -> Call.add_leg(role, ..., LegAudio(rate, encoding))
@@ -12,6 +12,7 @@
       Event       -> Call.event (sip.hold, sip.resume, siprec.metadata updates)
       CallEnded   -> Call.close(cause): every leg finishes (finals durable), the call ends
       worker gone -> its calls end as "worker-crashed"; the worker is started again
+      a leg starts or ends anywhere -> Admission(full) to every worker when capacity changes
 
 A call has one leg per tapped stream: the remote party (mode ``direct``), each recorded stream
 (``siprec``), caller and agent (``b2bua``); the worker names each leg's role.
@@ -27,15 +28,11 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
-import os
-import signal
-import socket
 import sys
-import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
+from bridge.asr.client import AsrEndpoint
 from bridge.call import Call, EndCause, TranscriptSink
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
@@ -43,13 +40,13 @@ from bridge.core.types import (
     LegRole,
     LegSource,
 )
-from bridge.errors import BridgeError, ConfigError, RemoteProtocolError, TransportError
+from bridge.errors import BridgeError, ConfigError
 from bridge.health import Health
-from bridge.io.asr_client import AsrEndpoint
-from bridge.leg import Leg, LegSettings, Listener, at_capacity
+from bridge.leg import LIVE, Leg, LegSettings, Listener, at_capacity
 from bridge.sip import wire
 from bridge.sip.dispatcher import kamailio_dispatcher
-from bridge.sip.spec import PASSWORD_ENV, WorkerSpec, worker_spec
+from bridge.sip.spec import worker_spec
+from bridge.sip.supervisor import WorkerProcess, WorkerSupervisor
 from sip_config import SipSettings
 
 logger = logging.getLogger(__name__)
@@ -57,51 +54,11 @@ logger = logging.getLogger(__name__)
 PENDING_FRAMES = 500  # 10 s of 20 ms frames per call while its leg is being created
 PENDING_DTMF = 100  # DTMF digits per leg while it is being created
 PENDING_EVENTS = 100  # call events while the call is being stored
-ADMISSION_CHECK_S = 0.2  # how often the ASR capacity is compared with the live legs
-READY_TIMEOUT_S = 30.0  # a worker's start-up (pjsua init) on a loaded box
-STOP_TIMEOUT_S = 10.0  # a worker's hang-up-and-exit after Quit
-MAX_MESSAGES_PER_READ = 1000  # fairness: one read callback handles at most this many
-RESTART_DELAYS_S = (0.5, 1.0, 2.0, 5.0, 10.0)  # a worker that keeps dying is retried this often
-CRASH_LOOP_WINDOW_S = 60.0  # this many crashes within the window: /ready says SIP is down
-CRASH_LOOP_COUNT = 3
-SOCKET_BUFFER_BYTES = 1 << 20
 PJSUA2_REQUIREMENT = "pjsua2-python==2.15.1.post1"  # the wheel pjsua2.md was measured with
 
 
-def start_failure(host: str, port: int, code: int) -> str:
-    """Why a worker could not listen (its exit status, ``bridge.sip.worker.START_FAILURES``),
-    in one line with the fix."""
-    if code == 3:
-        return (
-            f"SIP port {host}:{port} is taken by another program: stop it, or choose another "
-            "port ([sip] port, BRIDGE_SIP_PORT or bridge serve --sip-port)"
-        )
-    if code == 4:
-        return (
-            f"SIP host {host} is not an address of this machine: set [sip] host "
-            "(BRIDGE_SIP_HOST or bridge serve --sip-host) to one of its addresses "
-            "(ip -brief address)"
-        )
-    return (
-        f"the SIP worker for {host}:{port} could not start ({exit_cause(code)}); run with -vv "
-        "to see pjsua's own lines"
-    )
-
-
-def exit_cause(code: int) -> str:
-    """A child's exit status in words: ``killed by SIGABRT (pjsua assertion?)``, ``exited 2``."""
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = {"SIGABRT": " (a pjsua assertion: its line is above)", "SIGSEGV": ""}.get(name, "")
-        return f"killed by {name}{hint}"
-    return f"exited with code {code}"
-
-
 @dataclass(eq=False)
-class _Leg:
+class SipLeg:
     """One tapped stream of a call, as the main process sees it."""
 
     started: wire.LegStarted
@@ -111,13 +68,13 @@ class _Leg:
 
 
 @dataclass(eq=False)
-class _Call:
+class SipCall:
     """One SIP call of one worker, as the main process sees it (its lifecycle: ``call``)."""
 
     worker: int
     started: wire.CallStarted
     call: Call
-    legs: list[_Leg] = field(default_factory=list)
+    legs: list[SipLeg] = field(default_factory=list)
     events: deque[wire.Event] = field(default_factory=lambda: deque(maxlen=PENDING_EVENTS))
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # a leg or an event came
     ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -129,19 +86,6 @@ class _Call:
             self.cause, self.detail = cause, detail
             self.ended.set()
             self.wake.set()
-
-
-@dataclass(eq=False)
-class _Worker:
-    spec: WorkerSpec
-    process: asyncio.subprocess.Process | None = None
-    sock: socket.socket | None = None
-    ready: asyncio.Future[wire.Ready] | None = None
-    calls: dict[int, _Call] = field(default_factory=dict)  # by call key
-    legs: dict[int, tuple[_Call, _Leg]] = field(default_factory=dict)  # by leg key
-    restarts: int = 0
-    crashes: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=16))
-    up: bool = False  # listening (Ready received), not exited since
 
 
 class SipIngest:
@@ -170,17 +114,22 @@ class SipIngest:
         self.leg_settings = leg_settings
         self.listener = listener
         self.finish_timeout_s = finish_timeout_s
-        self.python = python
-        self.pj_log_level = pj_log_level
-        self.workers = [_Worker(worker_spec(sip, k)) for k in range(sip.workers)]
         self.health = health or Health()
-        self.health.add_check("sip", self.problem)  # not ready until every worker listens
-        self.health.add_gauge(
-            "sip_workers_up", "SIP worker processes listening", lambda: self.workers_up
+        self.supervisor = WorkerSupervisor(
+            [worker_spec(sip, k) for k in range(sip.workers)],
+            on_message=self._receive,
+            on_gone=self._worker_gone,
+            on_restarted=lambda worker: self.supervisor.send(worker, wire.Admission(self._full)),
+            health=self.health,
+            auth_password=sip.auth_password,
+            python=python,
+            pj_log_level=pj_log_level,
         )
-        self._closing = False
-        self._asr_full = False  # as last told to the workers
-        self._supervisors: list[asyncio.Task[None]] = []
+        self.health.add_check("sip", self.supervisor.problem)  # ready once every worker listens
+        self.health.add_gauge(
+            "sip_workers_up", "SIP worker processes listening", lambda: self.supervisor.workers_up
+        )
+        self._full = False  # the ASR side's capacity reached, as last told to the workers
         self._call_tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -197,72 +146,40 @@ class SipIngest:
                 f"SIP ingest needs the pjsua2 wheel in {sys.prefix}: "
                 f"pip install {PJSUA2_REQUIREMENT} (or bash .ci/setup-sip.sh)"
             )
-        for worker in self.workers:
-            await self._spawn(worker)
         try:
-            for worker in self.workers:
-                await self._wait_ready(worker)
+            await self.supervisor.start()
         except BaseException:
             await self.close()
             raise
-        self._supervisors = [
-            asyncio.create_task(self._supervise(w), name=f"sip-worker-{w.spec.index}")
-            for w in self.workers
-        ]
-        self._supervisors.append(asyncio.create_task(self._admit(), name="sip-admission"))
-
-    async def _admit(self) -> None:
-        """Tell the workers whether the ASR side can take new calls (``endpoint.max_legs``,
-        counting every live leg of this process: SIP and WebRTC); they answer 503 while not."""
-        while not self._closing:
-            full = at_capacity(self.endpoint.max_legs)
-            if full != self._asr_full:
-                self._asr_full = full
-                logger.warning(
-                    "ASR capacity %s (%s legs): new SIP calls %s",
-                    "reached" if full else "available again",
-                    self.endpoint.max_legs,
-                    "get 503" if full else "are taken",
-                )
-                for worker in self.workers:
-                    self._send(worker, wire.Admission(full))
-            await asyncio.sleep(ADMISSION_CHECK_S)
+        LIVE.watch(self._admit)
+        self._admit()
 
     @property
-    def workers_up(self) -> int:
-        return sum(1 for w in self.workers if w.up)
+    def workers(self) -> list[WorkerProcess]:
+        return self.supervisor.workers
 
-    def problem(self) -> str | None:
-        """Why SIP cannot take calls now (for ``/ready``), or ``None``."""
-        now = time.monotonic()
-        problems = []
+    def _admit(self) -> None:
+        """Tell the workers whether the ASR side can take new calls (``endpoint.max_legs``,
+        counting every live leg of this process: SIP and WebRTC), whenever a leg starts or
+        ends; they answer 503 while it cannot."""
+        full = at_capacity(self.endpoint.max_legs)
+        if full == self._full:
+            return
+        self._full = full
+        logger.warning(
+            "ASR capacity %s (%s legs): new SIP calls %s",
+            "reached" if full else "available again",
+            self.endpoint.max_legs,
+            "get 503" if full else "are taken",
+        )
         for worker in self.workers:
-            recent = [cause for at, cause in worker.crashes if now - at < CRASH_LOOP_WINDOW_S]
-            where = f"SIP worker {worker.spec.index} ({worker.spec.host}:{worker.spec.sip_port})"
-            if len(recent) >= CRASH_LOOP_COUNT:
-                problems.append(
-                    f"{where} crashed {len(recent)} times in {CRASH_LOOP_WINDOW_S:.0f} s "
-                    f"(last: {recent[-1]}); see the ERROR lines of bridge.ingest"
-                )
-            elif not worker.up and worker.crashes:
-                problems.append(f"{where} is restarting after {worker.crashes[-1][1]}")
-            elif not worker.up:
-                problems.append(f"{where} is starting")
-        return "; ".join(problems) or None
+            self.supervisor.send(worker, wire.Admission(full))
 
     async def close(self) -> None:
-        self._closing = True
+        LIVE.unwatch(self._admit)
         self.health.remove_check("sip")
         self.health.remove_gauge("sip_workers_up")
-        for worker in self.workers:
-            self._send(worker, wire.Quit())
-        for worker in self.workers:
-            await self._stop_process(worker)
-        for task in self._supervisors:
-            task.cancel()
-        await asyncio.gather(*self._supervisors, return_exceptions=True)
-        for worker in self.workers:
-            self._worker_gone(worker, EndCause.BRIDGE_STOPPING)
+        await self.supervisor.close()
         if self._call_tasks:
             await asyncio.gather(*list(self._call_tasks), return_exceptions=True)
 
@@ -270,138 +187,7 @@ class SipIngest:
     def active_calls(self) -> int:
         return sum(len(w.calls) for w in self.workers)
 
-    # -- worker processes ------------------------------------------------------------------------
-
-    async def _spawn(self, worker: _Worker) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
-        ours.setblocking(False)
-        loop = asyncio.get_running_loop()
-        worker.ready = loop.create_future()
-        worker.sock = ours
-        try:
-            worker.process = await asyncio.create_subprocess_exec(
-                self.python,
-                "-m",
-                "bridge.sip.worker",
-                "--spec",
-                worker.spec.to_json(),
-                "--fd",
-                str(theirs.fileno()),
-                "--pj-log-level",
-                str(self.pj_log_level),
-                "--log-level",
-                logging.getLevelName(logging.getLogger().getEffectiveLevel()),
-                pass_fds=(theirs.fileno(),),
-                stdin=asyncio.subprocess.DEVNULL,
-                env={**os.environ, PASSWORD_ENV: self.sip.auth_password or ""},
-            )
-        finally:
-            theirs.close()
-        loop.add_reader(ours.fileno(), self._on_readable, worker)
-        logger.info(
-            "SIP worker %d started (pid %d) for port %d",
-            worker.spec.index,
-            worker.process.pid,
-            worker.spec.sip_port,
-        )
-
-    async def _wait_ready(self, worker: _Worker) -> None:
-        assert worker.ready is not None and worker.process is not None
-        exited = asyncio.ensure_future(worker.process.wait())
-        waiters: set[asyncio.Future[Any]] = {worker.ready, exited}
-        try:
-            done, _ = await asyncio.wait(
-                waiters,
-                timeout=READY_TIMEOUT_S,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            exited.cancel()
-        if worker.ready in done and not worker.ready.cancelled():
-            worker.up = True
-            return
-        if worker.process.returncode is None and worker.ready.cancelled():
-            with contextlib.suppress(TimeoutError):  # EOF came first; the exit code follows
-                await asyncio.wait_for(worker.process.wait(), 5.0)
-        where = f"{worker.spec.host}:{worker.spec.sip_port}"
-        code = worker.process.returncode
-        if code is not None:
-            raise TransportError(
-                start_failure(worker.spec.host, worker.spec.sip_port, code), retryable=False
-            )
-        raise TransportError(
-            f"SIP worker {worker.spec.index} for {where} did not start within {READY_TIMEOUT_S} s"
-        )
-
-    async def _supervise(self, worker: _Worker) -> None:
-        """Wait for the worker to exit; close its calls; start it again unless stopping."""
-        while not self._closing:
-            assert worker.process is not None
-            code = await worker.process.wait()
-            worker.up = False
-            if self._closing:
-                return
-            cause = exit_cause(code)
-            worker.crashes.append((time.monotonic(), cause))
-            self.health.crashes[(f"sip-worker-{worker.spec.index}", cause)] += 1
-            delay = RESTART_DELAYS_S[min(worker.restarts, len(RESTART_DELAYS_S) - 1)]
-            logger.error(
-                "SIP worker %d (pid %d) %s; its %d call(s) end as worker-crashed, the calls of "
-                "other workers go on; restarting it in %.1f s%s",
-                worker.spec.index,
-                worker.process.pid,
-                cause,
-                len(worker.calls),
-                delay,
-                " (it keeps crashing: /ready answers 503)" if self.problem() else "",
-            )
-            self._worker_gone(worker, EndCause.WORKER_CRASHED)
-            worker.restarts += 1
-            await asyncio.sleep(delay)
-            if self._closing:
-                return
-            await self._spawn(worker)
-            try:
-                await self._wait_ready(worker)
-            except TransportError as exc:
-                logger.error("%s; trying again", exc)
-                continue
-            worker.restarts = 0
-            self._send(worker, wire.Admission(self._asr_full))
-            logger.info("SIP worker %d is back on port %d", worker.spec.index, worker.spec.sip_port)
-
-    async def _stop_process(self, worker: _Worker) -> None:
-        process = worker.process
-        if process is None or process.returncode is not None:
-            return
-        try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-            return
-        except TimeoutError:
-            logger.warning("SIP worker %d did not stop; terminating it", worker.spec.index)
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 3.0)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-
-    def _send(self, worker: _Worker, message: wire.Message) -> None:
-        if worker.sock is None:
-            return
-        try:
-            worker.sock.send(wire.encode(message))
-        except OSError as exc:
-            logger.debug("SIP worker %d: cannot send %s: %s", worker.spec.index, message, exc)
-
-    def _worker_gone(self, worker: _Worker, cause: str) -> None:
-        if worker.sock is not None:
-            asyncio.get_running_loop().remove_reader(worker.sock.fileno())
-            worker.sock.close()
-            worker.sock = None
-        if worker.ready is not None and not worker.ready.done():
-            worker.ready.cancel()
+    def _worker_gone(self, worker: WorkerProcess, cause: EndCause) -> None:
         for call in list(worker.calls.values()):
             call.end(cause, f"worker {worker.spec.index} exited")
         worker.calls.clear()
@@ -409,30 +195,7 @@ class SipIngest:
 
     # -- messages from the workers (on the loop, synchronous) -----------------------------------
 
-    def _on_readable(self, worker: _Worker) -> None:
-        sock = worker.sock
-        if sock is None:
-            return
-        for _ in range(MAX_MESSAGES_PER_READ):
-            try:
-                data = sock.recv(wire.MAX_MESSAGE_BYTES)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                logger.warning("SIP worker %d: socket failed: %s", worker.spec.index, exc)
-                data = b""
-            if not data:  # EOF: the worker exited (the supervisor restarts it)
-                gone = EndCause.BRIDGE_STOPPING if self._closing else EndCause.WORKER_CRASHED
-                self._worker_gone(worker, gone)
-                return
-            try:
-                message = wire.decode(data)
-            except RemoteProtocolError as exc:
-                logger.error("SIP worker %d: %s", worker.spec.index, exc)
-                continue
-            self._receive(worker, message)
-
-    def _receive(self, worker: _Worker, message: wire.Message) -> None:
+    def _receive(self, worker: WorkerProcess, message: wire.Message) -> None:
         if isinstance(message, wire.Frame | wire.Dtmf):
             found = worker.legs.get(message.key)
             if found is None:
@@ -452,7 +215,7 @@ class SipIngest:
             if owner is None:
                 logger.error("SIP worker %d: leg of unknown call: %s", worker.spec.index, message)
                 return
-            state = _Leg(message)
+            state = SipLeg(message)
             worker.legs[message.key] = (owner, state)
             owner.legs.append(state)
             owner.wake.set()
@@ -462,7 +225,7 @@ class SipIngest:
                 owner.events.append(message)
                 owner.wake.set()
         elif isinstance(message, wire.CallStarted):
-            call = _Call(worker.spec.index, message, self._new_call(message))
+            call = SipCall(worker.spec.index, message, self._new_call(message))
             worker.calls[message.key] = call
             name = f"sip-call-{call.call.call_id}"
             task = asyncio.create_task(self._run_call(call), name=name)
@@ -483,13 +246,13 @@ class SipIngest:
             if worker.ready is not None and not worker.ready.done():
                 worker.ready.set_result(message)
 
-    def _feed(self, call: _Call, leg: Leg, frame: wire.Frame) -> None:
+    def _feed(self, call: SipCall, leg: Leg, frame: wire.Frame) -> None:
         try:
             leg.receive_frame(frame.pcm, position=frame.position)
         except (BridgeError, ValueError) as exc:
             logger.warning("call %s: frame refused: %s", call.started.sip_call_id, exc)
 
-    def _put_dtmf(self, call: _Call, leg: Leg, dtmf: wire.Dtmf) -> None:
+    def _put_dtmf(self, call: SipCall, leg: Leg, dtmf: wire.Dtmf) -> None:
         """A digit on the leg's clock (its start): ``digit=5 method=rfc4733 duration_ms=160``
         (``duration_ms=0``: its end was never seen)."""
         detail = f"digit={dtmf.digit} method={dtmf.method} duration_ms={dtmf.duration_ms}"
@@ -518,7 +281,7 @@ class SipIngest:
             listener=self.listener,
         )
 
-    async def _run_call(self, call: _Call) -> None:
+    async def _run_call(self, call: SipCall) -> None:
         started, lifecycle = call.started, call.call
         log_id = f"{started.sip_call_id} ({lifecycle.call_id[:8]})"
         try:
@@ -557,7 +320,7 @@ class SipIngest:
             except BridgeError as exc:
                 logger.error("call %s: could not be closed cleanly: %s", log_id, exc)
 
-    async def _start_leg(self, call: _Call, state: _Leg, log_id: str) -> None:
+    async def _start_leg(self, call: SipCall, state: SipLeg, log_id: str) -> None:
         started = state.started
         try:
             role = LegRole(started.role)
