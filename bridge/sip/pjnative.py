@@ -12,8 +12,9 @@ Everything here calls functions the wheel's ``_pjsua2*.so`` exports (pjsip 2.15.
 * :class:`RequestScreen`: a pjsip module that sees every out-of-dialog request before pjsua
   does, so an INVITE the bridge refuses is answered before pjsua builds a dialog and a call
   for it (docs/pjsua2.md "Refusing before pjsua");
-* :class:`AnswerGuard`: a pjsip module that drops an SDP answer pjmedia would abort on
-  (docs/pjsua2.md P14) before any transaction or dialog sees it.
+* :class:`DialogGuard`: a pjsip module that sees in-dialog messages before any transaction or
+  dialog does: it drops an SDP answer pjmedia would abort on (docs/pjsua2.md P14) and answers
+  INFO DTMF itself (P15).
 
 Why the screen exists: pjsua2's ``Endpoint::on_incoming_call`` frees the INVITE's cloned
 ``rdata`` *after* ``onIncomingCall`` returns, without checking it; a non-2xx ``answer()`` from
@@ -90,8 +91,8 @@ def add_supported_option_tag(tag: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    """A final answer the screen sends for a request: status, reason, ``Retry-After``."""
+class Reply:
+    """A final response the bridge sends in pjsua's stead: status, reason, ``Retry-After``."""
 
     status: int
     reason: str
@@ -100,7 +101,7 @@ class Refusal:
 
 # What a screen is asked: (source "ip:port", the raw message) -> a refusal, or None to let pjsua
 # handle the request.  It runs on pjsua's thread, like onIncomingCall, and must not block.
-Screen = Callable[[str, bytes], Refusal | None]
+Screen = Callable[[str, bytes], Reply | None]
 
 _ON_RX = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 
@@ -195,30 +196,61 @@ class _Module:
     def receive(self, rdata: int, source: str, whole: bytes) -> int:
         raise NotImplementedError
 
+    def respond(self, rdata: int, reply: Reply) -> None:
+        """Answer the request statefully (``pjsip_endpt_respond``: a UAS transaction then
+        absorbs its retransmissions, RFC 3261 §17.2) with ``reply``."""
+        reason = ctypes.create_string_buffer(_ascii_reason(reply.reason))
+        text = pj_str(reason)
+        headers: Any = None
+        head = _ListHead()
+        if reply.retry_after_s is not None:
+            pool = ctypes.c_void_p.from_address(rdata).value  # rdata->tp_info.pool: 1st field
+            header = _lib.pjsip_retry_after_hdr_create(pool, reply.retry_after_s)
+            if header:
+                links = _ListHead.from_address(header)  # the header's own prev/next
+                links.prev = links.next = ctypes.addressof(head)
+                head.prev = head.next = header
+                headers = ctypes.byref(head)
+        status = _lib.pjsip_endpt_respond(
+            self._endpt, None, rdata, reply.status, ctypes.byref(text), headers, None, None
+        )
+        if status != 0:
+            logger.warning("cannot send %d: pjsip status %d", reply.status, status)
 
-# An answer guard's question: the message's source and bytes; why to drop it, or None.
-Guard = Callable[[str, bytes], str | None]
+
+# A dialog guard's question: the message's source and bytes; a reply to send in pjsua's stead,
+# a reason to drop it (logged by the guard), or None to let pjsip go on.
+Guard = Callable[[str, bytes], Reply | str | None]
 
 
-class AnswerGuard(_Module):
-    """A pjsip module before the transaction layer (priority 15 < 16) that drops an in-dialog
-    request or a response whose SDP the ``guard`` refuses: pjmedia negotiates an answer (in an
-    ACK, a response to our INVITE) with no callback to pjsua first, and aborts on some
-    (docs/pjsua2.md P14).  A dropped ACK leaves our 200 unacknowledged: pjsip ends the call when
-    its retransmissions time out (RFC 3261 §13.3.1.4); a dropped response times the INVITE out."""
+class DialogGuard(_Module):
+    """A pjsip module before the transaction layer (priority 15 < 16) for what pjsua would
+    abort on inside a dialog, where the screen (after the UA layer) never looks:
+
+    * an SDP answer (in an ACK, or a response to our INVITE) is negotiated by pjmedia with no
+      pjsua callback first, and some abort it (docs/pjsua2.md P14): the guard drops those.  A
+      dropped ACK leaves our 200 unacknowledged, so pjsip sends it again and ends the call
+      when its retransmissions time out (RFC 3261 §13.3.1.4); a dropped response times the
+      INVITE out;
+    * an INFO ``application/dtmf-relay`` body is parsed by pjsua with a reader that aborts on
+      an unterminated last line (P15): the worker reads the digit itself and answers.
+    """
 
     PRIORITY = 15
 
     def __init__(self, guard: Guard) -> None:
-        super().__init__(b"mod-bridge-answer-guard", self.PRIORITY, responses=True)
+        super().__init__(b"mod-bridge-dialog-guard", self.PRIORITY, responses=True)
         self.guard = guard
         self.dropped = 0
 
     def receive(self, rdata: int, source: str, whole: bytes) -> int:
-        problem = self.guard(source, whole)
-        if problem is None:
+        verdict = self.guard(source, whole)
+        if verdict is None:
             return 0
-        self.dropped += 1
+        if isinstance(verdict, Reply):
+            self.respond(rdata, verdict)
+        else:
+            self.dropped += 1
         return 1
 
 
@@ -252,25 +284,6 @@ class RequestScreen(_Module):
         self.respond(rdata, refusal)
         self.refused += 1
         return 1
-
-    def respond(self, rdata: int, refusal: Refusal) -> None:
-        reason = ctypes.create_string_buffer(_ascii_reason(refusal.reason))
-        text = pj_str(reason)
-        headers: Any = None
-        head = _ListHead()
-        if refusal.retry_after_s is not None:
-            pool = ctypes.c_void_p.from_address(rdata).value  # rdata->tp_info.pool: 1st field
-            header = _lib.pjsip_retry_after_hdr_create(pool, refusal.retry_after_s)
-            if header:
-                links = _ListHead.from_address(header)  # the header's own prev/next
-                links.prev = links.next = ctypes.addressof(head)
-                head.prev = head.next = header
-                headers = ctypes.byref(head)
-        status = _lib.pjsip_endpt_respond(
-            self._endpt, None, rdata, refusal.status, ctypes.byref(text), headers, None, None
-        )
-        if status != 0:
-            logger.warning("cannot send %d: pjsip status %d", refusal.status, status)
 
 
 def _std_string_bytes(rx: Any, index: int) -> bytes:

@@ -289,6 +289,40 @@ async def test_an_ack_whose_sdp_answer_pjmedia_would_abort_on_is_dropped(
     assert "dropped, its SDP answer is unusable" in log.read_text()
 
 
+@pytest.mark.parametrize(
+    ("body", "status", "digit"),
+    [
+        (b"Signal=7", 200, "7"),  # pjsua's own reader aborted on this (docs/pjsua2.md P15)
+        (b"Signal=10\r\nDuration=120", 200, "*"),  # an RFC 4733 event number, unterminated
+        (b"Duration=160\r\n", 400, None),
+    ],
+)
+async def test_info_dtmf_bodies_pjsua_would_abort_on_are_read_by_the_worker(
+    bridge: Bridge, body: bytes, status: int, digit: str | None
+) -> None:
+    before = pids(bridge)
+    generator = Generator(5)
+    invite = generator.invite("bridge", PLAIN_SDP, b"application/sdp")
+    headers = [(n, v) for n, v in invite.headers if n.lower() != "content-type"]
+    info = Message("INFO", "@CONTACT@", headers, body)  # the raw UAC fills the dialog's @...@
+    info.set("Content-Type", b"application/dtmf-relay")
+    info.set("CSeq", b"@CSEQ@ INFO")
+    info.set("To", b"@TO@")
+    uac = RawUac("127.0.0.1", bridge.settings.port, answer_timeout_s=5.0)
+    await uac.start()
+    try:
+        outcome = await uac.run(Case(invite, [], [info]), "udp")
+    finally:
+        await uac.close()
+    assert outcome.final == 200 and outcome.in_dialog_finals == [status], outcome
+    await alive_after(bridge, before)
+    [call] = await bridge.calls(1)
+    dtmf = [e.detail for e in call.events if e.kind == "dtmf"]
+    assert dtmf == (
+        [f"digit={digit} method=info duration_ms={120 if digit == '*' else 0}"] if digit else []
+    )
+
+
 async def test_a_latin1_participant_name_is_taken(bridge: Bridge) -> None:
     """One ISO-8859-1 byte in UTF-8 rs-metadata (a name with é): read, with U+FFFD for it."""
     latin1 = "Jos\xe9".encode("latin-1")

@@ -14,9 +14,10 @@ import pjsua2 as pj
 from bridge.core.types import LegRole
 from bridge.errors import RemoteProtocolError
 from bridge.sip import siprec, wire
+from bridge.sip.dtmf import parse_dtmf_relay
 from bridge.sip.message import SipMessage, parse_message
 from bridge.sip.offer import MAX_MEDIA
-from bridge.sip.pjnative import Refusal, pj_text, pjsua_calls_in_use
+from bridge.sip.pjnative import Reply, pj_text, pjsua_calls_in_use
 from bridge.sip.policy import AcceptRate, Decision, decide, source_allowed, unreadable_answer
 from sip_config.routes import Route, select_route
 
@@ -59,7 +60,7 @@ class Admission:
         pairs = len(worker.pjsua_ports) // 2
         self.max_streams = max(1, min(MAX_MEDIA, pairs // PJSUA_SLOTS))
 
-    def screen_request(self, source: str, raw: bytes) -> Refusal | None:
+    def screen_request(self, source: str, raw: bytes) -> Reply | None:
         """The :class:`RequestScreen`'s question for an out-of-dialog request, before pjsua
         builds a call: a refusal, or ``None`` to let pjsua go on (and, for an INVITE we take,
         call :meth:`incoming_call` with the verdict kept here)."""
@@ -68,10 +69,10 @@ class Admission:
         method = text.split(" ", 1)[0]
         if method != "INVITE":
             if not source_allowed(source_ip, self.worker.networks):
-                return Refusal(403, f"Forbidden (source {source_ip} not allowed)")
+                return Reply(403, f"Forbidden (source {source_ip} not allowed)")
             if method in DIALOG_METHODS:
                 # RFC 3261 §12.2.2 (and §9.2 for CANCEL): no dialog or transaction matched it.
-                return Refusal(481, "Call/Transaction Does Not Exist")
+                return Reply(481, "Call/Transaction Does Not Exist")
             return None
         verdict = self.judge(source, text)
         if verdict.decision.accepted:
@@ -79,25 +80,49 @@ class Admission:
             return None
         log_refusal(verdict.sip_call_id, source, verdict.decision)
         decision = verdict.decision
-        return Refusal(decision.status, decision.reason, decision.retry_after_s)
+        return Reply(decision.status, decision.reason, decision.retry_after_s)
 
-    def guard_answer(self, source: str, raw: bytes) -> str | None:
-        """The :class:`AnswerGuard`'s question for any request or response: why its SDP answer
-        must not reach pjmedia (logged here, naming the call), or ``None``."""
-        if b"\r\n\r\n" not in raw.rstrip(b"\r\n"):
-            return None  # no body: nothing for pjmedia to negotiate
+    def guard_dialog(self, source: str, raw: bytes) -> Reply | str | None:
+        """The :class:`DialogGuard`'s question for every request and response, before any
+        transaction or dialog: INFO DTMF read here (docs/pjsua2.md P15), or why an SDP answer
+        must not reach pjmedia (P14; logged here, naming the call), or ``None``."""
         message = parse_message(raw.decode("utf-8", "replace"))
+        method = message.start_line.split(" ", 1)[0]
+        content_type = (message.header("content-type") or "").split(";")[0].strip().lower()
+        if method == "INFO" and content_type == "application/dtmf-relay":
+            return self.info_dtmf(source, message)
+        if not message.body:
+            return None  # nothing for pjmedia to negotiate
         problem = unreadable_answer(message)
         if problem is not None:
             logger.warning(
                 "call %s: %s from %s dropped, its SDP answer is unusable (%s); the call ends"
                 " when the transaction times out",
                 message.header("call-id") or "?",
-                message.start_line.split(" ", 1)[0][:20],
+                method[:20],
                 source,
                 problem,
             )
         return problem
+
+    def info_dtmf(self, source: str, message: SipMessage) -> Reply:
+        """A SIP INFO digit (``application/dtmf-relay``) for one of our calls: handed over
+        like pjsua's own INFO digits (:meth:`BridgeCall.info_digit`) and answered 200."""
+        sip_call_id = message.header("call-id") or "?"
+        if not source_allowed(source.rsplit(":", 1)[0], self.worker.networks):
+            return Reply(403, f"Forbidden (source {source.rsplit(':', 1)[0]} not allowed)")
+        call = next(
+            (c for c in list(self.worker.calls.values()) if c.sip_call_id == sip_call_id), None
+        )
+        if call is None or ";tag=" not in (message.header("to") or ""):
+            return Reply(481, "Call/Transaction Does Not Exist")  # RFC 3261 §12.2.2
+        try:
+            digit, duration_ms = parse_dtmf_relay(message.body)
+        except RemoteProtocolError as exc:
+            logger.warning("call %s: INFO from %s refused: %s", sip_call_id, source, exc)
+            return Reply(400, f"Bad Request ({exc})")
+        call.info_digit(digit, duration_ms)
+        return Reply(200, "OK")
 
     def judge(self, source: str, whole_msg: str) -> Verdict:
         """Whether and how the bridge takes this INVITE.  Never raises: a bug of ours in

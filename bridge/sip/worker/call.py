@@ -343,7 +343,7 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
                 return
             position = tap.position
             digit, duration_ms = str(prm.digit), _duration_ms(int(prm.duration))
-            if method == "info":
+            if method == "info":  # INFO of a type the dialog guard leaves to pjsua
                 self._digit(tap, Digit(digit, position, duration_ms), method)
                 return
             start = max(0, position - duration_ms * tap.rate_hz // 1000)  # its start, if lost
@@ -354,6 +354,13 @@ class BridgeCall(pj.Call):  # type: ignore[misc]
                 self._digit(tap, found, method)
         except Exception:  # P2
             logger.exception("call %s: DTMF callback failed", self.sip_call_id)
+
+    def info_digit(self, digit: str, duration_ms: int) -> None:
+        """A SIP INFO ``dtmf-relay`` digit the worker read itself (docs/pjsua2.md P15), timed
+        at its arrival on the call's first tapped leg (``pjsua_0`` thread)."""
+        tap = next(iter(self.taps.values()), None)
+        if tap is not None:  # no media tapped yet: no clock to place it on
+            self._digit(tap, Digit(digit, tap.position, duration_ms), "info")
 
     def _digit(self, tap: TapPort | RtpStream, digit: Digit, method: str) -> None:
         """A finished digit: handed over (O(µs), any pjsua thread); in a b2bua call it is also

@@ -19,7 +19,7 @@ from bridge.errors import RemoteProtocolError
 from bridge.sip import wire
 from bridge.sip.media import MediaReceiver, RtpStream
 from bridge.sip.pjnative import (
-    AnswerGuard,
+    DialogGuard,
     RequestScreen,
     add_supported_option_tag,
     forget_call_id,
@@ -140,7 +140,7 @@ class Worker:
         )
         self.admission = Admission(self)
         self.screen = RequestScreen(self.admission.screen_request)
-        self.answer_guard = AnswerGuard(self.admission.guard_answer)
+        self.dialog_guard = DialogGuard(self.admission.guard_dialog)
 
     def new_key(self) -> int:
         key = self.next_key
@@ -187,7 +187,7 @@ class Worker:
         ep.libStart()
         add_supported_option_tag("siprec")
         self.screen.install()
-        self.answer_guard.install()
+        self.dialog_guard.install()
         for codec in ep.codecEnum2():
             name = codec.codecId.split("/")[0].upper()
             if name in spec.codecs:
@@ -300,7 +300,7 @@ class Worker:
         # P2/P6: no traceback and no cycle may keep a Call alive into libDestroy.
         sys.last_type = sys.last_value = sys.last_traceback = None
         gc.collect()
-        self.answer_guard.remove()
+        self.dialog_guard.remove()
         self.screen.remove()
         self.endpoint.libDestroy()
 
