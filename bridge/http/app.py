@@ -31,7 +31,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -60,7 +59,8 @@ from storage import TranscriptStore
 from .auth import new_call_of
 from .live_ws import refuse_handshake, serve_subscription
 from .openapi import openapi_document
-from .problems import HttpProblem, problem_response
+from .params import int_param, shown, text_param, time_param
+from .problems import HttpProblem, bridge_error, http_exception, problem_handler
 from .session import end_session, get_session, page, presented, principal_of, start_session
 from .uploads import (
     MULTIPART_SLACK_BYTES,
@@ -82,8 +82,6 @@ logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 MAX_PAGE = 200
-MAX_EPOCH_MS_DIGITS = 15  # 10**15 ms is the year 33658; SQLite integers stop at 19 digits
-MAX_QUERY_TEXT = 500
 
 
 @dataclass(slots=True)
@@ -113,68 +111,6 @@ def _supervisor(request: Request) -> Principal:
     if not principal.is_supervisor:
         raise HttpProblem(403, "only supervisor tokens may do this", kind="forbidden")
     return principal
-
-
-def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return parse_uint(
-            raw, what=f"query {name}", max_digits=len(str(hi)), minimum=lo, maximum=hi
-        )
-    except BadNumber:
-        raise HttpProblem(
-            400, f"query {name}={_shown(raw)}: expected an integer {lo}..{hi}", kind="bad-query"
-        ) from None
-
-
-def _time_param(request: Request, name: str) -> int | None:
-    """Epoch milliseconds, or an ISO 8601 instant (UTC if no offset)."""
-    raw = request.query_params.get(name)
-    if not raw:
-        return None
-    expected = "expected epoch milliseconds or ISO 8601 (e.g. 2026-01-31T09:00:00Z)"
-    if raw.isascii() and raw.isdigit():
-        try:
-            return parse_uint(raw, what=f"query {name}", max_digits=MAX_EPOCH_MS_DIGITS)
-        except BadNumber as exc:
-            raise HttpProblem(400, f"{exc}: {expected}", kind="bad-query") from None
-    try:
-        if not raw.isascii() or len(raw) > 64:
-            raise ValueError(raw)
-        instant = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        if instant.tzinfo is None:
-            instant = instant.replace(tzinfo=datetime.now().astimezone().tzinfo).astimezone()
-        return int(instant.timestamp() * 1000)
-    except (ValueError, OverflowError, OSError):
-        raise HttpProblem(
-            400, f"query {name}={_shown(raw)}: {expected}", kind="bad-query"
-        ) from None
-
-
-def _text_param(request: Request, name: str, max_chars: int = MAX_QUERY_TEXT) -> str | None:
-    """A free-text query value: at most ``max_chars``, no control characters (SQLite's FTS5
-    ends a string at NUL: ``q=%00`` is an unterminated string to it)."""
-    raw = request.query_params.get(name)
-    if not raw:
-        return None
-    if len(raw) > max_chars:
-        raise HttpProblem(
-            400, f"query {name}: at most {max_chars} characters, got {len(raw)}", kind="bad-query"
-        )
-    if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in raw):
-        raise HttpProblem(
-            400, f"query {name}={_shown(raw)}: control characters are not allowed", kind="bad-query"
-        )
-    return raw
-
-
-def _shown(raw: str) -> str:
-    """A query value for a problem detail: as it is if short and plain, else quoted and cut."""
-    if len(raw) <= 40 and raw.isascii() and raw.isprintable() and "'" not in raw:
-        return raw
-    return repr(raw) if len(raw) <= 40 else repr(raw[:40]) + f"... ({len(raw)} characters)"
 
 
 def _call_json(record: Any) -> dict[str, Any]:
@@ -247,19 +183,19 @@ async def list_calls(request: Request) -> Response:
         raise HttpProblem(
             400, f"query status={status!r}: expected all, active or ended", kind="bad-query"
         )
-    limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
-    offset = _int_param(request, "offset", 0, 0, 10**9)
-    agent = _text_param(request, "agent")
+    limit = int_param(request, "limit", 50, 1, MAX_PAGE)
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    agent = text_param(request, "agent")
     if not principal.is_supervisor:
         if agent is not None and agent != principal.agent:
             raise HttpProblem(403, "agents may list only their own calls", kind="forbidden")
         agent = principal.agent
     page = await store.search_calls(
         active=None if status == "all" else status == "active",
-        since_ms=_time_param(request, "since"),
-        until_ms=_time_param(request, "until"),
-        text=_text_param(request, "q"),
-        who=_text_param(request, "who"),
+        since_ms=time_param(request, "since"),
+        until_ms=time_param(request, "until"),
+        text=text_param(request, "q"),
+        who=text_param(request, "who"),
         agent=agent,
         limit=limit,
         offset=offset,
@@ -295,10 +231,10 @@ async def export_call(request: Request) -> Response:
     if fmt not in MEDIA_TYPES:
         raise HttpProblem(
             400,
-            f"query format={_shown(fmt)}: expected one of {', '.join(MEDIA_TYPES)}",
+            f"query format={shown(fmt)}: expected one of {', '.join(MEDIA_TYPES)}",
             kind="bad-query",
         )
-    leg = _text_param(request, "leg", max_chars=200)
+    leg = text_param(request, "leg", max_chars=200)
     try:
         chunks = iter_render(transcript, fmt, leg=leg)
     except ValueError as exc:
@@ -446,35 +382,6 @@ def _home(principal: Principal | None) -> Path:
     return WEB_DIR / "supervisor.html"
 
 
-# -- errors ---------------------------------------------------------------------------------------
-
-
-async def _problem_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HttpProblem)
-    return problem_response(exc)
-
-
-async def _http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-    if exc.status_code == 404:
-        detail = f"no route {request.method} {request.url.path}; see /openapi.json"
-    elif exc.status_code == 405:
-        detail = f"{request.method} is not allowed on {request.url.path}; see /openapi.json"
-    headers = dict(exc.headers) if exc.headers else None
-    return problem_response(HttpProblem(exc.status_code, detail, headers=headers))
-
-
-async def _bridge_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, BridgeError)
-    status = 503 if getattr(exc, "retryable", False) else 500
-    logger.error("%s %s failed: %s", request.method, request.url.path, exc)
-    detail = str(exc)
-    if isinstance(exc, StorageError):  # its message names the database file: for the log only
-        detail = "the transcript store failed (the bridge's log says why)"
-    return problem_response(HttpProblem(status, detail, kind="bridge-error"))
-
-
 def create_app(
     *,
     store: TranscriptStore,
@@ -528,9 +435,9 @@ def create_app(
     app = Starlette(
         routes=routes,
         exception_handlers={
-            HttpProblem: _problem_handler,
-            HTTPException: _http_exception,
-            BridgeError: _bridge_error,
+            HttpProblem: problem_handler,
+            HTTPException: http_exception,
+            BridgeError: bridge_error,
         },
     )
     app.state.bridge = AppState(

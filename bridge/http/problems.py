@@ -2,16 +2,24 @@
 
 ``{"type", "title", "status", "detail"}``: ``type`` is a stable URI naming the kind of problem
 (``about:blank`` plus the status' title for plain HTTP errors), ``detail`` says what was wrong
-with this request and what to do.
+with this request and what to do.  The app's exception handlers (``problem_handler``,
+``http_exception``, ``bridge_error``) answer every error that way.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from http import HTTPStatus
 from typing import Any
 
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.responses import Response
+
+from bridge.errors import BridgeError, StorageError
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "https://call-bridge.invalid/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -59,3 +67,29 @@ def problem_response(problem: HttpProblem) -> Response:
         media_type=MEDIA_TYPE,
         headers=problem.headers,
     )
+
+
+async def problem_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpProblem)
+    return problem_response(exc)
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404:
+        detail = f"no route {request.method} {request.url.path}; see /openapi.json"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}; see /openapi.json"
+    headers = dict(exc.headers) if exc.headers else None
+    return problem_response(HttpProblem(exc.status_code, detail, headers=headers))
+
+
+async def bridge_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BridgeError)
+    status = 503 if getattr(exc, "retryable", False) else 500
+    logger.error("%s %s failed: %s", request.method, request.url.path, exc)
+    detail = str(exc)
+    if isinstance(exc, StorageError):  # its message names the database file: for the log only
+        detail = "the transcript store failed (the bridge's log says why)"
+    return problem_response(HttpProblem(status, detail, kind="bridge-error"))
