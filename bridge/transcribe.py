@@ -21,14 +21,11 @@ from bridge.core.types import (
     ASR_SAMPLE_RATE_HZ,
     CallId,
     CallInfo,
-    Gap,
-    LegInfo,
     LegRole,
     LegSource,
-    Segment,
+    roles_from_text,
 )
 from bridge.errors import AsrConnectionError, ConfigError
-from bridge.export import fmt_ms
 from bridge.io.audio_files import AudioFile
 from bridge.leg import LegResult, LegSettings, Listener
 from storage import TranscriptStore
@@ -39,16 +36,10 @@ DEFAULT_ROLES = (LegRole.CALLER, LegRole.AGENT)  # left, right
 
 def parse_roles(text: str) -> tuple[LegRole, ...]:
     """``"agent,customer"`` -> roles for channels left, right."""
-    roles = []
-    for name in text.split(","):
-        try:
-            roles.append(LegRole(name.strip().lower()))
-        except ValueError:
-            known = ", ".join(r.value for r in LegRole)
-            raise ConfigError(f"--roles: unknown role {name.strip()!r} (known: {known})") from None
-    if not 1 <= len(roles) <= 2:
-        raise ConfigError("--roles: give one role per channel, e.g. --roles caller,agent")
-    return tuple(roles)
+    try:
+        return roles_from_text(text, example="--roles caller,agent")
+    except ValueError as exc:
+        raise ConfigError(f"--roles: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,56 +146,3 @@ async def transcribe_file(
             retryable=False,
         )
     return FileResult(call_id, results)
-
-
-class TerminalView:
-    """Live partial text and a progress bar on a terminal; plain final lines otherwise."""
-
-    def __init__(self, write: Callable[[str], None], *, tty: bool, width: int = 100) -> None:
-        self.write = write
-        self.tty = tty
-        self.width = width
-        self._partial: dict[str, str] = {}
-        self._progress = ""
-        self._last_percent = -1
-
-    def on_segment(self, info: LegInfo, item: Segment | Gap) -> None:
-        name = info.role.value
-        if isinstance(item, Gap):
-            self._line(
-                f"[{fmt_ms(item.start_ms)} {name}] (gap {item.duration_ms} ms: {item.reason})"
-            )
-        elif item.final:
-            self._partial.pop(info.leg_id, None)
-            self._line(f"[{fmt_ms(item.start_ms)} {name}] {item.text}")
-        elif self.tty:
-            self._partial[info.leg_id] = f"{name}: {item.text}"
-            self._status()
-
-    def on_progress(self, progress: Progress) -> None:
-        percent = 100 * progress.position_ms // max(progress.duration_ms, 1)
-        bar = "#" * (percent // 5) + "-" * (20 - percent // 5)
-        self._progress = (
-            f"[{bar}] {percent:3d}% {fmt_ms(progress.position_ms)}/{fmt_ms(progress.duration_ms)}"
-        )
-        if self.tty:
-            self._status()
-        elif percent // 10 != self._last_percent // 10:
-            self.write(self._progress + "\n")
-        self._last_percent = percent
-
-    def close(self) -> None:
-        if self.tty:
-            self.write("\r\x1b[K")
-
-    def _line(self, text: str) -> None:
-        self.write(("\r\x1b[K" if self.tty else "") + text + "\n")
-        if self.tty:
-            self._status()
-
-    def _status(self) -> None:
-        partial = " | ".join(self._partial.values())
-        line = f"{self._progress} {partial}"
-        if len(line) > self.width:
-            line = line[: self.width - 1] + "…"
-        self.write("\r\x1b[K" + line)
