@@ -14,7 +14,7 @@
     │   └── InvalidState            core called in the wrong state: our bug (also AssertionError)
     ├── AsrServerError              an ``error`` event from the ASR server; ``code``, ``retryable``
     ├── UploadRefused               an upload not taken now; ``reason``, ``retry_after_s``
-    └── TransportError              raised by ``bridge.io``; ``retryable``
+    └── TransportError              raised by the I/O adapters; ``retryable``
         ├── AsrConnectionError      cannot reach / lost the ASR server
         └── StorageError            SQLite failed
 

@@ -26,7 +26,7 @@ from bridge.core.types import (
     roles_from_text,
 )
 from bridge.errors import AsrConnectionError, ConfigError
-from bridge.io.audio_files import AudioFile
+from bridge.files.reader import AudioFile
 from bridge.leg import LegResult, LegSettings, Listener
 from storage import TranscriptStore
 

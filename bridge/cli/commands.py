@@ -22,7 +22,7 @@ from bridge.config import BridgeConfig, load_config
 from bridge.core.types import AudioEncoding, LegRole
 from bridge.errors import ConfigError, StorageError
 from bridge.export import fmt_ms, iso_utc, render
-from bridge.io.audio_files import AudioFile, open_audio
+from bridge.files.reader import AudioFile, open_audio
 from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
 from bridge.transcribe import parse_roles, transcribe_file
 from sip_config import SipSettings, load_sip_settings

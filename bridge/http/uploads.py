@@ -6,7 +6,7 @@ refusal of :class:`bridge.uploads.UploadJobs` is its problem document here (429 
 has too many, 503 + Retry-After when the bridge is busy, 422 for more channels than uploads may
 use).  The body is streamed to disk by :mod:`.upload_body`; queueing, capacity and running the
 file as a call are :mod:`bridge.uploads` (not HTTP).  Any format ``bridge transcribe`` reads is
-taken (WAV, MP3, OGG/Opus, M4A/AAC, FLAC, ...: :mod:`bridge.io.audio_files`).
+taken (WAV, MP3, OGG/Opus, M4A/AAC, FLAC, ...: :mod:`bridge.files.reader`).
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def is_recording_type(content_type: str) -> bool:
     """Whether a raw body of this Content-Type may be a recording: ``audio/*``, ``video/*`` (an
     MP4 or WebM with sound), ``application/ogg`` (RFC 5334) or ``application/octet-stream``.
     Media types are case-insensitive (RFC 9110 §8.3.1).  The type only keeps form posts and text
-    out: what the file is, FFmpeg finds from its bytes (``bridge.io.audio_files``)."""
+    out: what the file is, FFmpeg finds from its bytes (``bridge.files.reader``)."""
     media_type = content_type.split(";", 1)[0].strip().lower()
     return media_type.startswith(("audio/", "video/")) or media_type in (
         "application/ogg",

@@ -2,7 +2,7 @@
 
 :class:`UploadJobs` owns the uploads' files and tasks.  It gives a body a folder to be received
 into (:meth:`UploadJobs.receiving_slot`), checks the file off the loop (its header probed in a
-thread by :func:`bridge.io.audio_files.open_audio`), stores its call (active, with no legs yet)
+thread by :func:`bridge.files.reader.open_audio`), stores its call (active, with no legs yet)
 and starts it or queues it by the rule of :mod:`.admission`; it looks at the queue again when an
 upload ends and every ``PUMP_INTERVAL_S`` (live legs ending free capacity too).  A running upload
 goes through :func:`bridge.transcribe.transcribe_file`, the same leg pipeline as a live call, at
@@ -30,7 +30,7 @@ from typing import cast
 from bridge.asr.client import AsrEndpoint
 from bridge.core.types import CallId, CallInfo, LegEvent, LegRole, LegSource
 from bridge.errors import BridgeError, UploadRefused
-from bridge.io.audio_files import AudioFile, open_audio
+from bridge.files.reader import AudioFile, open_audio
 from bridge.leg import LegSettings, live_legs
 from bridge.live import LiveHub
 from bridge.live.tee import PublishingStore

@@ -28,15 +28,15 @@ from bridge.asr.client import AsrEndpoint
 from bridge.core.types import LegSource
 from bridge.engine import EngineConfig, RunningEngine, start_engine_server
 from bridge.engine.recognizer import ScriptedRecognizer, TimedWord
+from bridge.files.reader import MAX_HEADER_CHUNKS
 from bridge.http.app import close_app, create_app
 from bridge.http.server import server_config
 from bridge.http.uploads import UploadLimits, UploadRunner
-from bridge.io.audio_files import MAX_HEADER_CHUNKS
 from bridge.leg import LegSettings
 from bridge.live import LiveHub
 from bridge.uploads import jobs as jobs_module
 from storage import TranscriptStore
-from tests.io.encoded import encode
+from tests.files.encoded import encode
 
 from .served import ALICE, BOB, NO_ASR, SUPERVISOR, TOKENS
 

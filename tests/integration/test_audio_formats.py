@@ -30,7 +30,7 @@ from test_embedded_engine import (
 )
 
 from tests.engine import speech
-from tests.io.encoded import encode
+from tests.files.encoded import encode
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ CVE-2016-1897/1898 kind of attack) and only the ``file`` protocol.  A packet tha
 is skipped, as FFmpeg's own command line does, and counted in a WARNING; data that stops being
 demuxable ends the stream there, with a WARNING.  Every other problem is a ``MediaError``.
 ``probe`` and the blocks do blocking file I/O and decoding: callers on an event loop run them in
-a thread (:meth:`bridge.io.audio_files.AudioFile.stream_blocks`).
+a thread (:meth:`bridge.files.reader.AudioFile.stream_blocks`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from bridge.core.audio import LegAudio
 from bridge.core.g711 import encode_alaw, encode_ulaw
 from bridge.core.types import AudioEncoding
 from bridge.errors import MediaError
-from bridge.io.audio_files import MAX_HEADER_CHUNKS, AudioFile, open_audio
+from bridge.files.reader import MAX_HEADER_CHUNKS, AudioFile, open_audio
 
 PCM = 1
 FLOAT = 3
@@ -274,7 +274,7 @@ def test_empty_file(in_tmp: Path) -> None:
 
 
 def test_not_a_wav_file_goes_to_ffmpeg(in_tmp: Path) -> None:
-    # Not RIFF: FFmpeg probes it (bridge/io/decode.py); these two are cut short.
+    # Not RIFF: FFmpeg probes it (bridge/files/decode.py); these two are cut short.
     assert wav_error(in_tmp, "call.mp3", b"ID3\x04\x00" + bytes(100)) == (
         "call.mp3: cannot read it (it starts like an MP3 file (ID3 tag), but FFmpeg: Invalid data"
         " found when processing input); the file is damaged or cut short: export it again"

@@ -7,7 +7,7 @@ Two readers behind one :class:`AudioFile`:
   the file's bytes, split per channel; no decoding, no conversion.  Measured on an hour of 8 kHz
   stereo µ-law in 20 ms blocks: 0.3 s of CPU read as is, 1.8 s through FFmpeg (and the legs'
   work after it: 0.9 s against 1.2 s per 10 minutes), so this path stays.
-* **Everything else through FFmpeg** (:mod:`bridge.io.decode`): MP3, OGG/Opus, M4A/AAC, FLAC,
+* **Everything else through FFmpeg** (:mod:`bridge.files.decode`): MP3, OGG/Opus, M4A/AAC, FLAC,
   WebM, WAVs of other encodings (24-bit, float, ADPCM, ...) or rates (11.025, 22.05 kHz, ...),
   raw files at such rates.  Blocks are PCM16 at the decoded rate when the leg takes it, else at
   16 kHz.
@@ -50,7 +50,7 @@ import numpy as np
 from bridge.core.audio import SUPPORTED_SAMPLE_RATES_HZ
 from bridge.core.types import AudioEncoding
 from bridge.errors import MediaError
-from bridge.io.decode import Decoded, RawInput, decode_blocks, probe
+from bridge.files.decode import Decoded, RawInput, decode_blocks, probe
 
 __all__ = [
     "BATCH_BLOCKS",
@@ -107,7 +107,7 @@ _OPTION_NAMES: Final = {
 class AudioFile:
     """An opened (header-checked) audio file; ``frames`` counts samples per channel.
 
-    ``decoded``: set when FFmpeg reads it (:mod:`bridge.io.decode`); then ``encoding`` is PCM16,
+    ``decoded``: set when FFmpeg reads it (:mod:`bridge.files.decode`); then ``encoding`` is PCM16,
     ``sample_rate_hz`` the rate of the decoded blocks and ``frames`` the container's estimate.
     """
 

@@ -1,8 +1,9 @@
-"""Audio files through FFmpeg (bridge/io/decode.py): the formats people have, at any rate, streamed.
+"""Audio files through FFmpeg (bridge/files/decode.py): the formats people have, at any rate,
+streamed.
 
-Every recording is made here with PyAV's encoders from flite speech (tests/io/encoded.py) and read
-back through ``open_audio`` and the leg pipeline (``LegAudio``, 16 kHz out, as the ASR gets it),
-then compared with the source: the best correlation within 20 ms, the lag, the length.
+Every recording is made here with PyAV's encoders from flite speech (tests/files/encoded.py) and
+read back through ``open_audio`` and the leg pipeline (``LegAudio``, 16 kHz out, as the ASR gets
+it), then compared with the source: the best correlation within 20 ms, the lag, the length.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from bridge.core.audio import LegAudio
 from bridge.core.g711 import encode_ulaw
 from bridge.core.types import AudioEncoding
 from bridge.errors import MediaError
-from bridge.io.audio_files import AudioFile, open_audio
-from tests.io.encoded import SOURCE_RATE_HZ, encode, sentences
+from bridge.files.reader import AudioFile, open_audio
+from tests.files.encoded import SOURCE_RATE_HZ, encode, sentences
 
 MS = SOURCE_RATE_HZ // 1000  # 16 kHz samples per millisecond
 
@@ -305,7 +306,7 @@ def test_undecodable_packets_are_skipped_with_a_warning(
         content[pos + 4 : pos + 40] = rng.bytes(36)
     path.write_bytes(bytes(content))
     audio = open_audio(path)
-    with caplog.at_level(logging.WARNING, logger="bridge.io.decode"):
+    with caplog.at_level(logging.WARNING, logger="bridge.files.decode"):
         (leg,) = through_legs(audio)
     (record,) = caplog.records
     skipped = int(record.getMessage().split(": ")[1].split()[0])
