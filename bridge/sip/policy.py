@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from bridge.core.types import EndCause, target_cause
 from bridge.errors import RemoteProtocolError
 from bridge.sip.message import SipMessage
+from bridge.sip.multipart import split_body
 from bridge.sip.offer import SdpOffer, choose_codec, parse_sdp, sdp_body
-from bridge.sip.siprec import RecordingSession, parse_siprec_invite, split_body
+from bridge.sip.siprec import RecordingSession, parse_siprec_invite
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
