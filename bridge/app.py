@@ -18,7 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Coroutine
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from bridge.asr.client import AsrEndpoint
 from bridge.asr.probe import check_server
@@ -231,7 +231,7 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
                 services.append(
                     run_sip_ingest(
                         sip,
-                        store=cast(TranscriptStore, PublishingStore(store, hub)),
+                        store=PublishingStore(store, hub),
                         endpoint=endpoint,
                         stop=stop,
                         leg_settings=leg_settings(config),

@@ -57,6 +57,8 @@ class TranscriptSink(LegSink, Protocol):
 
     def put_dtmf(self, event: LegEvent, digit: str, duration_ms: int) -> None: ...
 
+    async def flush(self) -> None: ...  # once everything queued before is committed
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)

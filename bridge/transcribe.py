@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bridge.asr.client import AsrEndpoint
-from bridge.call import Call, EndCause
+from bridge.call import Call, EndCause, TranscriptSink
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
     ASR_SAMPLE_RATE_HZ,
@@ -28,7 +28,6 @@ from bridge.core.types import (
 from bridge.errors import AsrConnectionError, ConfigError
 from bridge.files.reader import AudioFile
 from bridge.leg import LegResult, LegSettings, Listener
-from storage import TranscriptStore
 
 FRAME_MS = 20
 DEFAULT_ROLES = (LegRole.CALLER, LegRole.AGENT)  # left, right
@@ -60,7 +59,7 @@ async def transcribe_file(
     audio: AudioFile,
     *,
     endpoint: AsrEndpoint,
-    store: TranscriptStore,
+    store: TranscriptSink,
     settings: LegSettings,
     fast: bool,
     roles: Sequence[LegRole] = DEFAULT_ROLES,

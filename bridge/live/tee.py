@@ -82,5 +82,8 @@ class PublishingStore:
         if leg is not None:
             self.hub.dtmf(leg, digit, event.at_ms, duration_ms)
 
+    async def flush(self) -> None:
+        await self.store.flush()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

@@ -25,7 +25,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
 
 from bridge.asr.client import AsrEndpoint
 from bridge.core.types import CallId, CallInfo, LegEvent, LegRole, LegSource
@@ -225,7 +224,7 @@ class UploadJobs:
             await transcribe_file(
                 upload.audio,
                 endpoint=self.endpoint,
-                store=cast(TranscriptStore, upload.store),
+                store=upload.store,
                 settings=self.settings,
                 fast=upload.fast,
                 roles=upload.roles,
