@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ from tests.sip.sipp import (
     PAYLOAD_TYPES,
     SETUP_HINT,
     SIPP,
+    SippResult,
     free_port,
     free_port_block,
     run_scenario,
@@ -150,19 +152,34 @@ async def until(predicate: Callable[[], bool], timeout_s: float, what: str) -> N
     raise AssertionError(f"{what} within {timeout_s} s")
 
 
-async def call_streaming(
-    bridge: Bridge, work: Path, codec: str, pcm: np.ndarray, transport: str = "udp"
-) -> None:
+async def stream_scenario(
+    bridge: Bridge,
+    work: Path,
+    codec: str,
+    pcm: np.ndarray,
+    *,
+    bye_after_ms: int = BYE_AFTER_MS,
+    transport: str = "udp",
+    **options: Any,
+) -> SippResult:
+    """sipp calls the bridge and plays ``pcm`` as ``codec`` RTP, hangs up after
+    ``bye_after_ms``; ``options``: run_scenario's (``calls``, ``rate_cps``, ``timeout_s``)."""
     write_audio(work, codec, pcm)
-    pt = PAYLOAD_TYPES[codec]
-    result = await asyncio.to_thread(
+    return await asyncio.to_thread(
         run_scenario,
         work,
         "uac_stream",
         bridge.target,
-        fill={"FILE": "audio.raw", "PT": str(pt), "CODEC": codec},
-        extra=["-d", str(BYE_AFTER_MS), "-t", "t1" if transport == "tcp" else "u1"],
+        fill={"FILE": "audio.raw", "PT": str(PAYLOAD_TYPES[codec]), "CODEC": codec},
+        extra=["-d", str(bye_after_ms), "-t", "t1" if transport == "tcp" else "u1"],
+        **options,
     )
+
+
+async def call_streaming(
+    bridge: Bridge, work: Path, codec: str, pcm: np.ndarray, transport: str = "udp"
+) -> None:
+    result = await stream_scenario(bridge, work, codec, pcm, transport=transport)
     assert result.returncode == 0, result.output + result.errors
     assert result.final_status() == (200, "OK")
 
@@ -216,6 +233,16 @@ async def test_g722_call_is_tapped_at_16khz(tmp_path: Path, vllm_server: VllmSer
     assert [s.text for s in transcript.segments if s.final][:1] == ["hello world."]
 
 
+async def answered_port(work: Path) -> int:
+    """The bridge's RTP port, once sipp (working in ``work``) has its 200 OK."""
+    for _ in range(200):
+        port = answered_rtp_port(work / "messages.log")
+        if port:
+            return port
+        await asyncio.sleep(0.05)
+    raise AssertionError("no 200 OK with the bridge's RTP port within 10 s")
+
+
 def answered_rtp_port(messages_log: Path) -> int | None:
     """The bridge's RTP port from the 200 OK in sipp's message trace, once it is there."""
     text = messages_log.read_text(errors="replace") if messages_log.exists() else ""
@@ -243,13 +270,7 @@ async def test_garbage_rtp_neither_crashes_nor_shifts_the_leg_clock(
     work = tmp_path / "sipp"
     caller = asyncio.create_task(call_streaming(bridge, work, "PCMU", tone(STREAM_MS / 1000)))
     try:
-        port = None
-        for _ in range(200):
-            port = answered_rtp_port(work / "messages.log")
-            if port:
-                break
-            await asyncio.sleep(0.05)
-        assert port, "the bridge's 200 OK with its RTP port"
+        port = await answered_port(work)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as junk:
             for datagram in garbage_rtp():
                 junk.sendto(datagram, ("127.0.0.1", port))

@@ -23,14 +23,14 @@ import pytest
 from test_sip import (
     PCMU_OFFER,
     Bridge,
-    answered_rtp_port,
+    answered_port,
     endpoint_for,
     open_bridge,
     sip_settings,
     stderr_to,
+    stream_scenario,
     tone,
     until,
-    write_audio,
 )
 from vllm_server import VllmServer
 
@@ -412,16 +412,13 @@ async def test_fuzzing_a_worker_never_kills_it_nor_the_call_on_it(
     bridge = fuzzed
     before = pids(bridge)
     long_ms = 25_000
-    work = tmp_path / "sipp"
-    write_audio(work, "PCMU", tone(long_ms / 1000))
     caller = await background(
-        asyncio.to_thread(
-            run_scenario,
-            work,
-            "uac_stream",
-            bridge.target,
-            fill={"FILE": "audio.raw", "PT": "0", "CODEC": "PCMU"},
-            extra=["-d", str(long_ms + 300)],
+        stream_scenario(
+            bridge,
+            tmp_path / "sipp",
+            "PCMU",
+            tone(long_ms / 1000),
+            bye_after_ms=long_ms + 300,
             timeout_s=90,
         )
     )
@@ -490,24 +487,10 @@ async def test_rtp_from_other_addresses_is_dropped_and_counted(
 ) -> None:
     """Issue 12 §5: RTP to an open call's port from anyone but its sender is not transcribed."""
     work = tmp_path / "sipp"
-    write_audio(work, "PCMU", tone(STREAM_S))
     caller = await background(
-        asyncio.to_thread(
-            run_scenario,
-            work,
-            "uac_stream",
-            bridge.target,
-            fill={"FILE": "audio.raw", "PT": "0", "CODEC": "PCMU"},
-            extra=["-d", str(int(STREAM_S * 1000) + 300)],
-        )
+        stream_scenario(bridge, work, "PCMU", tone(STREAM_S), bye_after_ms=STREAM_S * 1000 + 300)
     )
-    port = None
-    for _ in range(200):
-        port = answered_rtp_port(work / "messages.log")
-        if port:
-            break
-        await asyncio.sleep(0.05)
-    assert port, "the bridge's 200 OK with its RTP port"
+    port = await answered_port(work)
     await asyncio.sleep(0.5)  # the caller's own RTP has latched the stream by now
     sent = 0
     for source in ("127.0.0.2", "127.0.0.1"):  # another host; this host from another port
@@ -537,16 +520,13 @@ async def test_four_sipp_calls_fill_a_worker_and_the_fifth_gets_503(
 ) -> None:
     """Issue 13 §3 with sipp: four calls take the wheel's four slots; a PBX calling again gets
     503 + Retry-After (pjsua's own answer would be 486 Busy Here, a busy tone)."""
-    work = tmp_path / "four"
-    write_audio(work, "PCMU", tone(STREAM_S))
     four = await background(
-        asyncio.to_thread(
-            run_scenario,
-            work,
-            "uac_stream",
-            bridge.target,
-            fill={"FILE": "audio.raw", "PT": "0", "CODEC": "PCMU"},
-            extra=["-d", str(int(STREAM_S * 1000) + 300)],
+        stream_scenario(
+            bridge,
+            tmp_path / "four",
+            "PCMU",
+            tone(STREAM_S),
+            bye_after_ms=STREAM_S * 1000 + 300,
             calls=4,
             rate_cps=20,
         )
