@@ -27,11 +27,12 @@ from bridge.config import BridgeConfig
 from bridge.core.transcript import SegmentPolicy
 from bridge.errors import ConfigError, StorageError
 from bridge.health import Health
-from bridge.leg import LegSettings
+from bridge.leg import LegSettings, Listener
 from sip_config import SipSettings
 from storage import TranscriptStore, retention_loop
 
 if TYPE_CHECKING:
+    from bridge.call import TranscriptSink
     from bridge.http.server import ConnectionLimits
     from bridge.live import LiveHub
     from bridge.webrtc.session import WhipSettings
@@ -244,6 +245,16 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
                     "bridge: SIP ingest is off (--no-sip, BRIDGE_SIP_ENABLED or [sip] enabled)",
                     file=sys.stderr,
                 )
+            if config.audiosocket.enabled:
+                services.append(
+                    run_audiosocket(
+                        config,
+                        sink=PublishingStore(store, hub),
+                        endpoint=endpoint,
+                        stop=stop,
+                        listener=hub.listener,
+                    )
+                )
             if is_loopback(config.serve.host):
                 print(
                     f"bridge: HTTP on {config.serve.host}:{config.serve.port} answers this "
@@ -254,6 +265,41 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
             await run_until_stopped(services, stop)
     print("bridge: stopped", file=sys.stderr)
     return 0
+
+
+async def run_audiosocket(
+    config: BridgeConfig,
+    *,
+    sink: TranscriptSink,
+    endpoint: AsrEndpoint,
+    stop: asyncio.Event,
+    listener: Listener,
+) -> None:
+    """Asterisk AudioSocket ([ingest.audiosocket]) until ``stop``; its calls end ``shutdown``."""
+    from bridge.ingest.audiosocket import AudioSocketServer
+    from bridge.ingest.fork import ForkCalls
+
+    audiosocket = config.audiosocket
+    calls = ForkCalls(
+        sink,
+        endpoint=endpoint,
+        settings=leg_settings(config),
+        listener=listener,
+        rejoin_s=audiosocket.rejoin_s,
+    )
+    server = AudioSocketServer(calls, audiosocket)
+    await server.start()
+    sources = ", ".join(str(net) for net in audiosocket.allowed_sources) or "none"
+    print(
+        f"bridge: AudioSocket on {audiosocket.host}:{server.port} (from {sources}; "
+        f"sockets paired by {audiosocket.pair_by})",
+        file=sys.stderr,
+    )
+    try:
+        await stop.wait()
+    finally:
+        await server.stop()
+        await calls.close()
 
 
 async def run_http(
@@ -272,8 +318,9 @@ async def run_http(
     cancelled, open requests finish), webhooks on the hub, and the retention task, which deletes
     ended calls older than ``http.retention_days`` once at start and then hourly."""
     from bridge.http.app import close_app, create_app
-    from bridge.http.server import Server, listen_sockets, raise_open_file_limit, server_config
+    from bridge.http.server import Server, raise_open_file_limit, server_config
     from bridge.live.webhooks import Webhooks
+    from bridge.net import listen_sockets
 
     tokens = api_tokens(config)
     base_url = config.http.public_url or f"http://{config.serve.host}:{config.serve.port}"

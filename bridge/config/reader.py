@@ -164,10 +164,27 @@ def convert(raw: str, kind: type, env: str, problems: list[str]) -> object | Non
     return value
 
 
+def _tables(data: Mapping[str, Any], known: Collection[str]) -> list[tuple[str, Any]]:
+    """Top-level tables, and the ``[a.b]`` tables of an ``a`` that is not a section itself
+    (``[ingest.audiosocket]`` is the section ``ingest.audiosocket``)."""
+    tables: list[tuple[str, Any]] = []
+    for section, table in data.items():
+        if (
+            section not in known
+            and isinstance(table, dict)
+            and table
+            and all(isinstance(v, dict) for v in table.values())
+        ):
+            tables.extend((f"{section}.{name}", sub) for name, sub in table.items())
+        else:
+            tables.append((section, table))
+    return tables
+
+
 def _take_file(
     data: Mapping[str, Any], path: Path, read: Read, others: Collection[str] | None
 ) -> None:
-    for section, table in data.items():
+    for section, table in _tables(data, {*read.schema, *(others or ())}):
         if others is None and section not in read.schema:
             continue
         if others is not None and section in others:

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bridge.auth import Principal, parse_tokens
+from bridge.config.ingest import SCHEMA as INGEST_SCHEMA
+from bridge.config.ingest import AudioSocketConfig, build_audiosocket
 from bridge.config.reader import Read, Schema, Setting, config_path, read_settings
 from bridge.errors import ConfigError
 
@@ -107,6 +109,7 @@ class BridgeConfig:
     serve: ServeConfig = field(default_factory=ServeConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
+    audiosocket: AudioSocketConfig = field(default_factory=AudioSocketConfig)
     source: str = "defaults"  # where the settings came from, for the start-up summary
 
 
@@ -143,6 +146,7 @@ SCHEMA: Schema = {
         "max_sessions": Setting("BRIDGE_WEBRTC_MAX_SESSIONS", int),
         "public_address": Setting("BRIDGE_WEBRTC_PUBLIC_ADDRESS"),
     },
+    **INGEST_SCHEMA,
 }
 SIP_SECTION = "sip"  # [sip] is read by sip_config.load_sip_settings
 
@@ -247,7 +251,13 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
     if webrtc.max_sessions < 1:
         problems.append(f"webrtc max_sessions must be >= 1, got {webrtc.max_sessions}")
     return BridgeConfig(
-        asr=asr, db_path=db_path, segments=segments, serve=serve, http=http, webrtc=webrtc
+        asr=asr,
+        db_path=db_path,
+        segments=segments,
+        serve=serve,
+        http=http,
+        webrtc=webrtc,
+        audiosocket=build_audiosocket(read),
     )
 
 

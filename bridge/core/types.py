@@ -63,6 +63,7 @@ class LegSource(enum.Enum):
     SIP = "sip"
     SIPREC = "siprec"
     WEBRTC = "webrtc"
+    ASTERISK = "asterisk"  # AudioSocket, chan_websocket
 
 
 class AudioEncoding(enum.Enum):
@@ -174,6 +175,10 @@ class EndCause(enum.StrEnum):
     DISCONNECTED = "disconnected"  # media stopped
     PEER_CLOSED = "peer-closed"  # the peer closed DTLS
     SHUTDOWN = "shutdown"  # the bridge stopped
+    # Media forks (bridge/ingest: AudioSocket, ...); DISCONNECTED and SHUTDOWN as above
+    HANGUP = "hangup"  # the PBX said the channel hung up (AudioSocket 0x00)
+    PEER_ERROR = "peer-error"  # the PBX reported an error on the stream (AudioSocket 0xFF)
+    PROTOCOL_ERROR = "protocol-error"  # the peer broke the framing; the bridge closed
     # Any source
     BRIDGE_RESTARTED = "bridge-restarted"  # found active after a crash of the bridge
 

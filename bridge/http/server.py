@@ -1,6 +1,6 @@
-"""The HTTP transport of ``bridge serve``: uvicorn on the bridge's event loop, with its listening
-sockets bound here and its connections guarded.  :func:`bridge.app.run_http` starts it
-(:class:`Server`, :func:`server_config`, :func:`listen_sockets`) and stops it.
+"""The HTTP transport of ``bridge serve``: uvicorn on the bridge's event loop, on sockets bound
+by :func:`bridge.net.listen_sockets`, with its connections guarded.  :func:`bridge.app.run_http`
+starts it (:class:`Server`, :func:`server_config`) and stops it.
 
 Hostile clients (no token needed to open a connection) are bounded by :class:`ConnectionLimits`,
 enforced by :class:`GuardedH11Protocol` (uvicorn's h11 protocol with timers):
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import resource
 import socket
@@ -38,8 +37,6 @@ import h11
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.h11_impl import H11Protocol
-
-from bridge.errors import TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -247,60 +244,6 @@ def server_config(
         h11_max_incomplete_event_size=limits.max_header_bytes,
         timeout_graceful_shutdown=5,
     )
-
-
-def listen_sockets(host: str, port: int) -> list[socket.socket]:
-    """TCP sockets bound to ``host:port`` (each address ``host`` resolves to), for uvicorn.
-
-    Bound here, not by uvicorn, which logs an OSError and exits the process with code 3: a
-    port in use or a host that is not this machine's is one TransportError naming the fix.
-    """
-    setting = "serve.host (BRIDGE_HOST or bridge serve --http-host)"
-    try:
-        infos = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    except socket.gaierror as exc:
-        raise TransportError(
-            f"HTTP host {host!r} does not resolve ({exc.strerror}): set {setting} to an address "
-            "of this machine",
-            retryable=False,
-        ) from None
-    sockets: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            # What asyncio's create_server does for a host and port (uvicorn's default path).
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-    except OSError as exc:
-        for sock in sockets:
-            sock.close()
-        raise TransportError(_bind_failure(host, port, exc, setting), retryable=False) from None
-    return sockets
-
-
-def _bind_failure(host: str, port: int, exc: OSError, setting: str) -> str:
-    where = f"{host}:{port}"
-    if exc.errno == errno.EADDRINUSE:
-        return (
-            f"HTTP port {where} is taken by another program (another bridge serve?): stop it, "
-            "or choose another port (serve.port, BRIDGE_PORT or bridge serve --http-port)"
-        )
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return (
-            f"HTTP host {host} is not an address of this machine: set {setting} to one of its "
-            "addresses (ip -brief address)"
-        )
-    if exc.errno == errno.EACCES:
-        return (
-            f"HTTP port {where}: ports below 1024 need privileges; choose a port from 1024 "
-            "(serve.port, BRIDGE_PORT or bridge serve --http-port)"
-        )
-    return f"cannot listen for HTTP on {where}: {exc.strerror or exc}"
 
 
 class Server(uvicorn.Server):

@@ -1,0 +1,223 @@
+"""Asterisk AudioSocket listener: Asterisk connects over TCP, one socket per channel's audio.
+
+Thin adapter (docs/design.md §5): frames are read by :mod:`bridge.core.forks.audiosocket`, the
+call and its legs are :mod:`bridge.ingest.fork`'s.  Per connection:
+
+1. the peer's address must be in ``allowed_sources`` (AudioSocket has no authentication); a
+   refusal is a close, logged with the address;
+2. the first frame is the UUID (within ``start_timeout_s``); with ``pair_by = "uuid"`` sockets
+   that carry the same UUID are one call, the first to send audio the ``caller`` leg and the
+   second the ``callee``; with ``"suffix"`` the UUID's last hex digit names the side (``0``
+   caller, ``1`` callee) and the other 31 digits the call;
+3. audio frames feed the leg at the rate their kind names (a rate change mid-stream is a
+   protocol error); DTMF frames are digits on the leg's clock;
+4. the stream ends with a hangup frame (``hangup``), an error frame (``peer-error``), a framing
+   error (``protocol-error``: the socket is closed), or silence for ``idle_timeout_s`` / a close
+   without a hangup (``disconnected``: the call waits ``rejoin_s`` for the socket to come back).
+
+When ASR capacity is full a new call's socket is closed at once (AudioSocket has no refusal
+message; Asterisk's ``AudioSocket()`` returns and the dialplan goes on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+from bridge.config.ingest import AudioSocketConfig
+from bridge.core.forks import audiosocket as wire
+from bridge.core.types import AudioEncoding, EndCause, LegRole, LegSource
+from bridge.errors import RemoteProtocolError
+from bridge.ingest.fork import ForkCalls, ForkFormat, ForkRefused, ForkStream
+from bridge.log import leg_logger
+from bridge.net import Listener, listen_sockets
+
+logger = logging.getLogger(__name__)
+READ_BYTES = 65536
+SUFFIX_ROLES = {"0": LegRole.CALLER, "1": LegRole.CALLEE}
+LISTENER = Listener(
+    "AudioSocket",
+    "ingest.audiosocket.host (BRIDGE_AUDIOSOCKET_HOST)",
+    "ingest.audiosocket.port, BRIDGE_AUDIOSOCKET_PORT",
+)
+
+
+def call_key(uid: uuid.UUID, pair_by: str) -> tuple[str, LegRole | None]:
+    """The call a socket belongs to, and its side if the UUID names it (``pair_by``)."""
+    if pair_by == "suffix":
+        role = SUFFIX_ROLES.get(uid.hex[-1])
+        if role is None:
+            raise RemoteProtocolError(
+                f"AudioSocket UUID {uid}: with pair_by = suffix its last hex digit is 0 "
+                "(caller) or 1 (callee)"
+            )
+        return uid.hex[:-1], role
+    return str(uid), None
+
+
+class AudioSocketServer:
+    """The TCP listener; every connection is one :class:`_Connection`."""
+
+    def __init__(self, calls: ForkCalls, config: AudioSocketConfig) -> None:
+        self.calls = calls
+        self.config = config
+        self.connections = 0
+        self.refused = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        """Listen (a port in use or a foreign host is one TransportError naming the fix)."""
+        (sock, *more) = listen_sockets(self.config.host, self.config.port, LISTENER)
+        for extra in more:  # a host name with several addresses: the first is enough
+            extra.close()
+        self._server = await asyncio.start_server(self._accept, sock=sock, limit=READ_BYTES)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Listen until ``stop`` is set."""
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            peer = writer.get_extra_info("peername") or ("?", 0)
+            if not self.config.allows(str(peer[0])):
+                self.refused += 1
+                logger.warning(
+                    "AudioSocket connection from %s refused: not in allowed_sources "
+                    "([ingest.audiosocket] allowed_sources)",
+                    peer[0],
+                )
+                return
+            self.connections += 1
+            await _Connection(self, reader, f"{peer[0]}:{peer[1]}").run()
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+class _Connection:
+    def __init__(self, server: AudioSocketServer, reader: asyncio.StreamReader, peer: str):
+        self.server = server
+        self.config = server.config
+        self.reader = reader
+        self.peer = peer
+        self.frames = wire.FrameReader()
+        self.uid: uuid.UUID | None = None
+        self.key = ""
+        self.role: LegRole | None = None
+        self.stream: ForkStream | None = None
+        self.log = leg_logger(logger, "-", "-", f"audiosocket {peer}")
+
+    async def run(self) -> None:
+        cause = EndCause.DISCONNECTED
+        try:
+            cause = await self._read()
+        except RemoteProtocolError as exc:
+            if isinstance(exc, ForkRefused):
+                self.log.warning("AudioSocket %s refused: %s", self.uid, exc)
+            else:
+                self.log.warning("AudioSocket %s: %s; closing", self.uid or "(no UUID)", exc)
+            cause = EndCause.PROTOCOL_ERROR
+        except (ConnectionError, OSError) as exc:
+            self.log.warning("AudioSocket %s dropped: %s", self.uid, exc)
+        finally:
+            if self.stream is not None:
+                await self.stream.leave(cause)
+
+    async def _read(self) -> EndCause:
+        started = False
+        while True:
+            timeout = self.config.idle_timeout_s if started else self.config.start_timeout_s
+            try:
+                async with asyncio.timeout(timeout):
+                    data = await self.reader.read(READ_BYTES)
+            except TimeoutError:
+                self.log.warning(
+                    "AudioSocket %s: nothing for %.0f s; taking the socket as dropped",
+                    self.uid or "(no UUID)",
+                    timeout,
+                )
+                return EndCause.DISCONNECTED
+            if not data:
+                if self.frames.pending:
+                    self.log.warning(
+                        "AudioSocket %s closed inside a frame (%d bytes of it)",
+                        self.uid,
+                        self.frames.pending,
+                    )
+                else:
+                    self.log.info("AudioSocket %s closed without a hangup frame", self.uid)
+                return EndCause.DISCONNECTED
+            for frame in self.frames.feed(data):
+                cause = await self._take(frame)
+                if cause is not None:
+                    return cause
+                started = self.stream is not None
+
+    async def _take(self, frame: wire.Frame) -> EndCause | None:
+        if self.uid is None:
+            self.uid = wire.read_uuid(frame)
+            self.key, self.role = call_key(self.uid, self.config.pair_by)
+            self.log = leg_logger(logger, self.key[:8], "-", f"audiosocket {self.peer}")
+            return None
+        kind = frame.kind
+        rate = wire.audio_rate(kind)
+        if rate is not None:
+            if self.stream is None:
+                self.stream = await self.server.calls.join(
+                    LegSource.ASTERISK,
+                    self.key,
+                    ForkFormat(rate, AudioEncoding.PCM16),
+                    roles=None if self.role is None else (self.role,),
+                    title=f"AudioSocket {self.key}",
+                    metadata={"uuid": str(self.uid), "peer": self.peer},
+                    labels=(f"AudioSocket {self.uid}",),
+                )
+                self.log = self.stream.legs[0].log
+            elif rate != self.stream.format.rate_hz:
+                raise RemoteProtocolError(
+                    f"audio at {rate} Hz after {self.stream.format.rate_hz} Hz on one socket"
+                )
+            self.stream.feed(frame.payload)
+            return None
+        if kind == wire.Kind.DTMF:
+            digit = wire.read_dtmf(frame)
+            if self.stream is not None:
+                self.stream.dtmf(digit)
+                self.log.debug("DTMF %s", digit)
+            return None
+        if kind == wire.Kind.HANGUP:
+            self.log.info("AudioSocket %s: hangup", self.uid)
+            return EndCause.HANGUP
+        if kind == wire.Kind.ERROR:
+            code = frame.payload.hex() or "none"
+            self.log.warning("AudioSocket %s: Asterisk reported an error (code %s)", self.uid, code)
+            return EndCause.PEER_ERROR
+        if kind == wire.Kind.UUID:
+            raise RemoteProtocolError("a second UUID frame on one socket")
+        raise RemoteProtocolError(f"unknown frame kind 0x{kind:02x}")
