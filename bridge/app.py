@@ -245,9 +245,9 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
                     "bridge: SIP ingest is off (--no-sip, BRIDGE_SIP_ENABLED or [sip] enabled)",
                     file=sys.stderr,
                 )
-            if config.audiosocket.enabled:
+            if config.audiosocket.enabled or config.forks.enabled:
                 services.append(
-                    run_audiosocket(
+                    run_forks(
                         config,
                         sink=PublishingStore(store, hub),
                         endpoint=endpoint,
@@ -267,7 +267,7 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
     return 0
 
 
-async def run_audiosocket(
+async def run_forks(
     config: BridgeConfig,
     *,
     sink: TranscriptSink,
@@ -275,30 +275,46 @@ async def run_audiosocket(
     stop: asyncio.Event,
     listener: Listener,
 ) -> None:
-    """Asterisk AudioSocket ([ingest.audiosocket]) until ``stop``; its calls end ``shutdown``."""
+    """The media forks ([ingest.audiosocket], [ingest.websocket]) until ``stop``; their calls
+    then end ``shutdown``."""
     from bridge.ingest.audiosocket import AudioSocketServer
     from bridge.ingest.fork import ForkCalls
+    from bridge.ingest.websocket import ForkSocketServer, fork_protocols
 
-    audiosocket = config.audiosocket
     calls = ForkCalls(
         sink,
         endpoint=endpoint,
         settings=leg_settings(config),
         listener=listener,
-        rejoin_s=audiosocket.rejoin_s,
+        rejoin_s=max(config.audiosocket.rejoin_s, config.forks.rejoin_s),
     )
-    server = AudioSocketServer(calls, audiosocket)
-    await server.start()
-    sources = ", ".join(str(net) for net in audiosocket.allowed_sources) or "none"
-    print(
-        f"bridge: AudioSocket on {audiosocket.host}:{server.port} (from {sources}; "
-        f"sockets paired by {audiosocket.pair_by})",
-        file=sys.stderr,
-    )
+    servers: list[AudioSocketServer | ForkSocketServer] = []
     try:
+        if config.audiosocket.enabled:
+            audiosocket = AudioSocketServer(calls, config.audiosocket)
+            await audiosocket.start()
+            servers.append(audiosocket)
+            sources = ", ".join(str(n) for n in config.audiosocket.allowed_sources) or "none"
+            print(
+                f"bridge: AudioSocket on {config.audiosocket.host}:{audiosocket.port} (from "
+                f"{sources}; sockets paired by {config.audiosocket.pair_by})",
+                file=sys.stderr,
+            )
+        if config.forks.enabled:
+            forks = ForkSocketServer(calls, config.forks, fork_protocols())
+            await forks.start()
+            servers.append(forks)
+            paths = ", ".join(f"/{name}" for name in forks.protocols)
+            guard = "a secret" if config.forks.secret else "no secret: this machine only"
+            print(
+                f"bridge: media-fork WebSocket on ws://{config.forks.host}:{forks.port} "
+                f"({paths}; {guard})",
+                file=sys.stderr,
+            )
         await stop.wait()
     finally:
-        await server.stop()
+        for server in servers:
+            await server.stop()
         await calls.close()
 
 

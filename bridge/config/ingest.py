@@ -10,8 +10,16 @@ Example::
     pair_by = "uuid"              # "uuid": sockets with one UUID are one call; "suffix": see README
     rejoin_s = 5.0                # a socket that drops may come back within this long
 
+    [ingest.websocket]            # the media-fork WebSocket listener (FreeSWITCH, ...)
+    enabled = true                # BRIDGE_FORKS_ENABLED
+    host = "127.0.0.1"            # BRIDGE_FORKS_HOST
+    port = 8081                   # BRIDGE_FORKS_PORT
+    protocols = ["freeswitch"]    # BRIDGE_FORKS_PROTOCOLS: which paths answer (/freeswitch, ...)
+    # secret: set BRIDGE_FORKS_SECRET; peers send it as ?token=... or Authorization: Bearer
+
 AudioSocket has no authentication of its own, so a listener on an address other than loopback
-takes connections only from ``allowed_sources`` (the PBX's addresses).
+takes connections only from ``allowed_sources`` (the PBX's addresses).  The WebSocket listener
+off loopback needs ``secret`` (FreeSWITCH modules authenticate no other way).
 """
 
 from __future__ import annotations
@@ -50,6 +58,20 @@ class AudioSocketConfig:
         return any(ip in net for net in self.allowed_sources)
 
 
+FORK_PROTOCOLS = ("freeswitch",)  # the paths of the WebSocket listener, /NAME
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForkSocketConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8081
+    protocols: tuple[str, ...] = FORK_PROTOCOLS
+    secret: str | None = None  # a shared secret: ?token= or Authorization: Bearer
+    rejoin_s: float = 5.0
+    max_message_bytes: int = 262_144  # one WebSocket message (the protocols send 20-200 ms)
+
+
 SCHEMA: Schema = {
     "ingest.audiosocket": {
         "enabled": Setting("BRIDGE_AUDIOSOCKET_ENABLED", bool),
@@ -58,6 +80,14 @@ SCHEMA: Schema = {
         "allowed_sources": Setting("BRIDGE_AUDIOSOCKET_ALLOWED_SOURCES", list),
         "pair_by": Setting("BRIDGE_AUDIOSOCKET_PAIR_BY"),
         "rejoin_s": Setting("BRIDGE_AUDIOSOCKET_REJOIN_S", float),
+    },
+    "ingest.websocket": {
+        "enabled": Setting("BRIDGE_FORKS_ENABLED", bool),
+        "host": Setting("BRIDGE_FORKS_HOST"),
+        "port": Setting("BRIDGE_FORKS_PORT", int),
+        "protocols": Setting("BRIDGE_FORKS_PROTOCOLS", list),
+        "secret": Setting("BRIDGE_FORKS_SECRET"),
+        "rejoin_s": Setting("BRIDGE_FORKS_REJOIN_S", float),
     },
 }
 
@@ -106,6 +136,34 @@ def build_audiosocket(read: Read) -> AudioSocketConfig:
             f"ingest.audiosocket listens on {config.host} but takes only loopback sources: "
             "AudioSocket has no authentication, so name the PBX's addresses in "
             "BRIDGE_AUDIOSOCKET_ALLOWED_SOURCES ([ingest.audiosocket] allowed_sources)"
+        )
+    return config
+
+
+def build_fork_socket(read: Read) -> ForkSocketConfig:
+    get, problems, section = read.value, read.problems, "ingest.websocket"
+    config = ForkSocketConfig(
+        enabled=get(section, "enabled", False),
+        host=get(section, "host", "127.0.0.1"),
+        port=get(section, "port", 8081),
+        protocols=get(section, "protocols", FORK_PROTOCOLS),
+        secret=get(section, "secret", None) or None,
+        rejoin_s=get(section, "rejoin_s", 5.0),
+    )
+    unknown = [name for name in config.protocols if name not in FORK_PROTOCOLS]
+    if unknown:
+        problems.append(
+            f"{read.origin(section, 'protocols')}: unknown {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(FORK_PROTOCOLS)}"
+        )
+    if not 0 <= config.port <= 65535:
+        problems.append(f"{read.origin(section, 'port')}: {config.port} is not a port")
+    if config.rejoin_s < 0:
+        problems.append(f"{read.origin(section, 'rejoin_s')}: must be >= 0")
+    if config.enabled and not _loopback(config.host) and not config.secret:
+        problems.append(
+            f"ingest.websocket listens on {config.host} with no secret: set BRIDGE_FORKS_SECRET "
+            "and give it to the PBX in the stream URL (?token=...)"
         )
     return config
 

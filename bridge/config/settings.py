@@ -41,7 +41,12 @@ from pathlib import Path
 
 from bridge.auth import Principal, parse_tokens
 from bridge.config.ingest import SCHEMA as INGEST_SCHEMA
-from bridge.config.ingest import AudioSocketConfig, build_audiosocket
+from bridge.config.ingest import (
+    AudioSocketConfig,
+    ForkSocketConfig,
+    build_audiosocket,
+    build_fork_socket,
+)
 from bridge.config.reader import Read, Schema, Setting, config_path, read_settings
 from bridge.errors import ConfigError
 
@@ -110,6 +115,7 @@ class BridgeConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     audiosocket: AudioSocketConfig = field(default_factory=AudioSocketConfig)
+    forks: ForkSocketConfig = field(default_factory=ForkSocketConfig)
     source: str = "defaults"  # where the settings came from, for the start-up summary
 
 
@@ -258,6 +264,7 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
         http=http,
         webrtc=webrtc,
         audiosocket=build_audiosocket(read),
+        forks=build_fork_socket(read),
     )
 
 

@@ -64,6 +64,7 @@ class LegSource(enum.Enum):
     SIPREC = "siprec"
     WEBRTC = "webrtc"
     ASTERISK = "asterisk"  # AudioSocket, chan_websocket
+    FREESWITCH = "freeswitch"  # mod_audio_stream, mod_audio_fork
 
 
 class AudioEncoding(enum.Enum):

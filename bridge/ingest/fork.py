@@ -26,7 +26,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,12 +34,17 @@ import numpy as np
 from bridge.asr.client import AsrEndpoint
 from bridge.call import Call, TranscriptSink
 from bridge.core.audio import SUPPORTED_SAMPLE_RATES_HZ, LegAudio
-from bridge.core.types import AudioEncoding, EndCause, LegRole, LegSource
+from bridge.core.types import AudioEncoding, EndCause, Gap, LegInfo, LegRole, LegSource, Segment
 from bridge.errors import RemoteProtocolError
 from bridge.leg import Leg, LegSettings, Listener, at_capacity
 
 logger = logging.getLogger(__name__)
 
+# Audio later than the wall clock by more than this is a pause or stall: the time goes in as
+# silence, all but KEEP_S (network jitter and a burst after it keep their own timing).
+CATCH_UP_S = 1.0
+KEEP_S = 0.2
+Tap = Callable[[LegInfo, Segment | Gap], None]
 # Roles given to single-channel streams of one call in the order they join.
 JOIN_ORDER = (LegRole.CALLER, LegRole.CALLEE)
 
@@ -97,11 +102,19 @@ class ForkStream:
         self.call = entry.call
         self.paused_at: float | None = None
         self.bytes_in = 0
+        self.taps: list[Tap] = []
+        self.started_at = time.monotonic()
+        self._samples = 0  # per channel, received or filled
         self._width = fmt.encoding.bytes_per_sample
         self._dtype = np.dtype(f"V{self._width}")
 
     def feed(self, payload: bytes) -> None:
-        """Interleaved audio of this stream's format (a partial sample frame is an error)."""
+        """Interleaved audio of this stream's format (a partial sample frame is an error).
+
+        A stream is real time: when audio arrives more than :data:`CATCH_UP_S` after the wall
+        clock says it should (the PBX paused the fork without saying so, or stalled), the
+        missing time goes in as silence first, so later words keep their times.
+        """
         if self.paused_at is not None:
             self.resume()
         if len(payload) % self.format.frame_bytes:
@@ -109,7 +122,12 @@ class ForkStream:
                 f"{len(payload)} bytes of audio are not whole {self.format.channels}-channel "
                 f"{self.format.codec} samples ({self.format.frame_bytes} bytes each)"
             )
+        rate = self.format.rate_hz
+        behind = int((time.monotonic() - self.started_at) * rate) - self._samples
+        if behind > CATCH_UP_S * rate:
+            self._fill(behind - KEEP_S * rate)
         self.bytes_in += len(payload)
+        self._samples += len(payload) // self.format.frame_bytes
         if len(self.legs) == 1:
             self.legs[0].receive_frame(payload)
             return
@@ -129,14 +147,16 @@ class ForkStream:
             self.call.event("fork.pause", "")
 
     def resume(self) -> None:
+        """Audio comes again; the time paused was filled as it passed (:meth:`feed`)."""
         if self.paused_at is not None:
-            self._fill(time.monotonic() - self.paused_at)
             self.paused_at = None
             self.call.event("fork.resume", "")
 
-    def _fill(self, seconds: float) -> None:
+    def _fill(self, samples: float) -> None:
+        n = int(samples)
+        self._samples += n
         for leg in self.legs:
-            leg.receive_silence(int(seconds * self.format.rate_hz))
+            leg.receive_silence(n)
 
     async def leave(self, cause: EndCause) -> None:
         """This connection ended: the call ends with it when no other stream is left."""
@@ -164,6 +184,7 @@ class ForkCalls:
         self.finish_timeout_s = finish_timeout_s
         self._calls: dict[tuple[LegSource, str], _ForkCall] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._taps: dict[str, list[Tap]] = {}  # call id -> streams that want its text back
         # One lock per call key while joins are waiting (weakly held: gone when unused).
         self._joining: weakref.WeakValueDictionary[tuple[LegSource, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -244,7 +265,7 @@ class ForkCalls:
                 endpoint=self.endpoint,
                 title=title or key,
                 settings=self.settings,
-                listener=self.listener,
+                listener=self._listen,
             )
             await call.open()
             entry = self._calls[(source, key)] = _ForkCall(call)
@@ -282,8 +303,27 @@ class ForkCalls:
             entry.call.event("fork.rejoin", f"{role.value} after {away:.1f} s")
         return leg
 
+    def _listen(self, info: LegInfo, item: Segment | Gap) -> None:
+        if self.listener is not None:
+            self.listener(info, item)
+        for tap in self._taps.get(info.call_id, ()):
+            try:
+                tap(info, item)
+            except Exception:  # a peer that went away must not fail the leg
+                logger.exception("call %s: sending text back to the peer failed", info.call_id)
+
+    def tap(self, stream: ForkStream, tap: Tap) -> None:
+        """``tap(leg, segment)`` for every segment of ``stream``'s call until it leaves."""
+        self._taps.setdefault(stream.call.call_id, []).append(tap)
+        stream.taps.append(tap)
+
     async def leave(self, entry: _ForkCall, stream: ForkStream, cause: EndCause) -> None:
         entry.streams.discard(stream)
+        taps = self._taps.get(stream.call.call_id, [])
+        for tap in stream.taps:
+            taps.remove(tap)
+        if not taps:
+            self._taps.pop(stream.call.call_id, None)
         now = time.monotonic()
         for role in _roles(stream):
             entry.left_at[role] = now

@@ -9,12 +9,17 @@ one-digit frames, and a hangup frame (kind 0x00, length 0) when the channel hang
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 import uuid
 
 import numpy as np
 import numpy.typing as npt
 import soxr
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from bridge.core.forks.audiosocket import Kind, frame
 
@@ -79,3 +84,64 @@ class AudioSocketPeer:
                 await self.writer.wait_closed()
             except (ConnectionError, OSError):
                 pass
+
+
+class FreeSwitchPeer:
+    """A FreeSWITCH channel's ``uuid_audio_stream`` (amigniter/mod_audio_stream; mod_audio_fork
+    with ``subprotocol``): a WebSocket with per-message deflate, the metadata as the first text
+    message, then binary L16 little-endian, one message per 20 ms (``STREAM_BUFFER_SIZE``), the
+    channels interleaved for ``stereo``; the channel's hangup is a normal close (1000)."""
+
+    def __init__(self, url: str, *, subprotocol: str | None = None, token: str | None = None):
+        self.url = url
+        self.subprotocol = subprotocol
+        self.token = token
+        self.ws: ClientConnection | None = None
+        self.received: list[dict[str, object]] = []
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self, metadata: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        self.ws = await connect(
+            self.url,
+            additional_headers=headers,
+            subprotocols=[Subprotocol(self.subprotocol)] if self.subprotocol else None,
+            compression="deflate",
+        )
+        if metadata is not None:
+            await self.ws.send(metadata)
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        with contextlib.suppress(ConnectionClosed):
+            async for message in self.ws:
+                self.received.append(json.loads(message))
+
+    async def stream(self, pcm: bytes, *, frame_bytes: int) -> None:
+        """Send ``pcm`` (already interleaved) paced in real time, ``frame_bytes`` per 20 ms."""
+        assert self.ws is not None
+        start = time.monotonic()
+        for i, at in enumerate(range(0, len(pcm), frame_bytes)):
+            chunk = pcm[at : at + frame_bytes]
+            await self.ws.send(chunk + bytes(frame_bytes - len(chunk)))
+            delay = start + (i + 1) * FRAME_MS / 1000 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def hangup(self) -> None:
+        assert self.ws is not None
+        await self.ws.close(1000)
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+
+def interleave(*channels: bytes) -> bytes:
+    """Little-endian 16-bit channels -> one interleaved stream (shorter ones padded)."""
+    n = max(len(c) for c in channels) // 2
+    arrays = [np.pad(np.frombuffer(c, "<i2"), (0, n - len(c) // 2)) for c in channels]
+    return np.stack(arrays, axis=1).astype("<i2").tobytes()
+
+
+def slin16k(audio16k: npt.NDArray[np.float32]) -> bytes:
+    return (np.clip(audio16k, -1.0, 1.0) * 32767).astype("<i2").tobytes()
