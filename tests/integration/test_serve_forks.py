@@ -1,0 +1,126 @@
+"""``bridge serve`` with the media forks on: where they listen, a call through each into the
+store and the REST API, and a taken port as one ``bridge: error:`` line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from bridge_cli import bridge
+from engine_server import EngineServer
+from test_cli_serve import Serving, one_error_line, started  # noqa: F401 (fixture)
+
+from tests.ingest.peers import AudioSocketPeer, FreeSwitchPeer
+from tests.sip.sipp import free_port
+
+pytestmark = pytest.mark.integration
+TOKEN = "serve-forks-supervisor"
+
+
+def forks_env(audiosocket: int, forks: int) -> dict[str, str]:
+    return {
+        "BRIDGE_AUDIOSOCKET_ENABLED": "1",
+        "BRIDGE_AUDIOSOCKET_PORT": str(audiosocket),
+        "BRIDGE_FORKS_ENABLED": "1",
+        "BRIDGE_FORKS_PORT": str(forks),
+        "BRIDGE_FORKS_SECRET": "s3cret",
+        "BRIDGE_API_TOKENS": f"{TOKEN}:supervisor",
+    }
+
+
+def calls(http_port: int) -> list[dict[str, object]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{http_port}/api/v1/calls",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return list(json.loads(response.read())["calls"])
+
+
+def test_serve_takes_audiosocket_and_freeswitch_calls(
+    engine_server: EngineServer,
+    tmp_path: Path,
+    started: list[Serving],  # noqa: F811
+) -> None:
+    tcp = [free_port(socket.SOCK_STREAM) for _ in range(3)]
+    audiosocket, forks, http_port = tcp
+    args = ["serve", "--db", tmp_path / "c.db", "--no-sip", "--http-port", str(http_port)]
+    args += ["--asr-url", engine_server.url, "--model", engine_server.model]
+    key = {"BRIDGE_ASR_API_KEY": engine_server.api_key} if engine_server.api_key else {}
+    serving = Serving(args, forks_env(audiosocket, forks) | key)
+    started.append(serving)
+    text = "\n".join(serving.lines)
+    assert f"bridge: AudioSocket on 127.0.0.1:{audiosocket} (from 127.0.0.0/8, ::1/128" in text
+    assert f"bridge: media-fork WebSocket on ws://127.0.0.1:{forks} (/freeswitch; a secret)" in text
+
+    async def both() -> None:
+        peer = AudioSocketPeer(audiosocket, uuid.uuid4())
+        await peer.connect()
+        await peer.stream(bytes(8000))
+        await peer.hangup()
+        fs = FreeSwitchPeer(f"ws://127.0.0.1:{forks}/freeswitch?uuid=fs-1", token="s3cret")
+        await fs.connect('{"caller": "+4930"}')
+        await fs.stream(bytes(8000), frame_bytes=320)
+        await fs.hangup()
+
+    asyncio.run(both())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listed = calls(http_port)
+        if len(listed) == 2 and all(c["end_cause"] for c in listed):
+            break
+        time.sleep(0.2)
+    assert sorted((c["source"], c["end_cause"]) for c in listed) == [
+        ("asterisk", "hangup"),
+        ("freeswitch", "hangup"),
+    ], listed
+    code, err = serving.stop()
+    assert code == 0, text + err
+
+
+def test_audiosocket_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = bridge(
+            "serve",
+            "--db",
+            tmp_path / "c.db",
+            "--no-sip",
+            "--http-port",
+            str(free_port(socket.SOCK_STREAM)),
+            env={
+                "BRIDGE_AUDIOSOCKET_ENABLED": "1",
+                "BRIDGE_AUDIOSOCKET_PORT": str(port),
+                "BRIDGE_ASR_URL": "ws://127.0.0.1:9/v1/realtime",
+            },
+        )
+    assert result.returncode == 1, result.stderr
+    line = one_error_line(result)
+    assert f"AudioSocket port 127.0.0.1:{port} is taken" in line
+    assert "BRIDGE_AUDIOSOCKET_PORT" in line
+
+
+def test_forks_off_loopback_without_a_secret_is_a_config_error(tmp_path: Path) -> None:
+    result = bridge(
+        "serve",
+        "--db",
+        tmp_path / "c.db",
+        "--no-sip",
+        env={
+            "BRIDGE_FORKS_ENABLED": "1",
+            "BRIDGE_FORKS_HOST": "0.0.0.0",
+            "BRIDGE_AUDIOSOCKET_ENABLED": "1",
+            "BRIDGE_AUDIOSOCKET_HOST": "0.0.0.0",
+        },
+    )
+    assert result.returncode == 2, result.stderr
+    assert "set BRIDGE_FORKS_SECRET" in result.stderr
+    assert "name the PBX's addresses in BRIDGE_AUDIOSOCKET_ALLOWED_SOURCES" in result.stderr
