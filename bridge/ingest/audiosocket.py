@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 from bridge.config.ingest import AudioSocketConfig
@@ -36,6 +37,7 @@ from bridge.net import Listener, listen_sockets
 
 logger = logging.getLogger(__name__)
 READ_BYTES = 65536
+WATCH_S = 0.5  # how often silent connections are looked for
 SUFFIX_ROLES = {"0": LegRole.CALLER, "1": LegRole.CALLEE}
 LISTENER = Listener(
     "AudioSocket",
@@ -67,6 +69,8 @@ class AudioSocketServer:
         self.refused = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._live: set[_Connection] = set()
+        self._watchdog: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -79,8 +83,20 @@ class AudioSocketServer:
         for extra in more:  # a host name with several addresses: the first is enough
             extra.close()
         self._server = await asyncio.start_server(self._accept, sock=sock, limit=READ_BYTES)
+        self._watchdog = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Every 0.5 s: a connection silent past its timeout is taken as dropped (one timer
+        for all connections, not one per read)."""
+        while True:
+            await asyncio.sleep(WATCH_S)
+            now = time.monotonic()
+            for conn in self._live:
+                conn.check(now)
 
     async def stop(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._server is not None:
             self._server.close()
         for task in list(self._tasks):
@@ -112,7 +128,12 @@ class AudioSocketServer:
                 )
                 return
             self.connections += 1
-            await _Connection(self, reader, f"{peer[0]}:{peer[1]}").run()
+            conn = _Connection(self, reader, f"{peer[0]}:{peer[1]}")
+            self._live.add(conn)
+            try:
+                await conn.run()
+            finally:
+                self._live.discard(conn)
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -131,7 +152,17 @@ class _Connection:
         self.key = ""
         self.role: LegRole | None = None
         self.stream: ForkStream | None = None
+        self.audio_kind = -1  # the kind of this stream's audio frames, once it has any
+        self.last = time.monotonic()  # when data last came
+        self.stalled_s: float | None = None  # set by the watchdog
         self.log = leg_logger(logger, "-", "-", f"audiosocket {peer}")
+
+    def check(self, now: float) -> None:
+        """The watchdog's look: silent too long means dropped (the read then sees EOF)."""
+        timeout = self.config.idle_timeout_s if self.stream else self.config.start_timeout_s
+        if self.stalled_s is None and now - self.last > timeout:
+            self.stalled_s = timeout
+            self.reader.feed_eof()
 
     async def run(self) -> None:
         cause = EndCause.DISCONNECTED
@@ -150,21 +181,16 @@ class _Connection:
                 await self.stream.leave(cause)
 
     async def _read(self) -> EndCause:
-        started = False
         while True:
-            timeout = self.config.idle_timeout_s if started else self.config.start_timeout_s
-            try:
-                async with asyncio.timeout(timeout):
-                    data = await self.reader.read(READ_BYTES)
-            except TimeoutError:
-                self.log.warning(
-                    "AudioSocket %s: nothing for %.0f s; taking the socket as dropped",
-                    self.uid or "(no UUID)",
-                    timeout,
-                )
-                return EndCause.DISCONNECTED
+            data = await self.reader.read(READ_BYTES)
             if not data:
-                if self.frames.pending:
+                if self.stalled_s is not None:
+                    self.log.warning(
+                        "AudioSocket %s: nothing for %.0f s; taking the socket as dropped",
+                        self.uid or "(no UUID)",
+                        self.stalled_s,
+                    )
+                elif self.frames.pending:
                     self.log.warning(
                         "AudioSocket %s closed inside a frame (%d bytes of it)",
                         self.uid,
@@ -173,11 +199,15 @@ class _Connection:
                 else:
                     self.log.info("AudioSocket %s closed without a hangup frame", self.uid)
                 return EndCause.DISCONNECTED
+            self.last = time.monotonic()
             for frame in self.frames.feed(data):
+                stream = self.stream
+                if stream is not None and frame.kind == self.audio_kind:  # the hot path
+                    stream.feed(frame.payload)
+                    continue
                 cause = await self._take(frame)
                 if cause is not None:
                     return cause
-                started = self.stream is not None
 
     async def _take(self, frame: wire.Frame) -> EndCause | None:
         if self.uid is None:
@@ -199,6 +229,7 @@ class _Connection:
                     labels=(f"AudioSocket {self.uid}",),
                 )
                 self.log = self.stream.legs[0].log
+                self.audio_kind = kind
             elif rate != self.stream.format.rate_hz:
                 raise RemoteProtocolError(
                     f"audio at {rate} Hz after {self.stream.format.rate_hz} Hz on one socket"
