@@ -19,6 +19,7 @@ from bridge.asr.client import AsrEndpoint
 from bridge.asr.probe import check_server, preflight
 from bridge.cli.view import TerminalView
 from bridge.config import BridgeConfig, load_config
+from bridge.config.reader import config_path
 from bridge.core.types import AudioEncoding, LegRole
 from bridge.errors import ConfigError, StorageError
 from bridge.export import fmt_ms, iso_utc, render
@@ -222,9 +223,7 @@ def serve_settings(args: argparse.Namespace) -> tuple[BridgeConfig, SipSettings]
         config = config_from(args)
     except ConfigError as exc:
         problems += exc.problems
-    config_path = args.config or (
-        Path(os.environ["BRIDGE_CONFIG"]) if os.environ.get("BRIDGE_CONFIG") else None
-    )
+    path = config_path(args.config, os.environ)
     # serve's SIP options go where their variables would (sip_config reads file, then env).
     environ = dict(os.environ)
     for name, value in (
@@ -235,7 +234,7 @@ def serve_settings(args: argparse.Namespace) -> tuple[BridgeConfig, SipSettings]
         if value is not None:
             environ[name] = str(value)
     try:
-        sip = load_sip_settings(config_path, environ)
+        sip = load_sip_settings(path, environ)
     except ConfigError as exc:
         problems += exc.problems
     if problems:

@@ -47,7 +47,7 @@ class EngineConfig:
     beam_size: int = 1
     decode_interval_ms: int = 1000  # partial decodes; every 2 s when saturated (whisper.py)
     word_anchor: WordAnchor = "start"  # Voxtral: step k carries the text of frame k
-    # The longest a step whose audio is in may wait for its text (server.py): past it the step
+    # The longest a step whose audio is in may wait for its text (steps.py): past it the step
     # goes without the words not yet known, which come in a later step.  Normal commits take
     # 2-3 s (two agreeing decodes, 1 s apart); speech that never agrees or never pauses must
     # not hold the stream, or a client that waits for steps before sending more (--fast) and

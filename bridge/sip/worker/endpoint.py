@@ -154,9 +154,9 @@ class Worker:
         quiet_pjlib(self.pj_log_level)
         ep.libCreate()
         cfg = pj.EpConfig()
-        # The wheel clamps maxCalls to 4 (pjsua2.md §4.1); asking for all 4 keeps a slot free for
-        # our own 503 answer when spec.max_calls < 4.  With max_calls == 4, pjsua answers the
-        # 5th INVITE with 486 Busy Here before the application sees it.
+        # The wheel clamps maxCalls to 4 (pjsua2.md §4.1).  A 5th INVITE never reaches pjsua:
+        # the admission screen (worker/admission.py, before pjsua's module) answers it 503 with
+        # Retry-After when the worker's calls are all taken.
         cfg.uaConfig.maxCalls = PJSUA_SLOTS
         cfg.uaConfig.threadCnt = 1
         cfg.uaConfig.userAgent = "call-bridge"
