@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from dataclasses import replace
@@ -124,12 +125,17 @@ def check_dtmf(
 
 
 async def test_rfc4733_digits_are_timed_events_on_the_leg(
-    tmp_path: Path, vllm_server: VllmServer
+    tmp_path: Path, vllm_server: VllmServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "bridge")
     transcript, result, hub = await dtmf_call(tmp_path, vllm_server, "uac_dtmf_rfc4733")
     # Each pcap's events end at duration 2240 (8 kHz units) = 280 ms.
     expect = [(d, "rfc4733", 280) for d in "123#"]
     check_dtmf(transcript, result, hub, expect)
+    # Keyed digits are often card numbers: at INFO the log says a digit came, never which.
+    arrived = [r.getMessage() for r in caplog.records if "DTMF" in r.getMessage()]
+    assert len(arrived) == 4 and all(m.endswith("DTMF digit (rfc4733)") for m in arrived)
+    assert not [r for r in caplog.records if "digit=" in r.getMessage()]
 
 
 async def test_sip_info_digits_are_answered_and_stored(
