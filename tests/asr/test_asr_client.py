@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import wave
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -42,6 +44,11 @@ from bridge.engine.protocol import (
     RealtimeServerProtocol,
     SendFrame,
 )
+from bridge.errors import AsrConnectionError
+from bridge.files.reader import open_audio
+from bridge.leg import LegSettings
+from bridge.transcribe import transcribe_file
+from storage import TranscriptStore
 
 MODEL = "voxtral-test"
 PROMPT_TOKENS = StepClock().prompt_tokens  # 39 at the default 480 ms delay
@@ -362,6 +369,41 @@ async def test_a_server_that_never_steps_is_given_up_after_three_stalls(
     assert "no text step on 3 connections in a row" in client.failure
     assert "bridge check" in client.failure
     assert not any(isinstance(e, StepText) for e in events)
+
+
+async def test_a_file_whose_server_never_steps_ends_asr_failed_with_its_leg_stored(
+    mute: tuple[FakeRealtime, str], tmp_path: Path
+) -> None:
+    """Issue 13 §1 end to end: ``transcribe_file`` (``bridge transcribe``, uploads) on a server
+    that takes audio and never steps: the client gives up after 3 stalls, the call ends
+    ``asr-failed`` with its leg closed and the untranscribed audio a gap, and the caller gets
+    ``AsrConnectionError`` (the command exits 1)."""
+    _, url = mute
+    wav = tmp_path / "call.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(2 * 16000 * 3))
+    endpoint = AsrEndpoint(url=url, model="m", stall_timeout_s=0.3, max_stalled_connections=3)
+    store = await TranscriptStore.open(tmp_path / "t.db")
+    try:
+        with pytest.raises(AsrConnectionError, match="what was transcribed before is stored"):
+            async with asyncio.timeout(30):  # reconnecting forever would time out here
+                await transcribe_file(
+                    open_audio(wav), endpoint=endpoint, store=store, settings=LegSettings(),
+                    fast=True,
+                )  # fmt: skip
+        (call,) = await store.list_calls()
+        transcript = await store.get_call(call.call_id)
+    finally:
+        await store.close()
+    assert transcript is not None
+    assert call.end_cause == "asr-failed" and call.ended_at_ms is not None
+    (leg,) = transcript.legs
+    assert leg.ended_at_ms is not None and leg.duration_ms == 3000
+    assert transcript.gaps and all("no text step" in g.reason for g in transcript.gaps)
+    assert sum(g.duration_ms for g in transcript.gaps) == 3000
 
 
 # -- failed connects ----------------------------------------------------------------------------
