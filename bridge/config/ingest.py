@@ -16,6 +16,12 @@ Example::
     port = 8081                   # BRIDGE_FORKS_PORT
     protocols = ["freeswitch"]    # BRIDGE_FORKS_PROTOCOLS: which paths answer (/freeswitch, ...)
     # secret: set BRIDGE_FORKS_SECRET; peers send it as ?token=... or Authorization: Bearer
+    # jambonz_username / jambonz_password: set BRIDGE_JAMBONZ_USERNAME / _PASSWORD: /jambonz
+    # then takes HTTP Basic auth (the listen verb's wsAuth) instead of the secret
+    # twilio_auth_token: set BRIDGE_TWILIO_AUTH_TOKEN: /twilio then checks X-Twilio-Signature
+    # audiohook_api_key / audiohook_client_secret: set BRIDGE_AUDIOHOOK_API_KEY / _CLIENT_SECRET
+    # (base64): /audiohook then checks X-API-KEY and the request signature instead
+    public_url = "wss://bridge.example.com"  # BRIDGE_FORKS_PUBLIC_URL: the URL Twilio dials
 
 AudioSocket has no authentication of its own, so a listener on an address other than loopback
 takes connections only from ``allowed_sources`` (the PBX's addresses).  The WebSocket listener
@@ -24,6 +30,8 @@ off loopback needs ``secret`` (FreeSWITCH modules authenticate no other way).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from dataclasses import dataclass
 
@@ -58,7 +66,8 @@ class AudioSocketConfig:
         return any(ip in net for net in self.allowed_sources)
 
 
-FORK_PROTOCOLS = ("freeswitch",)  # the paths of the WebSocket listener, /NAME
+# the paths of the WebSocket listener, /NAME
+FORK_PROTOCOLS = ("freeswitch", "jambonz", "jambonz-stt", "asterisk", "twilio", "audiohook")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +77,12 @@ class ForkSocketConfig:
     port: int = 8081
     protocols: tuple[str, ...] = FORK_PROTOCOLS
     secret: str | None = None  # a shared secret: ?token= or Authorization: Bearer
+    jambonz_username: str | None = None  # /jambonz: HTTP Basic auth (listen's wsAuth)
+    jambonz_password: str | None = None
+    twilio_auth_token: str | None = None  # /twilio: check X-Twilio-Signature instead of the secret
+    audiohook_api_key: str | None = None  # /audiohook: X-API-KEY instead of the secret
+    audiohook_client_secret: str | None = None  # base64; set: the upgrade must be signed
+    public_url: str | None = None  # the wss:// base URL peers dial (what Twilio signs)
     rejoin_s: float = 5.0
     max_message_bytes: int = 262_144  # one WebSocket message (the protocols send 20-200 ms)
 
@@ -87,6 +102,12 @@ SCHEMA: Schema = {
         "port": Setting("BRIDGE_FORKS_PORT", int),
         "protocols": Setting("BRIDGE_FORKS_PROTOCOLS", list),
         "secret": Setting("BRIDGE_FORKS_SECRET"),
+        "jambonz_username": Setting("BRIDGE_JAMBONZ_USERNAME"),
+        "jambonz_password": Setting("BRIDGE_JAMBONZ_PASSWORD"),
+        "twilio_auth_token": Setting("BRIDGE_TWILIO_AUTH_TOKEN"),
+        "audiohook_api_key": Setting("BRIDGE_AUDIOHOOK_API_KEY"),
+        "audiohook_client_secret": Setting("BRIDGE_AUDIOHOOK_CLIENT_SECRET"),
+        "public_url": Setting("BRIDGE_FORKS_PUBLIC_URL"),
         "rejoin_s": Setting("BRIDGE_FORKS_REJOIN_S", float),
     },
 }
@@ -148,6 +169,12 @@ def build_fork_socket(read: Read) -> ForkSocketConfig:
         port=get(section, "port", 8081),
         protocols=get(section, "protocols", FORK_PROTOCOLS),
         secret=get(section, "secret", None) or None,
+        jambonz_username=get(section, "jambonz_username", None) or None,
+        jambonz_password=get(section, "jambonz_password", None) or None,
+        twilio_auth_token=get(section, "twilio_auth_token", None) or None,
+        audiohook_api_key=get(section, "audiohook_api_key", None) or None,
+        audiohook_client_secret=get(section, "audiohook_client_secret", None) or None,
+        public_url=(get(section, "public_url", None) or "").rstrip("/") or None,
         rejoin_s=get(section, "rejoin_s", 5.0),
     )
     unknown = [name for name in config.protocols if name not in FORK_PROTOCOLS]
@@ -160,12 +187,62 @@ def build_fork_socket(read: Read) -> ForkSocketConfig:
         problems.append(f"{read.origin(section, 'port')}: {config.port} is not a port")
     if config.rejoin_s < 0:
         problems.append(f"{read.origin(section, 'rejoin_s')}: must be >= 0")
-    if config.enabled and not _loopback(config.host) and not config.secret:
+    if config.public_url and (
+        not config.public_url.startswith(("wss://", "ws://")) or "?" in config.public_url
+    ):
+        problems.append(
+            f"{read.origin(section, 'public_url')}: {config.public_url!r} is not a ws:// or "
+            "wss:// URL without a query (the address peers dial, e.g. wss://bridge.example.com)"
+        )
+    problems.extend(audiohook_problems(config))
+    if bool(config.jambonz_username) != bool(config.jambonz_password):
+        problems.append(
+            "ingest.websocket: set both BRIDGE_JAMBONZ_USERNAME and BRIDGE_JAMBONZ_PASSWORD "
+            "(the listen verb's wsAuth) or neither"
+        )
+    jambonz_auth = bool(config.jambonz_username and config.jambonz_password)
+    if (
+        config.enabled
+        and not _loopback(config.host)
+        and not config.secret
+        and "jambonz" in config.protocols
+        and not jambonz_auth
+    ):
+        problems.append(
+            f"ingest.websocket listens on {config.host} and serves /jambonz with no "
+            "authentication: set BRIDGE_JAMBONZ_USERNAME and BRIDGE_JAMBONZ_PASSWORD (the "
+            "listen verb's wsAuth) or BRIDGE_FORKS_SECRET"
+        )
+    if (
+        config.enabled
+        and not _loopback(config.host)
+        and not config.secret
+        and any(
+            name != "jambonz"
+            and not (name == "twilio" and config.twilio_auth_token)
+            and not (name == "audiohook" and config.audiohook_api_key)
+            for name in config.protocols
+        )
+    ):
         problems.append(
             f"ingest.websocket listens on {config.host} with no secret: set BRIDGE_FORKS_SECRET "
             "and give it to the PBX in the stream URL (?token=...)"
         )
     return config
+
+
+def audiohook_problems(config: ForkSocketConfig) -> list[str]:
+    """The AudioHook credentials: a client secret is base64 and needs the API key with it."""
+    secret = config.audiohook_client_secret
+    if secret is None:
+        return []
+    if not config.audiohook_api_key:
+        return ["ingest.websocket: BRIDGE_AUDIOHOOK_CLIENT_SECRET needs BRIDGE_AUDIOHOOK_API_KEY"]
+    try:
+        base64.b64decode(secret, validate=True)
+    except binascii.Error:
+        return ["BRIDGE_AUDIOHOOK_CLIENT_SECRET: not base64 (paste it as Genesys shows it)"]
+    return []
 
 
 def _loopback(host: str) -> bool:

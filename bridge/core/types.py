@@ -65,6 +65,9 @@ class LegSource(enum.Enum):
     WEBRTC = "webrtc"
     ASTERISK = "asterisk"  # AudioSocket, chan_websocket
     FREESWITCH = "freeswitch"  # mod_audio_stream, mod_audio_fork
+    TWILIO = "twilio"  # Twilio Media Streams
+    JAMBONZ = "jambonz"  # the listen verb, the custom speech API
+    GENESYS = "genesys"  # Genesys Cloud AudioHook
 
 
 class AudioEncoding(enum.Enum):

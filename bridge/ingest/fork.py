@@ -107,6 +107,7 @@ class ForkStream:
         self._samples = 0  # per channel, received or filled
         self._width = fmt.encoding.bytes_per_sample
         self._dtype = np.dtype(f"V{self._width}")
+        self._origins = [leg.audio.next_position for leg in legs]  # where this stream began
 
     def feed(self, payload: bytes) -> None:
         """Interleaved audio of this stream's format (a partial sample frame is an error).
@@ -135,6 +136,20 @@ class ForkStream:
         for channel, leg in enumerate(self.legs):
             leg.receive_frame(samples[:, channel].tobytes())
 
+    def feed_at(self, payload: bytes, position: int, *, channel: int = 0) -> None:
+        """One channel's audio at ``position``: its first sample, counted from this stream's
+        start (the peer's own timestamps, e.g. Twilio's ``media.timestamp``).  A later position
+        than the leg reached is filled with silence, audio it already has is dropped
+        (:meth:`LegAudio.receive_frame`), so the peer's clock places every word."""
+        if self.paused_at is not None:
+            self.resume()
+        if len(payload) % self._width:
+            raise RemoteProtocolError(
+                f"{len(payload)} bytes of audio are not whole {self.format.codec} samples"
+            )
+        self.bytes_in += len(payload)
+        self.legs[channel].receive_frame(payload, self._origins[channel] + position)
+
     def dtmf(self, digit: str, *, channel: int = 0) -> None:
         leg = self.legs[channel]
         at_ms = leg.audio.samples_out // 16
@@ -151,6 +166,15 @@ class ForkStream:
         if self.paused_at is not None:
             self.paused_at = None
             self.call.event("fork.resume", "")
+
+    def silence(self, seconds: float) -> None:
+        """Audio the peer says it dropped (AudioHook ``discarded``): the time goes in as
+        silence on every channel, so later words keep their times.  Never more than the
+        stream is behind the wall clock: a peer cannot have dropped audio from the future."""
+        rate = self.format.rate_hz
+        behind = (time.monotonic() - self.started_at) * rate - self._samples
+        if seconds > 0 and behind >= 1:
+            self._fill(min(seconds * rate, behind))
 
     def _fill(self, samples: float) -> None:
         n = int(samples)

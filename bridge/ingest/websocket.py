@@ -61,6 +61,17 @@ def presented_secret(request: Request) -> str | None:
     return query_of(request.path).get("token")
 
 
+def secret_refusal(request: Request, secret: str | None) -> str | None:
+    """Why ``request`` is refused for want of the shared secret (``None``: it has it, or none
+    is set)."""
+    if secret is None:
+        return None
+    given = presented_secret(request) or ""
+    if hmac.compare_digest(given.encode(), secret.encode()):
+        return None
+    return "the stream URL needs the bridge's secret: ?token=BRIDGE_FORKS_SECRET"
+
+
 class ForkSocketServer:
     """The listener and the protocols it serves."""
 
@@ -111,15 +122,23 @@ class ForkSocketServer:
         if name not in self.protocols:
             known = ", ".join(f"/{p}" for p in self.protocols) or "none enabled"
             return self._refuse(ws, HTTPStatus.NOT_FOUND, f"no media fork at this path ({known})")
-        secret = self.config.secret
-        if secret is not None:
-            given = presented_secret(request) or ""
-            if not hmac.compare_digest(given.encode(), secret.encode()):
-                return self._refuse(
-                    ws,
-                    HTTPStatus.UNAUTHORIZED,
-                    "the stream URL needs the bridge's secret: ?token=BRIDGE_FORKS_SECRET",
-                )
+        # A protocol with its own authentication (jambonz Basic auth, ...) has
+        # ``authorize(request, config) -> why | None`` and checks it instead of the secret.
+        protocol = self.protocols[name]
+        authorize = getattr(protocol, "authorize", None)
+        why = (
+            authorize(request, self.config)
+            if authorize is not None
+            else secret_refusal(request, self.config.secret)
+        )
+        if why is not None:
+            # 401 unless the protocol says otherwise (Twilio: 403 for a bad signature).
+            status = getattr(protocol, "refusal_status", HTTPStatus.UNAUTHORIZED)
+            response = self._refuse(ws, status, why)
+            challenge = getattr(protocol, "challenge", None)  # RFC 9110 §11.6.1
+            if challenge:
+                response.headers["WWW-Authenticate"] = challenge
+            return response
         if at_capacity(self.calls.endpoint.max_legs):
             return self._refuse(
                 ws,
@@ -155,6 +174,17 @@ class ForkSocketServer:
 
 def fork_protocols() -> list[ForkProtocol]:
     """Every protocol the listener can serve (``[ingest.websocket] protocols`` picks)."""
+    from bridge.ingest.asterisk_ws import AsteriskWebSocketFork
+    from bridge.ingest.audiohook import AudioHookFork
     from bridge.ingest.freeswitch import FreeSwitchFork
+    from bridge.ingest.jambonz import JambonzListenFork, JambonzSttFork
+    from bridge.ingest.twilio import TwilioFork
 
-    return [FreeSwitchFork()]
+    return [
+        FreeSwitchFork(),
+        JambonzListenFork(),
+        JambonzSttFork(),
+        AsteriskWebSocketFork(),
+        TwilioFork(),
+        AudioHookFork(),
+    ]

@@ -152,7 +152,7 @@ async def test_refusals_are_statuses_and_close_codes_that_say_why(
         no_token = await refused(f"{base}/freeswitch")
         assert no_token.response.status_code == 401
         assert b"BRIDGE_FORKS_SECRET" in no_token.response.body
-        wrong = await refused(f"{base}/asterisk?token={SECRET}")
+        wrong = await refused(f"{base}/nosuch?token={SECRET}")
         assert wrong.response.status_code == 404 and b"/freeswitch" in wrong.response.body
         bad_url = await closed_after(f"{base}/freeswitch?token={SECRET}&mix=quad", ["{}"])
         assert bad_url == (1008, "mix='quad': expected mono, mixed or stereo")

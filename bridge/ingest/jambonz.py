@@ -1,0 +1,225 @@
+"""jambonz on the media-fork listener: the ``listen`` verb (/jambonz) and the custom speech
+API (/jambonz-stt).
+
+docs/media-forks.md §4.1; the messages are read in :mod:`bridge.core.forks.jambonz`.
+
+* ``/jambonz``: the listen verb's stream (subprotocol ``audio.jambonz.org``).  The first text
+  frame names the call (``callSid``), rate and mix and is stored whole as the ``jambonz.start``
+  call event; ``stereo`` is two legs (caller left, callee right).  With
+  ``BRIDGE_JAMBONZ_USERNAME``/``_PASSWORD`` set the handshake needs that HTTP Basic auth (the
+  verb's ``wsAuth``), otherwise the shared secret.  The bridge sends nothing back ("the remote
+  side is not expected to send any data back").  A close from jambonz ends the stream
+  ``hangup``; a drop ``disconnected`` (a reconnect with the same callSid continues its legs).
+* ``/jambonz-stt``: the bridge as a jambonz custom speech vendor (``Authorization: Bearer
+  <apiKey>``, the shared secret).  ``start``, LINEAR16 audio, ``stop``; every final segment
+  (and, with ``interimResults``, every revision) goes back as a ``transcription`` message; on
+  ``stop`` the leg is finished, its last text sent, and the bridge closes the socket.  Errors
+  go back as ``{"type": "error"}`` before the close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import uuid
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request
+
+from bridge.config.ingest import ForkSocketConfig
+from bridge.core.forks.jambonz import (
+    LISTEN_SUBPROTOCOL,
+    SttOther,
+    SttStart,
+    SttStop,
+    basic_credentials,
+    read_listen_dtmf,
+    read_listen_start,
+    read_stt_control,
+    stt_error,
+    stt_role,
+    transcription,
+)
+from bridge.core.types import AudioEncoding, EndCause, Gap, LegInfo, LegSource, Segment
+from bridge.errors import RemoteProtocolError
+from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream, Tap
+from bridge.ingest.websocket import secret_refusal
+from bridge.ingest.wsfork import Replies, close_code, end_cause, first_message
+
+logger = logging.getLogger(__name__)
+MAX_EVENT_TEXT = 4096
+DRAIN_S = 5.0  # how long the last text may take to go out before the bridge closes
+
+
+def _peer(ws: ServerConnection) -> str:
+    return f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
+
+
+class JambonzListenFork:
+    """``/jambonz``: the listen verb's audio stream."""
+
+    name = "jambonz"
+    subprotocols: tuple[str, ...] = (LISTEN_SUBPROTOCOL,)
+    challenge = 'Basic realm="bridge media forks", charset="UTF-8"'
+
+    def authorize(self, request: Request, config: ForkSocketConfig) -> str | None:
+        """HTTP Basic auth when the bridge has jambonz credentials, else the shared secret."""
+        user, password = config.jambonz_username, config.jambonz_password
+        if not (user and password):
+            return secret_refusal(request, config.secret)
+        given = basic_credentials(request.headers.get("Authorization")) or ("", "")
+        same_user = hmac.compare_digest(given[0].encode(), user.encode())
+        if hmac.compare_digest(given[1].encode(), password.encode()) and same_user:
+            return None
+        return (
+            "the listen verb needs wsAuth: the username and password of "
+            "BRIDGE_JAMBONZ_USERNAME and BRIDGE_JAMBONZ_PASSWORD"
+        )
+
+    async def run(self, ws: ServerConnection, query: dict[str, str], calls: ForkCalls) -> None:
+        stream: ForkStream | None = None
+        closed: ConnectionClosed | None = None
+        peer = _peer(ws)
+        try:
+            first = await first_message(ws)
+            if not isinstance(first, str):
+                raise RemoteProtocolError(
+                    "audio before the start: jambonz sends the call's attributes first"
+                )
+            start = read_listen_start(first, query)
+            key = start.call_sid or uuid.uuid4().hex
+            stream = await calls.join(
+                LegSource.JAMBONZ,
+                key,
+                ForkFormat(start.rate_hz, AudioEncoding.PCM16, len(start.roles)),
+                roles=start.roles,
+                title=start.title,
+                metadata={"api": "listen", "peer": peer, **start.attributes},
+            )
+            async for message in ws:
+                if isinstance(message, bytes):
+                    stream.feed(message)
+                    continue
+                digit = read_listen_dtmf(message)
+                if digit is not None:  # the verb's passDtmf
+                    stream.dtmf(digit)
+                else:
+                    stream.call.log.warning("jambonz sent text after the start; kept as an event")
+                    stream.call.event("jambonz.text", message[:MAX_EVENT_TEXT])
+        except ConnectionClosed as exc:
+            closed = exc
+        except RemoteProtocolError as exc:
+            where = f"call {stream.call.call_id}" if stream is not None else peer
+            logger.warning("jambonz listen stream (%s): %s; closing", where, exc)
+            await ws.close(close_code(exc), str(exc)[:120])
+            if stream is not None:
+                await stream.leave(EndCause.PROTOCOL_ERROR)
+                stream = None
+        finally:
+            if stream is not None:
+                await stream.leave(end_cause(closed or ws.close_exc))
+
+
+class _Replies(Replies):
+    """Replies that can be waited for: the last text goes out before the bridge closes."""
+
+    async def _send(self) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                message = await self.queue.get()
+                try:
+                    await self.ws.send(message)
+                finally:
+                    self.queue.task_done()
+
+    async def drain(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_S):
+                await self.queue.join()
+
+
+class JambonzSttFork:
+    """``/jambonz-stt``: the bridge as a jambonz custom speech-to-text vendor."""
+
+    name = "jambonz-stt"
+    subprotocols: tuple[str, ...] = ()
+
+    async def run(self, ws: ServerConnection, query: dict[str, str], calls: ForkCalls) -> None:
+        stream: ForkStream | None = None
+        replies = _Replies(ws)
+        closed: ConnectionClosed | None = None
+        cause: EndCause | None = None
+        peer = _peer(ws)
+        try:
+            role = stt_role(query)
+            first = await first_message(ws)
+            if not isinstance(first, str):
+                raise RemoteProtocolError("audio before the start message")
+            start = read_stt_control(first)
+            if not isinstance(start, SttStart):
+                raise RemoteProtocolError("the first message must be start")
+            key = start.call_sid or uuid.uuid4().hex
+            stream = await calls.join(
+                LegSource.JAMBONZ,
+                key,
+                ForkFormat(start.rate_hz, AudioEncoding.PCM16, 1),
+                roles=(role,),
+                title=f"jambonz speech {start.call_sid or start.language or key}",
+                metadata={
+                    "api": "custom-speech",
+                    "peer": peer,
+                    "callSid": start.call_sid,
+                    "language": start.language,
+                    "interimResults": start.interim,
+                    "options": start.options,
+                },
+            )
+            calls.tap(stream, self._tap(replies, start))
+            async for message in ws:
+                if isinstance(message, bytes):
+                    stream.feed(message)
+                    continue
+                control = read_stt_control(message)
+                if isinstance(control, SttStart):
+                    raise RemoteProtocolError("a second start: one start per connection")
+                if isinstance(control, SttOther):
+                    stream.call.log.warning("jambonz sent %r; answered error", control.type)
+                    replies.put(stt_error(f"unknown message type {control.type!r}"))
+                    continue
+                assert isinstance(control, SttStop)
+                await self._stop(stream, calls, replies)
+                await ws.close(1000, "stopped")
+                cause = EndCause.HANGUP
+                break
+        except ConnectionClosed as exc:
+            closed = exc
+        except RemoteProtocolError as exc:
+            where = f"call {stream.call.call_id}" if stream is not None else peer
+            logger.warning("jambonz speech stream (%s): %s; closing", where, exc)
+            replies.put(stt_error(str(exc)))
+            await replies.drain()
+            await ws.close(close_code(exc), str(exc)[:120])
+            cause = EndCause.PROTOCOL_ERROR
+        finally:
+            await replies.close()
+            if stream is not None:
+                await stream.leave(cause or end_cause(closed or ws.close_exc))
+
+    @staticmethod
+    def _tap(replies: _Replies, start: SttStart) -> Tap:
+        def tap(leg: LegInfo, item: Segment | Gap) -> None:
+            if isinstance(item, Segment) and item.text.strip() and (item.final or start.interim):
+                replies.put(transcription(item.text, final=item.final, language=start.language))
+
+        return tap
+
+    @staticmethod
+    async def _stop(stream: ForkStream, calls: ForkCalls, replies: _Replies) -> None:
+        """``stop``: finish the leg while the socket listens, so its last text goes back.  When
+        other streams share the call (one callSid), their legs go on: the text is stored."""
+        if {id(leg) for leg in stream.call.legs} == {id(leg) for leg in stream.legs}:
+            await stream.call.finish(timeout_s=calls.finish_timeout_s)
+        await replies.drain()
