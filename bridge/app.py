@@ -305,7 +305,7 @@ async def run_forks(
             await forks.start()
             servers.append(forks)
             paths = ", ".join(f"/{name}" for name in forks.protocols)
-            guard = "a secret" if config.forks.secret else "no secret: this machine only"
+            guard = " and ".join(config.forks.guards()) or "no secret: this machine only"
             print(
                 f"bridge: media-fork WebSocket on ws://{config.forks.host}:{forks.port} "
                 f"({paths}; {guard})",

@@ -86,6 +86,17 @@ class ForkSocketConfig:
     rejoin_s: float = 5.0
     max_message_bytes: int = 262_144  # one WebSocket message (the protocols send 20-200 ms)
 
+    def guards(self) -> list[str]:
+        """How peers authenticate, for the start-up line (empty: nothing, loopback only)."""
+        found = ["the shared secret"] if self.secret else []
+        if self.jambonz_username:
+            found.append("jambonz Basic auth")
+        if self.twilio_auth_token:
+            found.append("Twilio signatures")
+        if self.audiohook_api_key:
+            found.append("the AudioHook API key")
+        return found
+
 
 SCHEMA: Schema = {
     "ingest.audiosocket": {

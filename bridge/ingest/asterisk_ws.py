@@ -37,7 +37,7 @@ from bridge.core.forks.asterisk_ws import (
 from bridge.core.types import EndCause, LegSource
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream
-from bridge.ingest.wsfork import close_code, end_cause, first_message
+from bridge.ingest.wsfork import WebSocketFork, close_code, end_cause, first_message
 
 logger = logging.getLogger(__name__)
 UNSUPPORTED_DATA = 1003  # RFC 6455 §7.4.1: "a type of data it cannot accept"
@@ -71,7 +71,7 @@ def metadata(start: MediaStart, key: str, peer: str) -> dict[str, object]:
     }
 
 
-class AsteriskWebSocketFork:
+class AsteriskWebSocketFork(WebSocketFork):
     name = "asterisk"
     subprotocols: tuple[str, ...] = ()  # websocket_client.conf ``protocols`` is optional
 

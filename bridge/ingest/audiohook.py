@@ -34,8 +34,7 @@ from bridge.core.forks.audiohook import Message, Session, parse_duration, read_o
 from bridge.core.types import AudioEncoding, EndCause, LegRole, LegSource
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkRefused, ForkStream
-from bridge.ingest.websocket import secret_refusal
-from bridge.ingest.wsfork import START_TIMEOUT_S
+from bridge.ingest.wsfork import START_TIMEOUT_S, WebSocketFork, secret_refusal
 
 logger = logging.getLogger(__name__)
 IDLE_S: Final = 60.0  # no message for this long (Genesys pings while paused): the stream dropped
@@ -60,7 +59,7 @@ def header(request: Request, name: str) -> str | None:
     return ", ".join(values) if values else None
 
 
-class AudioHookFork:
+class AudioHookFork(WebSocketFork):
     name = "audiohook"
     subprotocols: tuple[str, ...] = ()
 

@@ -23,7 +23,7 @@ from bridge.core.forks.freeswitch import read_metadata, read_url
 from bridge.core.types import AudioEncoding, EndCause, LegInfo, LegSource, Segment
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream
-from bridge.ingest.wsfork import Replies, close_code, end_cause, first_message
+from bridge.ingest.wsfork import Replies, WebSocketFork, close_code, end_cause, first_message
 
 logger = logging.getLogger(__name__)
 MAX_EVENT_TEXT = 4096
@@ -46,7 +46,7 @@ def transcription(leg: LegInfo, segment: Segment) -> dict[str, Any]:
     }
 
 
-class FreeSwitchFork:
+class FreeSwitchFork(WebSocketFork):
     name = "freeswitch"
     subprotocols: tuple[str, ...] = ("audio.drachtio.org",)  # mod_audio_fork's only
 

@@ -46,8 +46,14 @@ from bridge.core.forks.jambonz import (
 from bridge.core.types import AudioEncoding, EndCause, Gap, LegInfo, LegSource, Segment
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream, Tap
-from bridge.ingest.websocket import secret_refusal
-from bridge.ingest.wsfork import Replies, close_code, end_cause, first_message
+from bridge.ingest.wsfork import (
+    Replies,
+    WebSocketFork,
+    close_code,
+    end_cause,
+    first_message,
+    secret_refusal,
+)
 
 logger = logging.getLogger(__name__)
 MAX_EVENT_TEXT = 4096
@@ -58,7 +64,7 @@ def _peer(ws: ServerConnection) -> str:
     return f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
 
 
-class JambonzListenFork:
+class JambonzListenFork(WebSocketFork):
     """``/jambonz``: the listen verb's audio stream."""
 
     name = "jambonz"
@@ -141,7 +147,7 @@ class _Replies(Replies):
                 await self.queue.join()
 
 
-class JambonzSttFork:
+class JambonzSttFork(WebSocketFork):
     """``/jambonz-stt``: the bridge as a jambonz custom speech-to-text vendor."""
 
     name = "jambonz-stt"

@@ -40,8 +40,7 @@ from bridge.core.forks.twilio import (
 from bridge.core.types import AudioEncoding, EndCause, LegSource
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream
-from bridge.ingest.websocket import secret_refusal
-from bridge.ingest.wsfork import close_code, end_cause, first_message
+from bridge.ingest.wsfork import WebSocketFork, close_code, end_cause, first_message, secret_refusal
 
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -50,7 +49,7 @@ SIGNATURE_HEADER = "X-Twilio-Signature"
 AHEAD_S = 2.0
 
 
-class TwilioFork:
+class TwilioFork(WebSocketFork):
     name = "twilio"
     subprotocols: tuple[str, ...] = ()  # Twilio names none
     refusal_status = HTTPStatus.FORBIDDEN  # what Twilio's docs answer a bad signature with

@@ -2,22 +2,21 @@
 
 Thin adapter (docs/design.md §5) on the ``websockets`` server: the handshake is checked here
 for every protocol alike — the path names a protocol that is enabled (404 otherwise), the peer
-presents the shared secret as ``?token=`` or ``Authorization: Bearer`` when one is set (401),
-ASR capacity is not full (503 with ``Retry-After``), the subprotocol is one the protocol speaks
-— and the connection is then the protocol's (:class:`ForkProtocol`).  Per-message deflate is
-accepted (FreeSWITCH's mod_audio_stream asks for it by default).  Every message is at most
+authenticates as the protocol asks (by default the shared secret as ``?token=`` or
+``Authorization: Bearer``: 401), ASR capacity is not full (503 with ``Retry-After``), the
+subprotocol is one the protocol speaks — and the connection is then the protocol's
+(:class:`~bridge.ingest.wsfork.WebSocketFork`).  Per-message deflate is accepted (FreeSWITCH's
+mod_audio_stream asks for it by default).  Every message is at most
 ``max_message_bytes``; a larger one closes the connection with 1009 (RFC 6455 §7.4.1).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -25,6 +24,7 @@ from websockets.typing import Subprotocol
 
 from bridge.config.ingest import ForkSocketConfig
 from bridge.ingest.fork import ForkCalls
+from bridge.ingest.wsfork import WebSocketFork, query_of
 from bridge.leg import at_capacity
 from bridge.net import Listener, listen_sockets
 
@@ -38,45 +38,11 @@ LISTENER = Listener(
 RETRY_AFTER_S = 5
 
 
-class ForkProtocol(Protocol):
-    """One protocol on the listener (its module in ``bridge/ingest/``)."""
-
-    name: str  # the path: /name
-    subprotocols: tuple[str, ...]  # those it speaks; () when the peer names none
-
-    async def run(self, ws: ServerConnection, query: dict[str, str], calls: ForkCalls) -> None:
-        """The connection after the handshake, until it ends."""
-        ...
-
-
-def query_of(path: str) -> dict[str, str]:
-    """``/x?a=1&b=2`` -> ``{"a": "1", "b": "2"}`` (the first value of each)."""
-    return {key: values[0] for key, values in parse_qs(urlsplit(path).query).items()}
-
-
-def presented_secret(request: Request) -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return query_of(request.path).get("token")
-
-
-def secret_refusal(request: Request, secret: str | None) -> str | None:
-    """Why ``request`` is refused for want of the shared secret (``None``: it has it, or none
-    is set)."""
-    if secret is None:
-        return None
-    given = presented_secret(request) or ""
-    if hmac.compare_digest(given.encode(), secret.encode()):
-        return None
-    return "the stream URL needs the bridge's secret: ?token=BRIDGE_FORKS_SECRET"
-
-
 class ForkSocketServer:
     """The listener and the protocols it serves."""
 
     def __init__(
-        self, calls: ForkCalls, config: ForkSocketConfig, protocols: list[ForkProtocol]
+        self, calls: ForkCalls, config: ForkSocketConfig, protocols: list[WebSocketFork]
     ) -> None:
         self.calls = calls
         self.config = config
@@ -122,22 +88,13 @@ class ForkSocketServer:
         if name not in self.protocols:
             known = ", ".join(f"/{p}" for p in self.protocols) or "none enabled"
             return self._refuse(ws, HTTPStatus.NOT_FOUND, f"no media fork at this path ({known})")
-        # A protocol with its own authentication (jambonz Basic auth, ...) has
-        # ``authorize(request, config) -> why | None`` and checks it instead of the secret.
+        # The shared secret, or the protocol's own authentication (jambonz Basic auth, ...).
         protocol = self.protocols[name]
-        authorize = getattr(protocol, "authorize", None)
-        why = (
-            authorize(request, self.config)
-            if authorize is not None
-            else secret_refusal(request, self.config.secret)
-        )
+        why = protocol.authorize(request, self.config)
         if why is not None:
-            # 401 unless the protocol says otherwise (Twilio: 403 for a bad signature).
-            status = getattr(protocol, "refusal_status", HTTPStatus.UNAUTHORIZED)
-            response = self._refuse(ws, status, why)
-            challenge = getattr(protocol, "challenge", None)  # RFC 9110 §11.6.1
-            if challenge:
-                response.headers["WWW-Authenticate"] = challenge
+            response = self._refuse(ws, protocol.refusal_status, why)
+            if protocol.challenge:  # RFC 9110 §11.6.1
+                response.headers["WWW-Authenticate"] = protocol.challenge
             return response
         if at_capacity(self.calls.endpoint.max_legs):
             return self._refuse(
@@ -172,7 +129,7 @@ class ForkSocketServer:
             await ws.close(1011, "internal error")
 
 
-def fork_protocols() -> list[ForkProtocol]:
+def fork_protocols() -> list[WebSocketFork]:
     """Every protocol the listener can serve (``[ingest.websocket] protocols`` picks)."""
     from bridge.ingest.asterisk_ws import AsteriskWebSocketFork
     from bridge.ingest.audiohook import AudioHookFork

@@ -1,21 +1,28 @@
-"""What the WebSocket media forks share after the handshake: reading the first message, the
-close codes for each way a stream ends, and the queue that sends text back to the peer."""
+"""What the WebSocket media forks share: the base of every protocol (:class:`WebSocketFork`:
+its path, subprotocols and how it authenticates), reading the first message, the close codes
+for each way a stream ends, and the queue that sends text back to the peer."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
+from websockets.http11 import Request
 
+from bridge.config.ingest import ForkSocketConfig
 from bridge.core.types import EndCause, Gap, LegInfo, Segment
 from bridge.errors import RemoteProtocolError
-from bridge.ingest.fork import ForkRefused
+from bridge.ingest.fork import ForkCalls, ForkRefused
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +32,51 @@ INVALID_DATA = 1007  # audio that is not whole samples of the announced format
 TRY_AGAIN_LATER = 1013  # ASR capacity is full
 START_TIMEOUT_S = 5.0  # the first message must come within this
 REPLY_QUEUE = 256  # text messages waiting for a slow peer; more are dropped (counted)
+
+
+def query_of(path: str) -> dict[str, str]:
+    """``/x?a=1&b=2`` -> ``{"a": "1", "b": "2"}`` (the first value of each)."""
+    return {key: values[0] for key, values in parse_qs(urlsplit(path).query).items()}
+
+
+def presented_secret(request: Request) -> str | None:
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return query_of(request.path).get("token")
+
+
+def secret_refusal(request: Request, secret: str | None) -> str | None:
+    """Why ``request`` is refused for want of the shared secret (``None``: it has it, or none
+    is set)."""
+    if secret is None:
+        return None
+    given = presented_secret(request) or ""
+    if hmac.compare_digest(given.encode(), secret.encode()):
+        return None
+    return "the stream URL needs the bridge's secret: ?token=BRIDGE_FORKS_SECRET"
+
+
+class WebSocketFork(ABC):
+    """One protocol on the media-fork listener (its module in ``bridge/ingest/``).
+
+    A protocol with its own authentication (jambonz Basic auth, Twilio's signature, AudioHook's
+    API key) overrides :meth:`authorize`; a refusal is ``refusal_status`` with the reason, and
+    ``challenge`` as ``WWW-Authenticate`` when set.
+    """
+
+    name: str  # the path: /name
+    subprotocols: tuple[str, ...] = ()  # those it speaks; () when the peer names none
+    refusal_status: HTTPStatus = HTTPStatus.UNAUTHORIZED
+    challenge: str | None = None
+
+    def authorize(self, request: Request, config: ForkSocketConfig) -> str | None:
+        """Why the upgrade is refused (``None``: it may go on).  By default: the secret."""
+        return secret_refusal(request, config.secret)
+
+    @abstractmethod
+    async def run(self, ws: ServerConnection, query: dict[str, str], calls: ForkCalls) -> None:
+        """The connection after the handshake, until it ends."""
 
 
 def close_code(exc: RemoteProtocolError) -> int:

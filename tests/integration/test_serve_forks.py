@@ -59,7 +59,7 @@ def test_serve_takes_audiosocket_and_freeswitch_calls(
     assert f"bridge: AudioSocket on 127.0.0.1:{audiosocket} (from 127.0.0.0/8, ::1/128" in text
     (line,) = [x for x in serving.lines if "media-fork WebSocket" in x]
     assert line.startswith(f"bridge: media-fork WebSocket on ws://127.0.0.1:{forks} (/freeswitch")
-    assert line.endswith("; a secret)"), line
+    assert line.endswith("; the shared secret)"), line
 
     async def both() -> None:
         peer = AudioSocketPeer(audiosocket, uuid.uuid4())
