@@ -52,6 +52,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "0",
         "--stats",
         str(work / "sink.json"),
+        "--max-seconds",  # the sink's own limit must outlast the run (about 80 messages/s)
+        str(args.messages / 20 + 600),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
     )
@@ -92,6 +94,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         )
                     finally:
                         await uac.close()
+                    for outcome in report.unanswered:  # say which at once: a long run may die
+                        print(
+                            f"[fuzz-sip] seed {seed}: unanswered over {outcome.transport}: "
+                            f"{outcome.case.mutations}",
+                            file=sys.stderr,
+                        )
                     merge(totals, report)
                     statuses.update(report.statuses)
                     alive = worker.process is not None and worker.process.pid == pid
@@ -110,7 +118,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 await ingest.close()
     finally:
-        sink.terminate()
+        if sink.returncode is None:
+            sink.terminate()
         await sink.wait()
     summary = totals.summary()
     summary["statuses"] = dict(sorted(statuses.items()))
