@@ -16,7 +16,9 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,6 +38,24 @@ from tests.sip.test_rtp_fuzz import (  # noqa: E402
 )
 
 
+def receiver_property(fmt: Any, counts: dict[str, int], examples: int) -> Callable[[], None]:
+    """The receiver's property for one payload format, counting what it tried."""
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(arrivals)
+    def stream(arrived: list[tuple[bytes, float, bool]]) -> None:
+        counts["examples"] += 1
+        counts["datagrams"] += len(arrived)
+        check_stream(fmt, arrived)
+
+    return stream
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=20_000)
@@ -43,21 +63,8 @@ def main() -> int:
     report: dict[str, dict[str, float]] = {}
     for name, fmt in (("pcmu", PCMU), ("g722", G722)):
         counts = {"examples": 0, "datagrams": 0}
-
-        @settings(
-            max_examples=args.examples,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
-            database=None,
-        )
-        @given(arrivals)
-        def stream(arrived: list[tuple[bytes, float, bool]], fmt=fmt, counts=counts) -> None:  # noqa: B008
-            counts["examples"] += 1
-            counts["datagrams"] += len(arrived)
-            check_stream(fmt, arrived)
-
         started = time.monotonic()
-        stream()
+        receiver_property(fmt, counts, args.examples)()
         report[f"receiver_{name}"] = {**counts, "seconds": round(time.monotonic() - started, 1)}
 
     counts = {"examples": 0, "packets": 0}
