@@ -1,25 +1,25 @@
 """Genesys Cloud AudioHook (protocol v2) into the bridge's media-fork WebSocket.
 
-The peer (tests/ingest/peers.py) is Genesys as the AudioHook specification and the reference
-client describe it: X-API-KEY (and a signed upgrade), the open transaction, stereo PCMU with the
-customer (external) left and the agent (internal) right, 100 ms per message in real time, ping,
-paused/resumed, and the close transaction.  Speech is flite, transcribed by the embedded engine;
-asserted in SQLite (legs, roles, words on time, metadata, end cause) and on the socket.
+The peer (tests/ingest/peers/audiohook.py) is Genesys as the AudioHook specification and the
+reference client describe it: X-API-KEY (and a signed upgrade), the open transaction, stereo
+PCMU with the customer (external) left and the agent (internal) right, 100 ms per message in
+real time, ping, paused/resumed, and the close transaction.  Speech is flite, transcribed by the
+embedded engine; asserted in SQLite (legs, roles, words on time, metadata, end cause) and on the
+socket.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
-import random
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from engine_server import EngineServer
+from forks import AUDIOHOOK_API_KEY as API_KEY
+from forks import audiohook_peer as peer
+from forks import ended, endpoint_of, fuzz, listener, refused
 from test_embedded_engine import (
     LEFT,
     LEFT_KEYS,
@@ -29,26 +29,17 @@ from test_embedded_engine import (
     spoken_starts,
     stored_words,
 )
-from test_fork_audiosocket import ended, endpoint_of
-from test_fork_freeswitch import forks, refused
 from vllm_server import VllmServer
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bridge.ingest import audiohook
 from tests.engine import speech
-from tests.ingest.peers import AudioHookPeer, interleave_ulaw, ulaw8k
+from tests.ingest.peers import STEREO, AudioHookPeer, interleave_ulaw, ulaw8k
 
 pytestmark = pytest.mark.integration
-API_KEY = "SGVsbG8sIEkgYW0gdGhlIEFQSSBrZXkh"
-CLIENT_SECRET = base64.b64encode(b"the integration's client secret").decode()
-SECRET_BYTES = base64.b64decode(CLIENT_SECRET)
-STEREO = {"type": "audio", "format": "PCMU", "channels": ["external", "internal"], "rate": 8000}
-AUTH = {"audiohook_api_key": API_KEY, "audiohook_client_secret": CLIENT_SECRET}
 
 
-def peer(base: str, **kwargs: Any) -> AudioHookPeer:
-    return AudioHookPeer(f"{base}/audiohook", api_key=API_KEY, client_secret=SECRET_BYTES, **kwargs)
+genesys_listener = listener("audiohook")
 
 
 async def test_stereo_pcmu_is_customer_and_agent_with_words_on_time_across_a_pause(
@@ -57,7 +48,7 @@ async def test_stereo_pcmu_is_customer_and_agent_with_words_on_time_across_a_pau
     """The customer speaks (left), Genesys pauses the stream 1 s (paused ... resumed), then the
     agent speaks (right): both legs' words land where they were spoken, the pause included."""
     left, right = speech.build(LEFT, by_word=True), speech.build(RIGHT, by_word=True)
-    async with forks(tmp_path / "t.db", endpoint_of(engine_server), **AUTH) as (base, store):
+    async with genesys_listener(tmp_path / "t.db", endpoint_of(engine_server)) as (base, store):
         genesys = peer(base)
         opened = await genesys.connect()
         assert opened["parameters"] == {
@@ -96,7 +87,7 @@ async def test_stereo_pcmu_is_customer_and_agent_with_words_on_time_across_a_pau
 async def test_api_key_and_signature_are_checked_in_the_handshake(
     vllm_server: VllmServer, tmp_path: Path
 ) -> None:
-    async with forks(tmp_path / "t.db", endpoint_of(vllm_server), **AUTH) as (base, _):
+    async with genesys_listener(tmp_path / "t.db", endpoint_of(vllm_server)) as (base, _):
         wrong_key = await refused(f"{base}/audiohook", additional_headers={"X-API-KEY": "nope"})
         assert wrong_key.response.status_code == 401
         assert b"BRIDGE_AUDIOHOOK_API_KEY" in wrong_key.response.body
@@ -108,7 +99,7 @@ async def test_api_key_and_signature_are_checked_in_the_handshake(
         good = peer(base)
         assert (await good.connect())["type"] == "opened"
         await good.close()
-    async with forks(tmp_path / "full.db", endpoint_of(vllm_server, max_legs=0), **AUTH) as (
+    async with genesys_listener(tmp_path / "full.db", endpoint_of(vllm_server, max_legs=0)) as (
         base,
         _,
     ):
@@ -122,7 +113,7 @@ async def test_bad_offers_get_a_disconnect_and_a_reconnect_continues_the_legs(
     """An offer the bridge cannot take is answered ``disconnect`` (reason error, why in info)
     and the close transaction still completes; a session closed with reason ``reconnect`` and
     a new session with the same conversationId are one call with the same two legs."""
-    async with forks(tmp_path / "t.db", endpoint_of(vllm_server), rejoin_s=2.0, **AUTH) as (
+    async with genesys_listener(tmp_path / "t.db", endpoint_of(vllm_server), rejoin_s=2.0) as (
         base,
         store,
     ):
@@ -159,126 +150,20 @@ async def test_bad_offers_get_a_disconnect_and_a_reconnect_continues_the_legs(
     assert not [m for m in opus.received if m["type"] == "opened"]
 
 
-NULL = "00000000-0000-0000-0000-000000000000"
-
-
-def hostile_session(rng: random.Random) -> list[str | bytes]:
-    """One connection's messages: mostly a plausible session, broken in one of many ways."""
-    sid, seq = str(uuid.uuid4()), 0
-
-    def message(kind: str, **parameters: Any) -> str:
-        nonlocal seq
-        seq += 1
-        body: dict[str, Any] = {
-            "version": "2",
-            "id": sid,
-            "type": kind,
-            "seq": seq,
-            "serverseq": 0,
-            "position": "PT0S",
-            "parameters": parameters,
-        }
-        if rng.random() < 0.04:  # one field broken
-            key, value = rng.choice(
-                [
-                    ("version", rng.choice(["1", 2, None])),
-                    ("id", rng.choice([str(uuid.uuid4()), "x", 7])),
-                    ("seq", rng.choice([seq + 1, seq - 1, True, -1, 2**60, "1"])),
-                    ("serverseq", rng.choice([99, -1, None])),
-                    ("position", rng.choice(["PT١S", "PT1e9S", "", "PT999999999S", 1.5])),
-                    ("parameters", rng.choice([[], None, "x"])),
-                ]
-            )
-            body[key] = value
-        return json.dumps(body)
-
-    conversation = f"00000000-0000-4000-8000-{rng.randrange(60):012d}"
-    media = rng.choice(
-        [
-            [STEREO],
-            [STEREO],
-            [STEREO],
-            [{"type": "audio", "format": "L16", "channels": ["internal"], "rate": 8000}],
-            [{"type": "audio", "format": "PCMU", "channels": ["external"], "rate": 16000}],
-            "PCMU",
-        ]
-    )
-    out: list[str | bytes] = []
-    if rng.random() < 0.9:
-        out.append(
-            message(
-                "open",
-                organizationId=str(uuid.uuid4()),
-                conversationId=rng.choice([conversation] * 9 + [NULL]),
-                participant={"id": sid, "ani": "+1", "aniName": "", "dnis": "+2"},
-                media=media,
-                customConfig=rng.choice([{}, {"a": 1}, {}, []]),
-            )
-        )
-    for _ in range(rng.randrange(1, 40)):
-        kind = rng.random()
-        if kind < 0.7:
-            out.append(rng.randbytes(rng.choice([1600] * 12 + [800, 0, 1, 3, 1601])))
-        elif kind < 0.85:
-            out.append(message(rng.choice(["ping", "ping", "paused", "update", "error"])))
-        elif kind < 0.9:
-            out.append(message("resumed", start="PT0S", discarded=rng.choice(["PT0.2S", "PT9S"])))
-        elif kind < 0.95:
-            discarded = rng.choice(["PT0.5S", "PT99999S", "PT0.1S", "PT-1S"])
-            out.append(message("discarded", start="PT0S", discarded=discarded))
-        elif kind < 0.98:
-            out.append(rng.choice(["{", "[]", "null", "x" * 70_000, '{"version": "2"}']))
-        else:
-            out.append(message(rng.choice(["open", "hello"]), media=[]))
-    if rng.random() < 0.7:
-        out.append(message("close", reason=rng.choice(["end", "reconnect", "error", 5])))
-    return out
-
-
 async def test_hostile_sessions_never_stop_the_listener_and_every_call_ends_stored(
     vllm_server: VllmServer, tmp_path: Path
 ) -> None:
-    """The AudioHook fuzzer: 10,000+ messages over hundreds of connections, 16 at a time:
-    broken counters, versions, ids, durations, offers, JSON, audio before open and odd byte
-    counts, reused conversation ids, drops without a close.  Nothing escapes a connection,
-    every call taken ends stored, and a good session afterwards is served."""
-    rng = random.Random(21)
-    failures: list[dict[str, Any]] = []
-    asyncio.get_running_loop().set_exception_handler(lambda _, c: failures.append(c))
-    sent = 0
-    async with forks(
-        tmp_path / "t.db", endpoint_of(vllm_server, max_legs=8), rejoin_s=0.5, **AUTH
-    ) as (base, store):
-        headers = peer(base).headers
-
-        async def one() -> int:
-            messages = hostile_session(rng)
-            try:
-                async with connect(f"{base}/audiohook", additional_headers=headers()) as ws:
-                    for message in messages:
-                        await ws.send(message)
-                    if rng.random() < 0.3:
-                        ws.transport.abort()
-            except (ConnectionClosed, InvalidStatus, OSError):
-                pass  # refused (busy) or closed by the bridge for what it sent
-            return len(messages)
-
-        started = time.monotonic()
-        while sent < 10_000:
-            sent += sum(await asyncio.gather(*(one() for _ in range(16))))
-        taken = await store.list_calls(limit=1000)
-        assert len(taken) > 20, len(taken)
-        await ended(store, 120, count=len(taken))
-        causes = {call.end_cause for call in await store.list_calls(limit=1000)}
-        assert {"protocol-error", "hangup", "disconnected"} <= causes, causes
-        good = peer(base)
-        await good.connect()
-        await good.stream(bytes(1600 * 3))
-        await good.close()
-        doc = await ended(store, 60, count=len(taken) + 1)
-        assert doc["call"]["end_cause"] == "hangup"
-        assert time.monotonic() - started < 240
-    assert not failures, failures[:3]
+    """The AudioHook fuzzer (tests/ingest/fuzz/audiohook.py): 10,000+ messages over hundreds of
+    connections, 16 at a time: broken counters, versions, ids, durations, offers, JSON, audio
+    before open and odd byte counts, reused conversation ids, drops without a close.  Nothing
+    escapes a connection, every call taken ends stored, and a good session afterwards is
+    served."""
+    endpoint = endpoint_of(vllm_server, max_legs=8)
+    run = await fuzz("audiohook", tmp_path / "t.db", endpoint, seed=24)
+    run.assert_survived(min_calls=20)
+    assert {"protocol-error", "hangup", "disconnected"} <= run.causes.keys(), run.causes
+    (doc,) = run.served
+    assert doc["call"]["end_cause"] == "hangup"
 
 
 async def test_a_stalled_session_is_disconnected_and_ends_as_a_drop(
@@ -287,7 +172,7 @@ async def test_a_stalled_session_is_disconnected_and_ends_as_a_drop(
     """Genesys pings even while paused; a session that sends nothing for ``IDLE_S`` is told
     ``disconnect`` and its call, not back within ``rejoin_s``, ends ``disconnected``."""
     monkeypatch.setattr(audiohook, "IDLE_S", 1.0)
-    async with forks(tmp_path / "t.db", endpoint_of(vllm_server), rejoin_s=0.5, **AUTH) as (
+    async with genesys_listener(tmp_path / "t.db", endpoint_of(vllm_server), rejoin_s=0.5) as (
         base,
         store,
     ):

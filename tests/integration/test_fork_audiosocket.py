@@ -1,9 +1,9 @@
 """Asterisk AudioSocket into the bridge: two sockets of one call become its two legs.
 
-The peer (tests/ingest/peers.py) speaks AudioSocket as Asterisk's ``AudioSocket()`` does; the
-speech is flite, sent in real time, transcribed by the embedded engine; everything is asserted
-on what lands in SQLite: the legs and roles, the words at the times they were spoken (±500 ms),
-the metadata, DTMF and the end cause.
+The peer (tests/ingest/peers/audiosocket.py) speaks AudioSocket as Asterisk's ``AudioSocket()``
+does; the speech is flite, sent in real time, transcribed by the embedded engine; everything is
+asserted on what lands in SQLite: the legs and roles, the words at the times they were spoken
+(±500 ms), the metadata, DTMF and the end cause.
 """
 
 from __future__ import annotations
@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from engine_server import EngineServer
+from forks import audiosocket, closed_by_bridge, ended, endpoint_of, fuzz
 from test_embedded_engine import (
     LEFT,
     LEFT_KEYS,
@@ -32,61 +29,12 @@ from test_embedded_engine import (
 )
 from vllm_server import VllmServer
 
-from bridge.asr.client import AsrEndpoint
 from bridge.config.ingest import AudioSocketConfig
 from bridge.core.forks.audiosocket import Kind, frame
-from bridge.export import to_json
-from bridge.ingest.audiosocket import AudioSocketServer
-from bridge.ingest.fork import ForkCalls
-from storage import TranscriptStore
 from tests.engine import speech
-from tests.ingest.fuzz import connection
 from tests.ingest.peers import AudioSocketPeer, slin8k
 
 pytestmark = pytest.mark.integration
-
-
-def endpoint_of(server: EngineServer | VllmServer, **limits: Any) -> AsrEndpoint:
-    return AsrEndpoint(
-        url=server.url, model=server.model, api_key=server.api_key, stall_timeout_s=10, **limits
-    )
-
-
-@asynccontextmanager
-async def audiosocket(
-    db: Path, endpoint: AsrEndpoint, **config: Any
-) -> AsyncIterator[tuple[AudioSocketServer, TranscriptStore]]:
-    store = await TranscriptStore.open(db)
-    calls = ForkCalls(store, endpoint=endpoint, finish_timeout_s=20)
-    server = AudioSocketServer(calls, AudioSocketConfig(enabled=True, port=0, **config))
-    await server.start()
-    try:
-        yield server, store
-    finally:
-        await server.stop()
-        await calls.close()
-        await store.close()
-
-
-async def ended(store: TranscriptStore, timeout_s: float = 60, *, count: int = 1) -> dict[str, Any]:
-    """The export of the newest call once ``count`` calls are stored and all have ended."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            calls = await store.list_calls(limit=1000)
-            if len(calls) >= count and all(c.ended_at_ms is not None for c in calls):
-                transcript = await store.get_call(calls[0].call_id)
-                assert transcript is not None
-                return dict(json.loads(to_json(transcript)))
-            await asyncio.sleep(0.1)
-
-
-async def closed_by_bridge(peer: AudioSocketPeer) -> bool:
-    """Whether the bridge closed the socket (a close, or a reset: it had unread data)."""
-    assert peer.reader is not None
-    try:
-        return await asyncio.wait_for(peer.reader.read(), 5) == b""
-    except ConnectionResetError:
-        return True
 
 
 async def test_two_sockets_of_one_uuid_are_caller_and_callee_with_their_words_on_time(
@@ -186,52 +134,16 @@ async def test_a_stranger_is_refused_and_a_full_bridge_closes_new_calls(
 async def test_hostile_connections_never_stop_the_listener_and_every_call_ends_stored(
     vllm_server: VllmServer, tmp_path: Path
 ) -> None:
-    """The AudioSocket fuzzer (tests/ingest/fuzz.py): 10,000+ frames over hundreds of
-    connections, 16 at a time, split at random byte boundaries: truncated frames, lengths past
+    """The AudioSocket fuzzer (tests/ingest/fuzz/audiosocket.py): 10,000+ frames over hundreds
+    of connections, 16 at a time, split at random byte boundaries: truncated frames, lengths past
     what follows, unknown kinds, audio before the UUID, a second UUID, odd byte counts, rate
     changes, bad DTMF, error frames, abrupt closes.  Nothing raises out of a connection, every
     call that was taken is stored as ended, and a good call afterwards is served."""
-    rng = random.Random(15)
-    keys = [uuid.uuid4() for _ in range(40)]
-    failures: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(lambda _, context: failures.append(context))
     endpoint = endpoint_of(vllm_server, max_legs=6)
-    frames = 0
-    async with audiosocket(
-        tmp_path / "t.db", endpoint, start_timeout_s=1.0, idle_timeout_s=1.0, rejoin_s=0.5
-    ) as (server, store):
-
-        async def one(i: int) -> int:
-            conn = connection(rng, keys)
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            data = b"".join(conn.chunks)
-            try:
-                at = 0
-                while at < len(data):
-                    step = rng.randrange(1, 700)
-                    writer.write(data[at : at + step])
-                    at += step
-                    await writer.drain()
-                if conn.ending == "none":
-                    await asyncio.wait_for(reader.read(), 10)  # the server's idle timeout
-            except (ConnectionError, OSError):
-                pass  # the server closed it mid-stream: a refusal or a protocol error
-            finally:
-                writer.close()
-            return conn.frames
-
-        started = time.monotonic()
-        while frames < 10_000:
-            frames += sum(await asyncio.gather(*(one(i) for i in range(16))))
-        taken = await store.list_calls(limit=1000)
-        await ended(store, 120, count=len(taken))
-        assert server.connections > 300 and len(taken) > 50, (server.connections, len(taken))
-        peer = AudioSocketPeer(server.port, uuid.uuid4())
-        await peer.connect()
-        await peer.stream(bytes(1600))
-        await peer.hangup()
-        doc = await ended(store, 60, count=len(taken) + 1)
-        assert doc["call"]["end_cause"] == "hangup" and len(doc["legs"]) == 1
-        assert time.monotonic() - started < 240
-    assert not failures, failures[:3]
+    run = await fuzz(
+        "audiosocket", tmp_path / "t.db", endpoint, seed=15, start_timeout_s=1.0, idle_timeout_s=1.0
+    )
+    run.assert_survived(min_calls=50)
+    assert run.accepted is not None and run.accepted > 300, run.accepted
+    (doc,) = run.served
+    assert doc["call"]["end_cause"] == "hangup" and len(doc["legs"]) == 1

@@ -1,28 +1,25 @@
 """jambonz into the bridge's media-fork WebSocket: the listen verb and the custom speech API.
 
-The peers (tests/ingest/peers.py) speak as jambonz does: the listen verb's first text frame
-with the call's attributes, binary L16, passDtmf text, Basic auth; the custom speech vendor's
-Bearer key, start / LINEAR16 8 kHz / stop.  Speech is flite, sent in real time, transcribed by
-the embedded engine; asserted in SQLite (legs, roles, words on time, metadata, end cause) and,
-for the speech API, on the socket (the transcription messages jambonz gets back).
+The peers (tests/ingest/peers/jambonz.py) speak as jambonz does: the listen verb's first text
+frame with the call's attributes, binary L16, passDtmf text, Basic auth; the custom speech
+vendor's Bearer key, start / LINEAR16 8 kHz / stop.  Speech is flite, sent in real time,
+transcribed by the embedded engine; asserted in SQLite (legs, roles, words on time, metadata, end
+cause) and, for the speech API, on the socket (the transcription messages jambonz gets back).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import json
-import random
-import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from engine_server import EngineServer
+from forks import JAMBONZ_AUTH as AUTH
+from forks import JAMBONZ_SECRET as SECRET
+from forks import closed_after, ended, endpoint_of, fork_socket, fuzz, refused
 from test_embedded_engine import (
     LEFT,
     LEFT_KEYS,
@@ -32,45 +29,21 @@ from test_embedded_engine import (
     spoken_starts,
     stored_words,
 )
-from test_fork_audiosocket import ended, endpoint_of
 from vllm_server import VllmServer
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from bridge.asr.client import AsrEndpoint
-from bridge.config.ingest import ForkSocketConfig
 from bridge.export import to_json
-from bridge.ingest.fork import ForkCalls
-from bridge.ingest.websocket import ForkSocketServer, fork_protocols
-from storage import TranscriptStore
 from tests.engine import speech
-from tests.ingest.peers import JambonzListenPeer, JambonzSttPeer, interleave, slin8k, slin16k
+from tests.ingest.peers import (
+    JambonzListenPeer,
+    JambonzSttPeer,
+    basic_auth,
+    interleave,
+    slin8k,
+    slin16k,
+)
 
 pytestmark = pytest.mark.integration
-SECRET = "jambonz-api-key"
-AUTH = ("jambonz", "listen-pass:word")
-
-
-@asynccontextmanager
-async def forks(
-    db: Path, endpoint: AsrEndpoint, **config: Any
-) -> AsyncIterator[tuple[str, TranscriptStore]]:
-    store = await TranscriptStore.open(db)
-    calls = ForkCalls(store, endpoint=endpoint, finish_timeout_s=20, rejoin_s=1.0)
-    settings = ForkSocketConfig(
-        enabled=True,
-        port=0,
-        **({"secret": SECRET, "jambonz_username": AUTH[0], "jambonz_password": AUTH[1]} | config),
-    )
-    server = ForkSocketServer(calls, settings, fork_protocols())
-    await server.start()
-    try:
-        yield f"ws://127.0.0.1:{server.port}", store
-    finally:
-        await server.stop()
-        await calls.close()
-        await store.close()
 
 
 async def test_listen_stereo_16k_is_two_legs_with_words_on_time_and_the_call_attributes(
@@ -78,7 +51,8 @@ async def test_listen_stereo_16k_is_two_legs_with_words_on_time_and_the_call_att
 ) -> None:
     left, right = speech.build(LEFT, by_word=True), speech.build(RIGHT, by_word=True)
     call_sid = str(uuid.uuid4())
-    async with forks(tmp_path / "t.db", endpoint_of(engine_server)) as (base, store):
+    endpoint = endpoint_of(engine_server)
+    async with fork_socket(tmp_path / "t.db", endpoint, "jambonz") as (base, store):
         peer = JambonzListenPeer(f"{base}/jambonz", auth=AUTH)
         await peer.connect(
             JambonzListenPeer.call_info(call_sid),
@@ -121,7 +95,8 @@ async def test_custom_speech_start_stream_stop_sends_transcriptions_back_and_sto
     """Two recognitions at once, as two gather verbs would: one asks for interim results, one
     does not; each ends with stop, gets its final text, and the bridge closes the socket."""
     said = speech.build([0.5, "Please call Alice tomorrow morning", 0.5], by_word=True)
-    async with forks(tmp_path / "t.db", endpoint_of(engine_server)) as (base, store):
+    endpoint = endpoint_of(engine_server)
+    async with fork_socket(tmp_path / "t.db", endpoint, "jambonz") as (base, store):
         url = f"{base}/jambonz-stt"
         interim = JambonzSttPeer(url, api_key=SECRET)
         plain = JambonzSttPeer(f"{url}?role=customer", api_key=SECRET)
@@ -156,49 +131,22 @@ async def test_custom_speech_start_stream_stop_sends_transcriptions_back_and_sto
         assert metadata["interimResults"] is (role == "caller")
 
 
-async def refused(url: str, **kwargs: Any) -> InvalidStatus:
-    with pytest.raises(InvalidStatus) as caught:
-        async with connect(url, **kwargs):
-            pass
-    return caught.value
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-async def closed_after(
-    url: str, messages: list[str | bytes], **kwargs: Any
-) -> tuple[int | None, str | None, list[str]]:
-    """Send ``messages``; the close code and reason, and the text the bridge sent first."""
-    got: list[str] = []
-    ws = await connect(url, **kwargs)
-    with contextlib.suppress(ConnectionClosed):  # it may close before all were sent
-        for message in messages:
-            await ws.send(message)
-        async with asyncio.timeout(10):
-            while True:
-                got.append(str(await ws.recv()))
-    assert ws.close_code is not None, "the bridge kept the connection open"
-    return ws.close_code, ws.close_reason, got
-
-
 async def test_refusals_basic_auth_401_and_errors_that_say_why(
     vllm_server: VllmServer, tmp_path: Path
 ) -> None:
     jambonz = [Subprotocol("audio.jambonz.org")]
     bearer = {"Authorization": f"Bearer {SECRET}"}
-    async with forks(tmp_path / "t.db", endpoint_of(vllm_server)) as (base, store):
+    async with fork_socket(tmp_path / "t.db", endpoint_of(vllm_server), "jambonz") as (base, store):
         listen = f"{base}/jambonz"
         none = await refused(listen, subprotocols=jambonz)
         assert none.response.status_code == 401
         assert none.response.headers["WWW-Authenticate"].startswith("Basic ")
         assert b"BRIDGE_JAMBONZ_USERNAME" in none.response.body
-        wrong = await refused(listen, additional_headers=basic(AUTH[0], "guess"))
+        wrong = await refused(listen, additional_headers=basic_auth(AUTH[0], "guess"))
         assert wrong.response.status_code == 401
         assert (await refused(listen, additional_headers=bearer)).response.status_code == 401
         assert (await refused(f"{base}/jambonz-stt")).response.status_code == 401
-        ok = basic(*AUTH)
+        ok = basic_auth(*AUTH)
         rate = await closed_after(listen, ['{"sampleRate": 11025}'], additional_headers=ok)
         assert rate[:2] == (
             1008,
@@ -232,103 +180,21 @@ async def test_refusals_basic_auth_401_and_errors_that_say_why(
         assert garbage[0] == 1008 and "not JSON" in json.loads(garbage[2][-1])["error"]
         doc = await ended(store, count=3)
         assert doc["call"]["end_cause"] == "protocol-error"
-    async with forks(tmp_path / "full.db", endpoint_of(vllm_server, max_legs=0)) as (base, _):
+    full_db, no_legs = tmp_path / "full.db", endpoint_of(vllm_server, max_legs=0)
+    async with fork_socket(full_db, no_legs, "jambonz") as (base, _):
         full = await refused(f"{base}/jambonz-stt", additional_headers=bearer)
         assert full.response.status_code == 503 and full.response.headers["Retry-After"] == "5"
-
-
-def hostile_listen(rng: random.Random) -> list[str | bytes]:
-    first = rng.choice(
-        [
-            json.dumps({"callSid": f"k{rng.randrange(20)}", "sampleRate": 8000}),
-            json.dumps({"callSid": f"k{rng.randrange(20)}", "mixType": "stereo"}),
-            json.dumps({"mixType": "mixed", "sampleRate": rng.choice([16000, 24000, 64000])}),
-            json.dumps({"sampleRate": rng.choice([7, 11025, "x", None])}),
-            '{"mixType": "quad"}',
-            "{",
-            "[]",
-            "x" * 70_000,
-        ]
-    )
-    messages: list[str | bytes] = [] if rng.random() < 0.05 else [first]
-    for _ in range(rng.randrange(1, 40)):
-        kind = rng.random()
-        if kind < 0.75:
-            messages.append(rng.randbytes(rng.choice([320, 640, 1280, 0, 1, 3, 321, 2000])))
-        elif kind < 0.85:
-            messages.append(rng.choice(['{"event":"dtmf","dtmf":"5"}', '{"event":"dtmf"}', "{"]))
-        elif kind < 0.88:
-            messages.append(bytes(300_000))  # over max_message_bytes: closed with 1009
-        else:
-            messages.append(first)
-    return messages
-
-
-def hostile_stt(rng: random.Random) -> list[str | bytes]:
-    start: dict[str, object] = {"type": "start", "format": "raw", "encoding": "LINEAR16"}
-    start |= rng.choice(
-        [{}, {"interimResults": True}, {"callSid": f"s{rng.randrange(10)}"}, {"sampleRateHz": 3}]
-    )
-    messages: list[str | bytes] = [] if rng.random() < 0.05 else [json.dumps(start)]
-    for _ in range(rng.randrange(1, 40)):
-        kind = rng.random()
-        if kind < 0.75:
-            messages.append(rng.randbytes(rng.choice([320, 640, 0, 1, 321])))
-        elif kind < 0.9:
-            messages.append(rng.choice(['{"type":"pause"}', "{", "[1]", '{"type":"start"}']))
-        else:
-            messages.append('{"type":"stop"}')
-    return messages
 
 
 async def test_hostile_streams_never_stop_the_listener_and_every_call_ends_stored(
     vllm_server: VllmServer, tmp_path: Path
 ) -> None:
-    """The jambonz fuzzer: 10,000+ messages over hundreds of connections on both paths, 16 at
-    a time: broken or missing start frames, rates and mixes the bridge does not take, odd byte
-    counts, messages over the limit, reused callSids, second starts, stops mid-stream, drops
-    without a close.  Nothing escapes a connection, every call taken ends stored, and good
-    streams afterwards are served."""
-    rng = random.Random(7)
-    failures: list[dict[str, Any]] = []
-    asyncio.get_running_loop().set_exception_handler(lambda _, c: failures.append(c))
-    sent = 0
-    async with forks(tmp_path / "t.db", endpoint_of(vllm_server, max_legs=6), rejoin_s=0.5) as (
-        base,
-        store,
-    ):
-
-        async def one() -> int:
-            listen = rng.random() < 0.5
-            messages = hostile_listen(rng) if listen else hostile_stt(rng)
-            url = f"{base}/jambonz" if listen else f"{base}/jambonz-stt"
-            headers = basic(*AUTH) if listen else {"Authorization": f"Bearer {SECRET}"}
-            try:
-                async with connect(url, additional_headers=headers) as ws:
-                    for message in messages:
-                        await ws.send(message)
-                    if rng.random() < 0.5:
-                        ws.transport.abort()
-            except (ConnectionClosed, InvalidStatus, OSError):
-                pass  # refused (busy) or closed by the bridge for what it sent
-            return len(messages)
-
-        started = time.monotonic()
-        while sent < 10_000:
-            sent += sum(await asyncio.gather(*(one() for _ in range(16))))
-        taken = await store.list_calls(limit=1000)
-        assert len(taken) > 30, len(taken)
-        await ended(store, 120, count=len(taken))
-        peer = JambonzListenPeer(f"{base}/jambonz", auth=AUTH)
-        await peer.connect(JambonzListenPeer.call_info("after"))
-        await peer.stream(bytes(3200), frame_bytes=320)
-        await peer.hangup()
-        doc = await ended(store, 60, count=len(taken) + 1)
-        assert doc["call"]["end_cause"] == "hangup" and doc["call"]["source"] == "jambonz"
-        stt = JambonzSttPeer(f"{base}/jambonz-stt", api_key=SECRET)
-        await stt.start()
-        await stt.stream(bytes(3200))
-        assert await stt.stop() == (1000, "stopped")
-        await ended(store, 60, count=len(taken) + 2)
-        assert time.monotonic() - started < 240
-    assert not failures, failures[:3]
+    """The jambonz fuzzer (tests/ingest/fuzz/jambonz.py): 10,000+ messages over hundreds of
+    connections on both paths, 16 at a time: broken or missing start frames, rates and mixes the
+    bridge does not take, odd byte counts, messages over the limit, reused callSids, second
+    starts, stops mid-stream, drops without a close.  Nothing escapes a connection, every call
+    taken ends stored, and good streams afterwards are served."""
+    run = await fuzz("jambonz", tmp_path / "t.db", endpoint_of(vllm_server, max_legs=6), seed=7)
+    run.assert_survived(min_calls=30)
+    listen, _ = run.served  # and the custom speech API's stop was answered (1000, "stopped")
+    assert listen["call"]["end_cause"] == "hangup" and listen["call"]["source"] == "jambonz"

@@ -1,6 +1,6 @@
 """Twilio Media Streams into the bridge's media-fork WebSocket (/twilio).
 
-The peer (tests/ingest/peers.py ``TwilioPeer``) streams as Twilio does: a signed upgrade
+The peer (tests/ingest/peers/twilio.py) streams as Twilio does: a signed upgrade
 (``X-Twilio-Signature`` from the ``twilio`` package's RequestValidator), ``connected``,
 ``start``, base64 µ-law ``media`` per track every 20 ms with its timestamp, ``dtmf``, ``stop``.
 Speech is flite, sent in real time, transcribed by the embedded engine; asserted in SQLite
@@ -10,18 +10,15 @@ Speech is flite, sent in real time, transcribed by the embedded engine; asserted
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
 import json
-import random
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from engine_server import EngineServer
+from forks import TWILIO_PUBLIC as PUBLIC
+from forks import TWILIO_TOKEN as TOKEN
+from forks import closed_after, ended, endpoint_of, fuzz, listener, refused
+from forks import twilio_peer as peer
 from test_embedded_engine import (
     LEFT,
     LEFT_KEYS,
@@ -31,62 +28,17 @@ from test_embedded_engine import (
     spoken_starts,
     stored_words,
 )
-from test_fork_audiosocket import ended, endpoint_of
-from test_fork_freeswitch import refused
 from vllm_server import VllmServer
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
-from bridge.asr.client import AsrEndpoint
-from bridge.config.ingest import ForkSocketConfig
-from bridge.ingest.fork import ForkCalls
-from bridge.ingest.websocket import ForkSocketServer, fork_protocols
-from storage import TranscriptStore
 from tests.engine import speech
-from tests.ingest.peers import TwilioPeer, ulaw8k
+from tests.ingest.peers import CONNECTED, TwilioPeer, ulaw8k
 
 pytestmark = pytest.mark.integration
-TOKEN = "twilio-auth-token-for-tests"
-PUBLIC = "wss://bridge.example.com"  # what Twilio dials; the test connects to 127.0.0.1
-CONNECTED = json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
 
 
-@asynccontextmanager
-async def twilio(
-    db: Path, endpoint: AsrEndpoint, *, rejoin_s: float = 1.0, **config: Any
-) -> AsyncIterator[tuple[str, TranscriptStore]]:
-    store = await TranscriptStore.open(db)
-    calls = ForkCalls(store, endpoint=endpoint, finish_timeout_s=20, rejoin_s=rejoin_s)
-    settings = ForkSocketConfig(
-        enabled=True,
-        port=0,
-        **({"twilio_auth_token": TOKEN, "public_url": PUBLIC, "secret": "other"} | config),
-    )
-    server = ForkSocketServer(calls, settings, fork_protocols())
-    await server.start()
-    try:
-        yield f"ws://127.0.0.1:{server.port}/twilio", store
-    finally:
-        await server.stop()
-        await calls.close()
-        await store.close()
-
-
-async def closed_after(
-    url: str, messages: list[str | bytes], headers: dict[str, str]
-) -> tuple[int | None, str | None]:
-    """Send ``messages`` on a signed connection, then the close code and reason it got."""
-    ws = await connect(url, additional_headers=headers)
-    with contextlib.suppress(ConnectionClosed):  # it may close before all were sent
-        for message in messages:
-            await ws.send(message)
-        await ws.recv()
-    assert ws.close_code is not None, "the bridge kept the connection open"
-    return ws.close_code, ws.close_reason
-
-
-def peer(url: str, **kwargs: Any) -> TwilioPeer:
-    return TwilioPeer(url, auth_token=TOKEN, signed_url=f"{PUBLIC}/twilio", **kwargs)
+twilio = listener("twilio", path="/twilio")
 
 
 async def test_both_tracks_are_caller_and_callee_with_words_on_time_metadata_and_dtmf(
@@ -181,8 +133,8 @@ async def test_signatures_refusals_and_close_codes_say_why(
             (['{"event": "start"}'], "start before connected"),
         ]
         for messages, reason in cases:
-            code, why = await closed_after(url, messages, header)
-            assert code == 1008 and why is not None and reason in why, (code, why)
+            code, why, got = await closed_after(url, messages, additional_headers=header)
+            assert code == 1008 and why is not None and reason in why and not got, (code, why, got)
     async with twilio(tmp_path / "open.db", endpoint_of(vllm_server), twilio_auth_token=None) as (
         url,
         _,
@@ -204,90 +156,15 @@ async def test_signatures_refusals_and_close_codes_say_why(
         assert full.value.response.headers["Retry-After"] == "5"
 
 
-def hostile_messages(rng: random.Random, call_sid: str) -> tuple[list[str | bytes], str]:
-    """One connection's messages (mostly a valid stream, broken at random) and its ending."""
-    stream_sid = f"MZ{rng.randrange(1000)}"
-    tracks = rng.choice([["inbound"], ["outbound"], ["inbound", "outbound"]] * 3 + [["both"], []])
-    body = {
-        "accountSid": "AC1",
-        "streamSid": stream_sid,
-        "callSid": call_sid,
-        "tracks": tracks,
-        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-        "customParameters": rng.choice([{}, {}, {"roles": "agent,customer"}, {"roles": "x"}, []]),
-    }
-    messages: list[str | bytes] = []
-    if rng.random() < 0.95:
-        messages.append(CONNECTED)
-    seq = 1
-    if rng.random() < 0.9:
-        messages.append(json.dumps({"event": "start", "sequenceNumber": "1", "start": body}))
-    for i in range(rng.randrange(1, 60)):
-        seq += 1 if rng.random() < 0.97 else rng.choice([0, -1, 5])
-        kind = rng.random()
-        if kind < 0.75:
-            payload = base64.b64encode(rng.randbytes(rng.choice([160, 0, 1, 320]))).decode()
-            media = {
-                "track": rng.choice(["inbound", "outbound", "inbound", "x"]),
-                "chunk": str(i + 1),
-                "timestamp": rng.choice([str(i * 20), str(i * 20), "-1", "1e3", "99999999"]),
-                "payload": payload if rng.random() < 0.97 else "%%%",
-            }
-            message: dict[str, Any] = {"event": "media", "media": media}
-        elif kind < 0.8:
-            message = {"event": "dtmf", "dtmf": {"track": "inbound_track", "digit": "5"}}
-        elif kind < 0.85:
-            message = {"event": rng.choice(["mark", "clear", "start", "connected", 5])}
-        else:
-            messages.append(rng.choice(["{", "[]", "null", "x" * 3000, b"\x01\x02"]))
-            continue
-        message |= {"sequenceNumber": str(seq), "streamSid": stream_sid}
-        messages.append(json.dumps(message))
-    if rng.random() < 0.5:
-        stop = {"accountSid": "AC1", "callSid": call_sid}
-        messages.append(json.dumps({"event": "stop", "sequenceNumber": str(seq + 1), "stop": stop}))
-    return messages, rng.choice(["close", "drop"])
-
-
 async def test_hostile_streams_never_stop_the_listener_and_every_call_ends_stored(
     vllm_server: VllmServer, tmp_path: Path
 ) -> None:
-    """The Twilio fuzzer: 10,000+ messages over hundreds of signed connections, 16 at a time:
-    missing connected/start, bad tracks and roles, media on unannounced tracks, bad base64 and
-    timestamps, sequence numbers out of order, unknown events, non-JSON, binary, reused call
-    SIDs, drops without a stop.  Nothing escapes a connection, every call taken ends stored,
-    and a good stream afterwards is served."""
-    rng = random.Random(24)
-    failures: list[dict[str, Any]] = []
-    asyncio.get_running_loop().set_exception_handler(lambda _, c: failures.append(c))
-    sent = 0
-    endpoint = endpoint_of(vllm_server, max_legs=8)
-    async with twilio(tmp_path / "t.db", endpoint, rejoin_s=0.5) as (url, store):
-        header = {"X-Twilio-Signature": peer(url).signature or ""}
-
-        async def one() -> int:
-            messages, ending = hostile_messages(rng, f"CA{rng.randrange(100)}")
-            try:
-                async with connect(url, additional_headers=header) as ws:
-                    for message in messages:
-                        await ws.send(message)
-                    if ending == "drop":
-                        ws.transport.abort()
-            except (ConnectionClosed, InvalidStatus, OSError):
-                pass  # refused (busy) or closed by the bridge for what it sent
-            return len(messages)
-
-        started = time.monotonic()
-        while sent < 10_000:
-            sent += sum(await asyncio.gather(*(one() for _ in range(16))))
-        taken = await store.list_calls(limit=1000)
-        assert len(taken) > 25, len(taken)
-        await ended(store, 120, count=len(taken))
-        good = peer(url, call_sid="CA-after")
-        await good.connect()
-        await good.stream({"inbound": b"\xff" * 3200})
-        await good.stop()
-        doc = await ended(store, 60, count=len(taken) + 1)
-        assert doc["call"]["end_cause"] == "hangup"
-        assert time.monotonic() - started < 120
-    assert not failures, failures[:3]
+    """The Twilio fuzzer (tests/ingest/fuzz/twilio.py): 10,000+ messages over hundreds of
+    signed connections, 16 at a time: missing connected/start, bad tracks and roles, media on
+    unannounced tracks, bad base64 and timestamps, sequence numbers out of order, unknown events,
+    non-JSON, binary, reused call SIDs, drops without a stop.  Nothing escapes a connection,
+    every call taken ends stored, and a good stream afterwards is served."""
+    run = await fuzz("twilio", tmp_path / "t.db", endpoint_of(vllm_server, max_legs=8), seed=24)
+    run.assert_survived(min_calls=25, within_s=120)
+    (doc,) = run.served
+    assert doc["call"]["end_cause"] == "hangup"

@@ -1,4 +1,4 @@
-"""Hostile AudioSocket connections: frame sequences a broken or malicious peer could send.
+"""Hostile AudioSocket connections: frame sequences a broken or malicious Asterisk could send.
 
 Each connection is a list of byte strings written in order (split anywhere), then a hangup, a
 plain close or an abrupt reset.  Used by the CI test (a few thousand frames) and by
