@@ -245,9 +245,15 @@ class AsrClient:
                 self.stream.state is AsrState.FINALIZING
             )
             try:
-                async with asyncio.timeout(self.endpoint.stall_timeout_s if waiting else None):
+                # Not waiting for anything yet: wake up anyway after the same time and look
+                # again, since the writer may have sent audio meanwhile (with no timeout here a
+                # server that answered session.created and then fell silent held the leg
+                # forever).  A stall is thus noticed within one to two stall timeouts.
+                async with asyncio.timeout(self.endpoint.stall_timeout_s):
                     message = await ws.recv()
             except TimeoutError:
+                if not waiting:
+                    continue
                 return f"{STALL} {self.endpoint.stall_timeout_s:g} s"
             except websockets.ConnectionClosed as exc:
                 return f"closed by the server ({exc})"

@@ -144,7 +144,7 @@ async def test_hostile_streams_never_stop_the_listener_and_every_call_ends_store
     messages over the limits, reused call keys and roles, drops without a close.  Nothing
     escapes a connection, every call taken ends stored, and a good stream afterwards is
     served."""
-    run = await fuzz("asterisk", tmp_path / "t.db", endpoint_of(vllm_server, max_legs=6), seed=20)
+    run = await fuzz("asterisk", tmp_path / "t.db", endpoint_of(vllm_server, max_legs=16), seed=20)
     run.assert_survived(min_calls=30)
     (doc,) = run.served
     assert doc["call"]["end_cause"] == "hangup"

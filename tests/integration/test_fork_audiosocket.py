@@ -139,7 +139,7 @@ async def test_hostile_connections_never_stop_the_listener_and_every_call_ends_s
     what follows, unknown kinds, audio before the UUID, a second UUID, odd byte counts, rate
     changes, bad DTMF, error frames, abrupt closes.  Nothing raises out of a connection, every
     call that was taken is stored as ended, and a good call afterwards is served."""
-    endpoint = endpoint_of(vllm_server, max_legs=6)
+    endpoint = endpoint_of(vllm_server, max_legs=16)
     run = await fuzz(
         "audiosocket", tmp_path / "t.db", endpoint, seed=15, start_timeout_s=1.0, idle_timeout_s=1.0
     )

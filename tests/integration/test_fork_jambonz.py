@@ -194,7 +194,7 @@ async def test_hostile_streams_never_stop_the_listener_and_every_call_ends_store
     bridge does not take, odd byte counts, messages over the limit, reused callSids, second
     starts, stops mid-stream, drops without a close.  Nothing escapes a connection, every call
     taken ends stored, and good streams afterwards are served."""
-    run = await fuzz("jambonz", tmp_path / "t.db", endpoint_of(vllm_server, max_legs=6), seed=7)
+    run = await fuzz("jambonz", tmp_path / "t.db", endpoint_of(vllm_server, max_legs=16), seed=7)
     run.assert_survived(min_calls=30)
     listen, _ = run.served  # and the custom speech API's stop was answered (1000, "stopped")
     assert listen["call"]["end_cause"] == "hangup" and listen["call"]["source"] == "jambonz"
