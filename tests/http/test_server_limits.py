@@ -203,7 +203,10 @@ async def test_a_stalled_request_body_is_cut_and_the_upload_leaves_nothing(
 def test_the_soft_open_file_limit_is_raised_to_the_hard_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard < 512:
-        pytest.skip(f"hard open-file limit {hard}: nothing to show")
+        pytest.fail(
+            f"hard open-file limit {hard}: this test needs a finite one of at least 512 "
+            "(ulimit -Hn 4096) to show the soft limit raised to it"
+        )
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
         assert raise_open_file_limit() == (256, hard)

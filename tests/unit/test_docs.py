@@ -3,7 +3,7 @@
 The code cites its design and protocol notes by file name and section, e.g. ``design.md §2``,
 ``vllm-realtime.md §2.2–2.4``, ``vllm-realtime.md §1.5`` with ``item 5``,
 ``test-peers.md §3b``, ``test-peers.md finding 3``, ``pjsua2.md P7`` or
-``pjsua2.md "Pitfalls"``.  A bare name resolves to ``docs/NAME.md`` (then the citing file's
+``pjsua2.md "Pitfalls"``.  A bare name resolves to ``docs/<name>.md`` (then the citing file's
 folder, then the repository root); a path (``benchmarks/README.md``) to that path in the
 repository.  Each cited marker must be in the note:
 
@@ -29,7 +29,7 @@ SKIPPED_DIRS = {"__pycache__", "node_modules", ".mypy_cache", ".ruff_cache", ".p
 
 _SECTION = r"[0-9]+[a-z]?(?:\.[0-9]+)*"
 # A note's name or path.  Not preceded by a word character, a slash or a dot, so that a path
-# is taken whole and "x.md" inside "index.mdx" or "a.b.md" is not half-read.
+# is taken whole and a note's name inside "index.mdx" or "design.b.md" is not half-read.
 _NOTE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[A-Za-z0-9_-]+\.md)(?![\w-])")
 # What follows a note's name, once line breaks and comment leaders are folded into one space.
 _REFERENCE = re.compile(
@@ -234,54 +234,58 @@ NOTE = """# A note
 
 def test_citations_are_read_in_every_form_the_code_uses() -> None:
     text = (
-        "x (a.md §2.2–2.4, b.md §4)\n"
-        "# c.md §1.5 item 7, and d.md §2.2, §2.4\n"
-        '* e.md finding 3; f.md P7; g.md "Pitfalls"; docs/h.md §4.1-4.2\n'
-        "  wrapped over lines (i.md\n  # §3b) and a bare §1.5 item 5 and RFC 3261 §7.3.1\n"
-        "plain j.md, and not index.mdx\n"
+        "x (design.md §2.2–2.4, pjsua2.md §4)\n"
+        "# vllm-realtime.md §1.5 item 7, and vllm-cpu.md §2.2, §2.4\n"
+        '* test-peers.md finding 3; speech.md P7; media-forks.md "Pitfalls"; '
+        "docs/design.md §4.1-4.2\n"
+        "  wrapped over lines (pjsua2.md\n  # §3b) and a bare §1.5 item 5 and RFC 3261 §7.3.1\n"
+        "plain speech.md, and not index.mdx\n"
     )
     got = [(c.where, c.note, c.kind, c.marker) for c in citations_in(text, "m/x.py")]
     assert got == [
-        ("m/x.py:1", "a.md", "section", "2.2"),
-        ("m/x.py:1", "a.md", "section", "2.4"),
-        ("m/x.py:1", "b.md", "section", "4"),
-        ("m/x.py:2", "c.md", "item", "1.5/7"),
-        ("m/x.py:2", "c.md", "section", "1.5"),
-        ("m/x.py:2", "d.md", "section", "2.2"),
-        ("m/x.py:2", "d.md", "section", "2.4"),
-        ("m/x.py:3", "e.md", "finding", "3"),
-        ("m/x.py:3", "f.md", "pitfall", "P7"),
-        ("m/x.py:3", "g.md", "heading", "Pitfalls"),
-        ("m/x.py:3", "docs/h.md", "section", "4.1"),
-        ("m/x.py:3", "docs/h.md", "section", "4.2"),
-        ("m/x.py:4", "i.md", "section", "3b"),
-        ("m/x.py:6", "j.md", "file", ""),
+        ("m/x.py:1", "design.md", "section", "2.2"),
+        ("m/x.py:1", "design.md", "section", "2.4"),
+        ("m/x.py:1", "pjsua2.md", "section", "4"),
+        ("m/x.py:2", "vllm-realtime.md", "item", "1.5/7"),
+        ("m/x.py:2", "vllm-realtime.md", "section", "1.5"),
+        ("m/x.py:2", "vllm-cpu.md", "section", "2.2"),
+        ("m/x.py:2", "vllm-cpu.md", "section", "2.4"),
+        ("m/x.py:3", "test-peers.md", "finding", "3"),
+        ("m/x.py:3", "speech.md", "pitfall", "P7"),
+        ("m/x.py:3", "media-forks.md", "heading", "Pitfalls"),
+        ("m/x.py:3", "docs/design.md", "section", "4.1"),
+        ("m/x.py:3", "docs/design.md", "section", "4.2"),
+        ("m/x.py:4", "pjsua2.md", "section", "3b"),
+        ("m/x.py:6", "speech.md", "file", ""),
         ("m/x.py:5", "docs/*.md", "item", "1.5/5"),
     ]
 
 
 def test_a_missing_note_section_or_item_is_reported(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "n.md").write_text(NOTE, encoding="utf-8")
+    (tmp_path / "docs" / "speech.md").write_text(NOTE, encoding="utf-8")
+    absent = f"{tmp_path.name}.md"  # no such note anywhere
     code = (
-        'n.md §1.5 item 7, n.md §3b, n.md finding 3, n.md P7, n.md "Pitfalls", n.md §1\n'
-        "n.md §2, n.md §1.5 item 2, n.md §3b item 1, n.md finding 4, n.md P8, o.md\n"
-        'n.md "Refusing", ../n.md, n.md §1.50, n.md §1.5.1\n'
+        "speech.md §1.5 item 7, speech.md §3b, speech.md finding 3, speech.md P7,\n"
+        'speech.md "Pitfalls", speech.md §1\n'
+        "speech.md §2, speech.md §1.5 item 2, speech.md §3b item 1, speech.md finding 4,\n"
+        f"speech.md P8, {absent}\n"
+        'speech.md "Refusing", ../speech.md, speech.md §1.50, speech.md §1.5.1\n'
     )
     problems = [p for c in citations_in(code, "x.py") if (p := problem(c, tmp_path))]
     assert [p.split(": cites ")[1].split(",")[0] for p in problems] == [
-        "n.md §2",
-        "n.md §1.5 item 2",
-        "n.md §3b item 1",
-        "n.md finding 4",
-        "n.md P8",
-        "o.md",
-        'n.md "Refusing"',
-        "../n.md",
-        "n.md §1.50",
-        "n.md §1.5.1",
+        "speech.md §2",
+        "speech.md §1.5 item 2",
+        "speech.md §3b item 1",
+        "speech.md finding 4",
+        "speech.md P8",
+        absent,
+        'speech.md "Refusing"',
+        "../speech.md",
+        "speech.md §1.50",
+        "speech.md §1.5.1",
     ]
     assert problems[0] == (
-        "x.py:2: cites n.md §2, but docs/n.md has no such heading or line: "
+        "x.py:3: cites speech.md §2, but docs/speech.md has no such heading or line: "
         "add it to the note or fix the citation"
     )
