@@ -37,7 +37,7 @@ from bridge.core.forks.asterisk_ws import (
 from bridge.core.types import EndCause, LegSource
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream
-from bridge.ingest.wsfork import WebSocketFork, close_code, end_cause, first_message
+from bridge.ingest.wsfork import WebSocketFork, close_code, close_reason, end_cause, first_message
 
 logger = logging.getLogger(__name__)
 UNSUPPORTED_DATA = 1003  # RFC 6455 §7.4.1: "a type of data it cannot accept"
@@ -47,11 +47,6 @@ MAX_EVENT_TEXT = 1024
 
 class TooBig(RemoteProtocolError):
     """A message over chan_websocket's limit: closed with 1009."""
-
-
-def _close_reason(text: str) -> str:
-    """At most 123 bytes of UTF-8 (RFC 6455 §5.5: a control frame's payload is <= 125)."""
-    return text.encode()[:120].decode(errors="ignore")
 
 
 def metadata(start: MediaStart, key: str, peer: str) -> dict[str, object]:
@@ -120,7 +115,7 @@ class AsteriskWebSocketFork(WebSocketFork):
                 if isinstance(exc, TooBig)
                 else close_code(exc)
             )
-            await ws.close(code, _close_reason(str(exc)))
+            await ws.close(code, close_reason(str(exc)))
             if stream is not None:
                 await stream.leave(EndCause.PROTOCOL_ERROR)
                 stream = None

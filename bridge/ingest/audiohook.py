@@ -34,7 +34,7 @@ from bridge.core.forks.audiohook import Message, Session, parse_duration, read_o
 from bridge.core.types import AudioEncoding, EndCause, LegRole, LegSource
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkRefused, ForkStream
-from bridge.ingest.wsfork import START_TIMEOUT_S, WebSocketFork, secret_refusal
+from bridge.ingest.wsfork import START_TIMEOUT_S, WebSocketFork, close_reason, secret_refusal
 
 logger = logging.getLogger(__name__)
 IDLE_S: Final = 60.0  # no message for this long (Genesys pings while paused): the stream dropped
@@ -231,7 +231,7 @@ class _Connection:
                     if wait_for_close and isinstance(data, str) and self.is_close(data):
                         await self.send(self.session.closed())
                         wait_for_close = False
-        await self.ws.close(code, why[:120])
+        await self.ws.close(code, close_reason(why))
 
     def is_close(self, text: str) -> bool:
         """After a ``disconnect`` any ``close`` is answered, however its counters read."""

@@ -23,7 +23,14 @@ from bridge.core.forks.freeswitch import read_metadata, read_url
 from bridge.core.types import AudioEncoding, EndCause, LegInfo, LegSource, Segment
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream
-from bridge.ingest.wsfork import Replies, WebSocketFork, close_code, end_cause, first_message
+from bridge.ingest.wsfork import (
+    Replies,
+    WebSocketFork,
+    close_code,
+    close_reason,
+    end_cause,
+    first_message,
+)
 
 logger = logging.getLogger(__name__)
 MAX_EVENT_TEXT = 4096
@@ -80,7 +87,7 @@ class FreeSwitchFork(WebSocketFork):
             closed = exc
         except RemoteProtocolError as exc:
             logger.warning("FreeSWITCH stream from %s: %s; closing", peer, exc)
-            await ws.close(close_code(exc), str(exc)[:120])
+            await ws.close(close_code(exc), close_reason(str(exc)))
             if stream is not None:
                 await stream.leave(EndCause.PROTOCOL_ERROR)
                 stream = None

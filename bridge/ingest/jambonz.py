@@ -50,6 +50,7 @@ from bridge.ingest.wsfork import (
     Replies,
     WebSocketFork,
     close_code,
+    close_reason,
     end_cause,
     first_message,
     secret_refusal,
@@ -120,7 +121,7 @@ class JambonzListenFork(WebSocketFork):
         except RemoteProtocolError as exc:
             where = f"call {stream.call.call_id}" if stream is not None else peer
             logger.warning("jambonz listen stream (%s): %s; closing", where, exc)
-            await ws.close(close_code(exc), str(exc)[:120])
+            await ws.close(close_code(exc), close_reason(str(exc)))
             if stream is not None:
                 await stream.leave(EndCause.PROTOCOL_ERROR)
                 stream = None
@@ -207,7 +208,7 @@ class JambonzSttFork(WebSocketFork):
             logger.warning("jambonz speech stream (%s): %s; closing", where, exc)
             replies.put(stt_error(str(exc)))
             await replies.drain()
-            await ws.close(close_code(exc), str(exc)[:120])
+            await ws.close(close_code(exc), close_reason(str(exc)))
             cause = EndCause.PROTOCOL_ERROR
         finally:
             await replies.close()

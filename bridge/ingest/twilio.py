@@ -40,7 +40,14 @@ from bridge.core.forks.twilio import (
 from bridge.core.types import AudioEncoding, EndCause, LegSource
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream
-from bridge.ingest.wsfork import WebSocketFork, close_code, end_cause, first_message, secret_refusal
+from bridge.ingest.wsfork import (
+    WebSocketFork,
+    close_code,
+    close_reason,
+    end_cause,
+    first_message,
+    secret_refusal,
+)
 
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -118,7 +125,7 @@ class TwilioFork(WebSocketFork):
             start_ = reader.start
             where = f"call {start_.call_sid} stream {start_.stream_sid}" if start_ else "stream"
             logger.warning("Twilio %s from %s: %s; closing", where, peer, exc)
-            await ws.close(close_code(exc), str(exc).encode()[:120].decode(errors="ignore"))
+            await ws.close(close_code(exc), close_reason(str(exc)))
             cause = EndCause.PROTOCOL_ERROR
         finally:
             if stream is not None:

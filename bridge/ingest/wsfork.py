@@ -79,6 +79,12 @@ class WebSocketFork(ABC):
         """The connection after the handshake, until it ends."""
 
 
+def close_reason(text: str) -> str:
+    """At most 123 bytes of UTF-8 (RFC 6455 §5.5: a close frame's payload is at most 125 bytes,
+    2 of them the code); cut by bytes, not characters, so no peer text can make it too long."""
+    return text.encode()[:123].decode(errors="ignore")
+
+
 def close_code(exc: RemoteProtocolError) -> int:
     if isinstance(exc, ForkRefused):
         return TRY_AGAIN_LATER if exc.reason == "busy" else POLICY_VIOLATION
