@@ -5,28 +5,50 @@
   const status = document.getElementById("status");
   const calls = new Map(); // call id -> {call, legs: Map(leg id -> leg with latest/health), row}
 
-  function render(c) {
-    if (!c.row) {
-      c.row = Bridge.el("tr", { class: "call-row" });
-      c.row.addEventListener("click", (e) => { if (e.target.tagName !== "A") location.href = "/calls/" + c.call.id; });
-      tbody.prepend(c.row);
-    }
-    const link = Bridge.el("a", { href: "/calls/" + encodeURIComponent(c.call.id), text: c.call.title || c.call.id.slice(0, 8) });
+  // A row is built once and then only its text changes: a live call re-renders several times a
+  // second, and a click whose mousedown lands on an element replaced before the mouseup is lost
+  // (Chromium fires no click when the pressed node has left the document).
+  function build(c) {
+    const link = Bridge.el("a", { href: "/calls/" + encodeURIComponent(c.call.id) });
+    const agent = Bridge.el("small");
+    const dur = Bridge.el("td", { class: "dur" });
     const who = Bridge.el("td");
     const health = Bridge.el("td");
-    for (const l of c.legs.values()) {
-      const line = Bridge.el("span", { class: "line" + (l.latest && !l.latest.final ? " partial" : "") },
-        Bridge.el("span", { class: "who", text: `${l.role}:`, title: l.label }),
-        Bridge.el("span", { class: "t", text: (l.latest && l.latest.text) || "…" }));
-      who.append(line);
+    const row = Bridge.el("tr", { class: "call-row" }, Bridge.el("td", {}, link, Bridge.el("br"), agent), dur, who, health);
+    row.addEventListener("click", (e) => { if (e.target.tagName !== "A") location.href = "/calls/" + c.call.id; });
+    tbody.prepend(row);
+    return { row, link, agent, dur, who, health, legs: [] };
+  }
+  function legLines(l) { // the leg's line in the "latest" and "health" columns, made once per leg
+    if (!l.el) {
+      const t = Bridge.el("span", { class: "t" });
+      l.el = {
+        line: Bridge.el("span", { class: "line" }, Bridge.el("span", { class: "who", text: `${l.role}:`, title: l.label }), t),
+        t, health: Bridge.el("span", { class: "line health" }),
+      };
+    }
+    return l.el;
+  }
+  function render(c) {
+    const v = c.view || (c.view = build(c));
+    v.link.textContent = c.call.title || c.call.id.slice(0, 8);
+    v.agent.textContent = c.call.agent ? "agent " + c.call.agent : "";
+    v.dur.textContent = Bridge.clock(Date.now() - c.call.started_at_ms);
+    const legs = [...c.legs.values()];
+    if (legs.length !== v.legs.length || legs.some((l, i) => l !== v.legs[i])) { // a leg came or went
+      v.who.replaceChildren(...legs.map((l) => legLines(l).line));
+      v.health.replaceChildren(...legs.map((l) => legLines(l).health));
+      v.legs = legs;
+    }
+    for (const l of legs) {
+      const e = legLines(l);
+      e.line.className = "line" + (l.latest && !l.latest.final ? " partial" : "");
+      e.t.textContent = (l.latest && l.latest.text) || "…";
       const h = l.health || {};
       const bad = (h.errors || 0) > 0 || (h.gaps || 0) > 0 || (h.lag_ms || 0) > 5000;
-      health.append(Bridge.el("span", { class: "line health" + (bad ? " bad" : ""),
-        text: `${l.role}: lag ${h.lag_ms == null ? "–" : (h.lag_ms / 1000).toFixed(1) + " s"}, ${h.errors || 0} errors, ${h.gaps || 0} gaps` }));
+      e.health.className = "line health" + (bad ? " bad" : "");
+      e.health.textContent = `${l.role}: lag ${h.lag_ms == null ? "–" : (h.lag_ms / 1000).toFixed(1) + " s"}, ${h.errors || 0} errors, ${h.gaps || 0} gaps`;
     }
-    const dur = Bridge.el("td", { class: "dur", text: Bridge.clock(Date.now() - c.call.started_at_ms) });
-    const first = Bridge.el("td", {}, link, Bridge.el("br"), Bridge.el("small", { text: c.call.agent ? "agent " + c.call.agent : "" }));
-    c.row.replaceChildren(first, dur, who, health);
     document.getElementById("empty").hidden = calls.size > 0;
   }
   function reset(snap) {
@@ -45,7 +67,7 @@
       if (ev.type === "call.started") { calls.set(ev.call_id, { call: ev.call, legs: new Map() }); dirty.add(ev.call_id); return; }
       const c = calls.get(ev.call_id);
       if (!c) return;
-      if (ev.type === "call.ended") { c.row && c.row.remove(); calls.delete(ev.call_id); dirty.delete(ev.call_id); document.getElementById("empty").hidden = calls.size > 0; return; }
+      if (ev.type === "call.ended") { c.view && c.view.row.remove(); calls.delete(ev.call_id); dirty.delete(ev.call_id); document.getElementById("empty").hidden = calls.size > 0; return; }
       if (ev.type === "leg.started") c.legs.set(ev.leg.id, Object.assign(ev.leg, { health: { lag_ms: null, errors: 0, gaps: 0 } }));
       else if (ev.type === "leg.ended") c.legs.delete(ev.leg.id);
       else if (ev.type === "segment.partial" || ev.type === "segment.final") {
@@ -63,7 +85,7 @@
       dirty.clear();
     },
   });
-  setInterval(() => { for (const c of calls.values()) { const d = c.row && c.row.querySelector(".dur"); if (d) d.textContent = Bridge.clock(Date.now() - c.call.started_at_ms); } }, 1000);
+  setInterval(() => { for (const c of calls.values()) { if (c.view) c.view.dur.textContent = Bridge.clock(Date.now() - c.call.started_at_ms); } }, 1000);
   // The server sends an agent its own live call at "/" (agent.html) when the request carries the
   // login cookie; a link from another site opens "/" without it (SameSite=Strict), and this
   // page's own requests do carry it: an agent is sent on, once.

@@ -37,6 +37,20 @@ new MutationObserver(() => {
 }).observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
 """
 
+# Resolves when the text of the first call row's latest line next changes: with whether the
+# link pressed before that change is still in the document.
+LINK_SURVIVES_NEXT_LINE = """() => new Promise((resolve) => {
+  const row = document.querySelector("tr.call-row");
+  const link = row.querySelector("a");
+  const text = () => (row.querySelector(".line .t") || {}).textContent;
+  const before = text();
+  new MutationObserver((_, seen) => {
+    if (text() === before) return;
+    seen.disconnect();
+    resolve(link.isConnected);
+  }).observe(row, {subtree: true, childList: true, characterData: true});
+})"""
+
 
 def wav_bytes(seconds: float = 8.0, rate: int = 16_000) -> bytes:
     t = np.arange(int(seconds * rate)) / rate
@@ -113,6 +127,10 @@ async def test_agent_view_shows_partials_turning_final_and_supervisor_lists_the_
                 timeout=15_000
             )
             await page.screenshot(path=artifacts / "supervisor.png")
+            # The row's link survives the next line of text: a re-render that replaced it lost
+            # any click pressed on the old one (CI saw the click-through below miss that way).
+            survived = await page.evaluate(LINK_SURVIVES_NEXT_LINE)
+            assert survived, "the call row's link was replaced when its text changed"
 
             await row.locator("a").click()  # click-through to the agent view
             await page.wait_for_url(f"**/calls/{call_id}")
