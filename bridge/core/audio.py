@@ -252,13 +252,14 @@ class Resampler:
 class LegAudio:
     """The audio path of one leg: payloads in, 80 ms PCM16 chunks at 16 kHz out (sans-I/O).
 
-    * ``receive_frame(payload, position=...)`` decodes G.711 or PCM16 LE, resamples to 16 kHz and
-      cuts chunks.  ``position`` is the frame's first sample in input-rate samples since the leg
-      started (e.g. from RTP timestamps).  A later position than expected first fills the hole with
-      silence *through the resampler* (the stream stays continuous); an earlier one (duplicate,
-      overlap, late reordered packet) drops the samples already covered and counts them.  Without
-      ``position`` frames are taken as contiguous.  The caller rebases positions on a real
-      discontinuity (new SSRC, timestamp jump): whatever hole it reports is filled.
+    * ``receive_frame(payload, position=...)`` decodes G.711, PCM16 LE or L16 (big-endian),
+      resamples to 16 kHz and cuts chunks.  ``position`` is the frame's first sample in input-rate
+      samples since the leg started (e.g. from RTP timestamps).  A later position than expected
+      first fills the hole with silence *through the resampler* (the stream stays continuous); an
+      earlier one (duplicate, overlap, late reordered packet) drops the samples already covered and
+      counts them.  Without ``position`` frames are taken as contiguous.  The caller rebases
+      positions on a real discontinuity (new SSRC, timestamp jump): whatever hole it reports is
+      filled.
     * ``receive_silence(n)`` appends ``n`` input-rate samples of silence (hold, RTP inactivity).
     * ``chunks_ready()`` returns the complete chunks made since the last call, each exactly
       ``CHUNK_BYTES`` (2560) bytes; chunk ``k`` of the leg is leg-clock samples
@@ -278,6 +279,7 @@ class LegAudio:
         "_bytes_per_sample",
         "_chunk",
         "_chunk_fill",
+        "_dtype",
         "_finished",
         "_float_table",
         "_int16_table",
@@ -305,6 +307,7 @@ class LegAudio:
         self.in_rate_hz: Final = in_rate_hz
         self.encoding: Final = encoding
         self._bytes_per_sample = encoding.bytes_per_sample
+        self._dtype: Final = ">i2" if encoding is AudioEncoding.L16 else "<i2"
         # G.711 decodes by table look-up straight to float32 for soxr (int16 when passing through).
         self._float_table: npt.NDArray[np.float32] | None = None
         self._int16_table: npt.NDArray[np.int16] | None = None
@@ -348,7 +351,8 @@ class LegAudio:
         n_bytes = len(payload)
         if n_bytes % bytes_per_sample:
             raise MediaError(
-                f"PCM16 frame of {n_bytes} bytes: a 16-bit frame has an even number of bytes"
+                f"{self.encoding.value} frame of {n_bytes} bytes: "
+                "a 16-bit frame has an even number of bytes"
             )
         n = n_bytes // bytes_per_sample
         skip = 0
@@ -369,13 +373,13 @@ class LegAudio:
         if resampler.passthrough:
             table16 = self._int16_table
             if table16 is None:
-                self._emit(np.frombuffer(data, dtype="<i2"))
+                self._emit(np.frombuffer(data, dtype=self._dtype))
             else:
                 self._emit(table16[np.frombuffer(data, dtype=np.uint8)])
             return
         table = self._float_table
         if table is None:
-            x = np.frombuffer(data, dtype="<i2").astype(np.float32)
+            x = np.frombuffer(data, dtype=self._dtype).astype(np.float32)
         else:
             x = table[np.frombuffer(data, dtype=np.uint8)]
         y = resampler.process_float(x)

@@ -74,12 +74,13 @@ class AudioEncoding(enum.Enum):
     """Sample encodings the leg pipeline decodes itself (others are decoded by pjsua2/aiortc)."""
 
     PCM16 = "pcm16"  # signed 16-bit little-endian
+    L16 = "l16"  # signed 16-bit big-endian (RFC 3551 §4.5.11: "in network byte order")
     PCMU = "pcmu"  # G.711 µ-law
     PCMA = "pcma"  # G.711 A-law
 
     @property
     def bytes_per_sample(self) -> int:
-        return 2 if self is AudioEncoding.PCM16 else 1
+        return 2 if self in (AudioEncoding.PCM16, AudioEncoding.L16) else 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -290,6 +290,16 @@ def test_passthrough_leg_returns_input_in_chunks() -> None:
     assert np.array_equal(out, pcm)
 
 
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_l16_is_big_endian_pcm16(rate: int) -> None:
+    """RFC 3551 §4.5.11 L16 (Asterisk's RTP slin, slin16): PCM16's samples, byte-swapped."""
+    pcm = noise(rate + 100)
+    step = rate // 50
+    frames = [pcm[i : i + step].astype(">i2").tobytes() for i in range(0, len(pcm), step)]
+    assert np.array_equal(stream(LegAudio(rate, AudioEncoding.L16), frames), one_shot(pcm, rate))
+    assert AudioEncoding.L16.bytes_per_sample == 2
+
+
 def test_finish_returns_none_when_nothing_is_left() -> None:
     leg = LegAudio(8000, AudioEncoding.PCMU)
     leg.receive_frame(b"\xff" * 640)  # 80 ms at 8 kHz -> exactly one chunk at 16 kHz
@@ -315,7 +325,7 @@ def test_receiving_after_finish_is_invalid() -> None:
 
 def test_odd_pcm16_payload_is_rejected_without_side_effects() -> None:
     leg = LegAudio(8000, AudioEncoding.PCM16)
-    with pytest.raises(MediaError, match="PCM16 frame of 321 bytes"):
+    with pytest.raises(MediaError, match="pcm16 frame of 321 bytes"):
         leg.receive_frame(b"\x00" * 321, position=800)
     assert (leg.samples_in, leg.samples_filled, leg.next_position) == (0, 0, 0)
 
