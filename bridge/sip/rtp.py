@@ -5,6 +5,9 @@ of through pjsua's jitter buffer and conference tick (``bridge.sip.media``), bec
 transcription leg wants every sample at its RTP timestamp as soon as it arrives, not a
 playout-smoothed timeline: pjsua's adaptive jitter buffer held audio back 20-35 ms and
 stretched or shrank calls by 10-20 ms at a time (benchmarks/README.md, ``bench_sip.py``).
+Asterisk's ARI externalMedia RTP (:mod:`bridge.ingest.rtp`) is placed the same way: L16 at 8 or
+16 kHz (big-endian, RFC 3551 §4.5.11) or G.711, one format set up without negotiation
+(:attr:`StreamFormat.fallback`).
 
 :class:`RtpReceiver` takes datagrams with their arrival time and gives back what to hand to the
 leg, each on the leg's sample clock (samples at the codec's rate since the stream was opened):
@@ -101,10 +104,13 @@ _EVENT: Final = struct.Struct("!BBH")
 class StreamFormat:
     """The payload types a stream may carry (from the SDP answer) and the leg's sample rate."""
 
-    audio: dict[int, PayloadFormat]  # PCMU, PCMA or G722 payload types -> format
+    audio: dict[int, PayloadFormat]  # PCMU, PCMA, G722 or L16 payload types -> format
     events: int | None  # telephone-event payload type (RFC 4733), if negotiated
     events_clock_hz: int = 8000
     comfort_noise: frozenset[int] = frozenset()  # CN payload types (RFC 3389): ignored
+    # Any other payload type is this format: a stream set up without negotiation (Asterisk's
+    # ARI externalMedia takes one ``format`` and "no negotiation" happens).
+    fallback: PayloadFormat | None = None
 
     @property
     def encodings(self) -> frozenset[str]:
@@ -112,20 +118,25 @@ class StreamFormat:
         return frozenset(f.encoding for f in self.audio.values())
 
     @property
+    def rtp_clock_hz(self) -> int:
+        """The timestamps' clock (every audio format of one stream has the same rate)."""
+        return next(iter(self.audio.values())).rtp_clock_hz
+
+    @property
     def sample_rate_hz(self) -> int:
         """The leg's sample rate: G.722 samples at 16 kHz on an 8 kHz RTP clock (RFC 3551
-        §4.5.2), G.711 at 8 kHz."""
-        return 16000 if any(f.encoding == "G722" for f in self.audio.values()) else 8000
+        §4.5.2), G.711 at 8 kHz, L16 at its clock (§4.5.11)."""
+        return sample_rate(next(iter(self.audio.values())))
 
     @classmethod
     def from_formats(cls, formats: tuple[PayloadFormat, ...]) -> StreamFormat:
         """From an SDP answer's formats; raises ``ValueError`` if no audio codec is usable or
         two of them run at different sample rates (one leg has one rate)."""
-        audio = {f.payload_type: f for f in formats if f.encoding in SAMPLES_PER_BYTE}
+        audio = {f.payload_type: f for f in formats if f.encoding in SIP_CODECS}
         if not audio:
             shown = ", ".join(f.encoding for f in formats) or "no formats"
             raise ValueError(f"no PCMU, PCMA or G722 in the answer ({shown})")
-        if len({SAMPLES_PER_BYTE[f.encoding] for f in audio.values()}) > 1:
+        if len({sample_rate(f) for f in audio.values()}) > 1:
             raise ValueError("G722 and G.711 in one stream: one leg has one sample rate")
         events = [f for f in formats if f.encoding == "TELEPHONE-EVENT"]
         return cls(
@@ -136,9 +147,17 @@ class StreamFormat:
         )
 
 
-# Samples on the leg clock per payload byte.
-SAMPLES_PER_BYTE: Final = {"PCMU": 1, "PCMA": 1, "G722": 2}
-RTP_CLOCK_HZ: Final = 8000  # all three (G.722's too: RFC 3551 §4.5.2)
+# (leg samples, payload bytes) per unit of each codec's payload: G.722 packs two 16 kHz samples
+# in a byte, L16 one sample in two bytes (RFC 3551 §4.5.2, §4.5.11).
+SIZES: Final = {"PCMU": (1, 1), "PCMA": (1, 1), "G722": (2, 1), "L16": (1, 2)}
+SIP_CODECS: Final = ("PCMU", "PCMA", "G722")  # what the SIP worker answers with
+RTP_CLOCK_HZ: Final = 8000  # the SIP codecs' clock (G.722's too: RFC 3551 §4.5.2)
+
+
+def sample_rate(fmt: PayloadFormat) -> int:
+    """The leg's samples per second of ``fmt``: its clock, doubled for G.722 (RFC 3551 §4.5.2:
+    "the RTP clock rate ... is 8,000 Hz ... even though the actual sampling rate ... is 16,000")."""
+    return fmt.rtp_clock_hz * 2 if fmt.encoding == "G722" else fmt.rtp_clock_hz
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +225,7 @@ class RtpReceiver:
         self._max_samples = MAX_PACKET_MS * self.rate_hz // 1000
         self._event_slack = EVENT_SLACK_MS * self.rate_hz // 1000
         self._frame = FRAME_MS * self.rate_hz // 1000
-        self._ticks = self.rate_hz // RTP_CLOCK_HZ  # leg samples per timestamp unit
+        self._ticks = self.rate_hz // fmt.rtp_clock_hz  # leg samples per timestamp unit
         self._ssrc: int | None = None
         self._anchor_ts = 0
         self._anchor_pos = 0
@@ -247,7 +266,7 @@ class RtpReceiver:
         pt, seq, ts, ssrc, payload = parsed
         fmt = self.format
         is_event = pt == fmt.events
-        audio = fmt.audio.get(pt)
+        audio = None if is_event or pt in fmt.comfort_noise else fmt.audio.get(pt, fmt.fallback)
         if audio is None and not is_event:
             if pt in fmt.comfort_noise:  # RFC 3389: the gap is filled with silence anyway
                 ahead = (seq - self._seq) & 0xFFFF
@@ -257,11 +276,13 @@ class RtpReceiver:
                 return []
             self.foreign += 1
             return []
-        if audio is not None and (
-            len(payload) * SAMPLES_PER_BYTE[audio.encoding] > self._max_samples or not payload
-        ):
-            self.invalid += 1
-            return []
+        n = 0  # leg samples of audio in it
+        if audio is not None:
+            samples, width = SIZES[audio.encoding]
+            n = len(payload) // width * samples
+            if not n or len(payload) % width or n > self._max_samples:
+                self.invalid += 1
+                return []
         if is_event and len(payload) < _EVENT.size:
             self.invalid += 1
             return []
@@ -270,7 +291,7 @@ class RtpReceiver:
                 return self._probation(data, ssrc, seq, now_s)
             self._ssrc, self._seq = ssrc, (seq - 1) & 0xFFFF
             self._anchor(ts, max(self._end, self._wall_position(now_s)))
-        return self._take(pt, seq, ts, payload, audio, now_s)
+        return self._take(pt, seq, ts, payload, audio, n, now_s)
 
     def poll(self, now_s: float) -> list[Output]:
         """Move the leg clock on if the stream has been silent for longer than ``stall_ms``."""
@@ -309,6 +330,7 @@ class RtpReceiver:
         ts: int,
         payload: bytes,
         audio: PayloadFormat | None,
+        n: int,
         now_s: float,
     ) -> list[Output]:
         ahead = (seq - self._seq) & 0xFFFF
@@ -317,7 +339,6 @@ class RtpReceiver:
         if audio is None:
             self._count(seq, ahead, newer, now_s)
             return self._receive_event(ts, position, self._wall_position(now_s), payload)
-        n = len(payload) * SAMPLES_PER_BYTE[audio.encoding]
         wall = self._wall_position(now_s)
         if position - wall > self._jump_samples:
             if not newer:

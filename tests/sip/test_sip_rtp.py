@@ -766,3 +766,25 @@ def test_a_re_offer_moves_the_expected_address() -> None:
     stream.expect(("192.0.2.20", 30000))
     assert stream.accept(("192.0.2.20", 30000), 0.02)
     assert not stream.accept(SDP_SOURCE, 0.04)
+
+
+# -- ARI externalMedia: one format, no negotiation; L16 (RFC 3551 §4.5.11) ---------------------
+
+SLIN16 = StreamFormat(
+    audio={118: PayloadFormat(118, "L16", 16000)},  # Asterisk's static payload type for slin16
+    events=None,
+    comfort_noise=frozenset({13}),
+    fallback=PayloadFormat(118, "L16", 16000),
+)
+
+
+def test_l16_is_placed_on_its_own_16khz_clock_and_any_other_payload_type_is_that_format() -> None:
+    r = receiver(SLIN16)
+    frame = bytes(640)  # 20 ms of 16-bit samples at 16 kHz
+    assert r.rate_hz == 16000
+    assert r.receive_datagram(rtp(1, 5000, frame, pt=118), 10.5) == [audio(8000, frame, "L16")]
+    assert r.receive_datagram(rtp(2, 5320, frame, pt=96), 10.52) == [audio(8320, frame, "L16")]
+    assert r.receive_datagram(rtp(3, 5640, frame, pt=13), 10.54) == []  # comfort noise
+    assert r.receive_datagram(rtp(4, 5960, frame[:-1]), 10.56) == []  # half a sample
+    assert r.receive_datagram(rtp(5, 6280, bytes(6402)), 10.58) == []  # over MAX_PACKET_MS
+    assert counters(r) == counts(packets=2, invalid=2)
