@@ -245,7 +245,7 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
                     "bridge: SIP ingest is off (--no-sip, BRIDGE_SIP_ENABLED or [sip] enabled)",
                     file=sys.stderr,
                 )
-            if config.audiosocket.enabled or config.forks.enabled:
+            if config.audiosocket.enabled or config.forks.enabled or config.ari.enabled:
                 services.append(
                     run_forks(
                         config,
@@ -275,10 +275,13 @@ async def run_forks(
     stop: asyncio.Event,
     listener: Listener,
 ) -> None:
-    """The media forks ([ingest.audiosocket], [ingest.websocket]) until ``stop``; their calls
-    then end ``shutdown``."""
+    """The media forks ([ingest.audiosocket], [ingest.websocket], [asterisk]) until ``stop``;
+    their calls then end ``shutdown``."""
+    from bridge.config.ingest import allowed
+    from bridge.ingest.ari import AriController, rtp_sources
     from bridge.ingest.audiosocket import AudioSocketServer
     from bridge.ingest.fork import ForkCalls
+    from bridge.ingest.rtp import RtpPorts
     from bridge.ingest.websocket import ForkSocketServer, fork_protocols
 
     calls = ForkCalls(
@@ -289,6 +292,8 @@ async def run_forks(
         rejoin_s=max(config.audiosocket.rejoin_s, config.forks.rejoin_s),
     )
     servers: list[AudioSocketServer | ForkSocketServer] = []
+    controller: asyncio.Task[None] | None = None
+    ports: RtpPorts | None = None
     try:
         if config.audiosocket.enabled:
             audiosocket = AudioSocketServer(calls, config.audiosocket)
@@ -311,8 +316,23 @@ async def run_forks(
                 f"({paths}; {guard})",
                 file=sys.stderr,
             )
+        if config.ari.enabled:
+            ari = config.ari
+            senders = await rtp_sources(ari)
+            ports = RtpPorts(host=ari.rtp_host, permitted=lambda ip: allowed(ip, senders))
+            controller = asyncio.create_task(AriController(calls, ports, ari).run(stop))
+            print(
+                f"bridge: ARI controller for Stasis({ari.app}) at {ari.ari_url}; externalMedia "
+                f"{ari.format} RTP to {ari.rtp_advertise} (from "
+                f"{', '.join(str(n) for n in senders)})",
+                file=sys.stderr,
+            )
         await stop.wait()
     finally:
+        if controller is not None:
+            await controller  # it ends its legs and hangs up its channels
+        if ports is not None:
+            await ports.stop()
         for server in servers:
             await server.stop()
         await calls.close()

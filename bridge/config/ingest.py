@@ -23,6 +23,15 @@ Example::
     # (base64): /audiohook then checks X-API-KEY and the request signature instead
     public_url = "wss://bridge.example.com"  # BRIDGE_FORKS_PUBLIC_URL: the URL Twilio dials
 
+    [asterisk]                    # the ARI controller: every call of a Stasis app, two legs
+    ari_url = "http://10.0.0.2:8088"  # BRIDGE_ARI_URL (Asterisk's http.conf); set: it runs
+    ari_user = "bridge"           # BRIDGE_ARI_USER (ari.conf); password: BRIDGE_ARI_PASSWORD
+    app = "bridge"                # BRIDGE_ARI_APP: the dialplan's Stasis(bridge)
+    format = "slin16"             # BRIDGE_ARI_FORMAT: externalMedia format (ulaw, alaw, slin)
+    rtp_host = "10.0.0.5"         # BRIDGE_ARI_RTP_HOST: where the legs' UDP ports are bound
+    rtp_advertise = ""            # BRIDGE_ARI_RTP_ADVERTISE: the address Asterisk sends to
+    rtp_sources = ["10.0.0.2"]    # BRIDGE_ARI_RTP_SOURCES (default: the ARI host, loopback)
+
 AudioSocket has no authentication of its own, so a listener on an address other than loopback
 takes connections only from ``allowed_sources`` (the PBX's addresses).  The WebSocket listener
 off loopback needs ``secret`` (FreeSWITCH modules authenticate no other way).
@@ -57,13 +66,18 @@ class AudioSocketConfig:
     idle_timeout_s: float = 10.0  # no frame for this long: the socket dropped
 
     def allows(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.allowed_sources)
+        return allowed(address, self.allowed_sources)
+
+
+def allowed(address: str, sources: tuple[IpNetwork, ...]) -> bool:
+    """Whether IP ``address`` (v4, v6, v4-mapped v6, with or without a zone) is in ``sources``."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in sources)
 
 
 # the paths of the WebSocket listener, /NAME
@@ -98,6 +112,27 @@ class ForkSocketConfig:
         return found
 
 
+# ARI externalMedia formats (bridge/ingest/rtp.py FORMATS)
+ARI_FORMATS = ("ulaw", "alaw", "slin", "slin16")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AriConfig:
+    ari_url: str | None = None  # http(s)://host:port of Asterisk's HTTP server; None: off
+    user: str = "bridge"
+    password: str = ""
+    app: str = "bridge"  # the Stasis application the dialplan hands calls to
+    format: str = "slin16"
+    rtp_host: str = "127.0.0.1"  # the legs' UDP ports are bound here
+    rtp_advertise: str = "127.0.0.1"  # ... and Asterisk sends to this address
+    rtp_sources: tuple[IpNetwork, ...] = ()  # () : the ARI host's addresses and loopback
+    request_timeout_s: float = 5.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.ari_url is not None
+
+
 SCHEMA: Schema = {
     "ingest.audiosocket": {
         "enabled": Setting("BRIDGE_AUDIOSOCKET_ENABLED", bool),
@@ -120,6 +155,16 @@ SCHEMA: Schema = {
         "audiohook_client_secret": Setting("BRIDGE_AUDIOHOOK_CLIENT_SECRET"),
         "public_url": Setting("BRIDGE_FORKS_PUBLIC_URL"),
         "rejoin_s": Setting("BRIDGE_FORKS_REJOIN_S", float),
+    },
+    "asterisk": {
+        "ari_url": Setting("BRIDGE_ARI_URL"),
+        "ari_user": Setting("BRIDGE_ARI_USER"),
+        "ari_password": Setting("BRIDGE_ARI_PASSWORD"),
+        "app": Setting("BRIDGE_ARI_APP"),
+        "format": Setting("BRIDGE_ARI_FORMAT"),
+        "rtp_host": Setting("BRIDGE_ARI_RTP_HOST"),
+        "rtp_advertise": Setting("BRIDGE_ARI_RTP_ADVERTISE"),
+        "rtp_sources": Setting("BRIDGE_ARI_RTP_SOURCES", list),
     },
 }
 
@@ -238,6 +283,48 @@ def build_fork_socket(read: Read) -> ForkSocketConfig:
         problems.append(
             f"ingest.websocket listens on {config.host} with no secret: set BRIDGE_FORKS_SECRET "
             "and give it to the PBX in the stream URL (?token=...)"
+        )
+    return config
+
+
+def build_ari(read: Read) -> AriConfig:
+    get, problems, section = read.value, read.problems, "asterisk"
+    url = (get(section, "ari_url", None) or "").rstrip("/") or None
+    host = get(section, "rtp_host", "127.0.0.1")
+    sources = get(section, "rtp_sources", None)
+    config = AriConfig(
+        ari_url=url,
+        user=get(section, "ari_user", "bridge"),
+        password=get(section, "ari_password", None) or "",
+        app=get(section, "app", "bridge"),
+        format=get(section, "format", "slin16"),
+        rtp_host=host,
+        rtp_advertise=get(section, "rtp_advertise", None) or host,
+        rtp_sources=(
+            ()
+            if sources is None
+            else networks(sources, read.origin(section, "rtp_sources"), problems)
+        ),
+    )
+    if url is not None and not url.startswith(("http://", "https://")):
+        problems.append(
+            f"{read.origin(section, 'ari_url')}: {url!r} is not an http:// or https:// URL "
+            "(Asterisk's HTTP server, e.g. http://10.0.0.2:8088)"
+        )
+    if url is not None and not config.password:
+        problems.append(
+            "asterisk: ari_url is set but not the ARI user's password: set BRIDGE_ARI_PASSWORD "
+            "(the user's password in ari.conf)"
+        )
+    if config.format not in ARI_FORMATS:
+        problems.append(
+            f"{read.origin(section, 'format')}: {config.format!r}, expected one of "
+            + ", ".join(ARI_FORMATS)
+        )
+    if config.rtp_advertise in ("0.0.0.0", "::"):
+        problems.append(
+            f"asterisk: rtp_host is {host}, which Asterisk cannot send to: set rtp_advertise "
+            "(BRIDGE_ARI_RTP_ADVERTISE) to the address Asterisk reaches the bridge at"
         )
     return config
 

@@ -42,8 +42,10 @@ from pathlib import Path
 from bridge.auth import Principal, parse_tokens
 from bridge.config.ingest import SCHEMA as INGEST_SCHEMA
 from bridge.config.ingest import (
+    AriConfig,
     AudioSocketConfig,
     ForkSocketConfig,
+    build_ari,
     build_audiosocket,
     build_fork_socket,
 )
@@ -116,6 +118,7 @@ class BridgeConfig:
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     audiosocket: AudioSocketConfig = field(default_factory=AudioSocketConfig)
     forks: ForkSocketConfig = field(default_factory=ForkSocketConfig)
+    ari: AriConfig = field(default_factory=AriConfig)
     source: str = "defaults"  # where the settings came from, for the start-up summary
 
 
@@ -265,6 +268,7 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
         webrtc=webrtc,
         audiosocket=build_audiosocket(read),
         forks=build_fork_socket(read),
+        ari=build_ari(read),
     )
 
 
