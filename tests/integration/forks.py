@@ -32,10 +32,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bridge.asr.client import AsrEndpoint
-from bridge.config.ingest import AudioSocketConfig, ForkSocketConfig
+from bridge.config.ingest import LOOPBACK, AriConfig, AudioSocketConfig, ForkSocketConfig, allowed
 from bridge.export import to_json
+from bridge.ingest.ari import AriController
 from bridge.ingest.audiosocket import AudioSocketServer
 from bridge.ingest.fork import ForkCalls
+from bridge.ingest.rtp import RtpPorts
 from bridge.ingest.websocket import ForkSocketServer, fork_protocols
 from storage import TranscriptStore
 from tests.ingest.fuzz import Hostile
@@ -49,6 +51,7 @@ from tests.ingest.peers import (
     AsteriskWsPeer,
     AudioHookPeer,
     AudioSocketPeer,
+    FakeAsterisk,
     FreeSwitchPeer,
     JambonzListenPeer,
     JambonzSttPeer,
@@ -149,6 +152,30 @@ async def audiosocket(
             yield server, store
         finally:
             await server.stop()
+
+
+@asynccontextmanager
+async def ari_controller(
+    db: Path, endpoint: AsrEndpoint, pbx: FakeAsterisk, *, connected: bool = True, **config: Any
+) -> AsyncIterator[tuple[AriController, TranscriptStore]]:
+    """The ARI controller on ``pbx`` (``config``: :class:`AriConfig`'s), its RTP ports on
+    loopback, until the block ends; ``connected``: first wait until it listens to the events."""
+    settings = AriConfig(
+        **{"ari_url": pbx.url, "user": pbx.user, "password": pbx.password} | config
+    )
+    async with _fork_calls(db, endpoint, 1.0) as (calls, store):
+        ports = RtpPorts(host="127.0.0.1", permitted=lambda ip: allowed(ip, LOOPBACK))
+        controller = AriController(calls, ports, settings)
+        stop = asyncio.Event()
+        running = asyncio.create_task(controller.run(stop))
+        try:
+            if connected:
+                await asyncio.wait_for(controller.connected.wait(), 10)
+            yield controller, store
+        finally:
+            stop.set()
+            await running
+            await ports.stop()
 
 
 async def ended(store: TranscriptStore, timeout_s: float = 60, *, count: int = 1) -> dict[str, Any]:

@@ -6,6 +6,7 @@ handshake, the first messages, audio paced in real time on an absolute 20 ms sch
 hangup.  Everything is importable from this package.
 """
 
+from tests.ingest.peers.ari import RTP_PAYLOAD_TYPES, AriCall, FakeAsterisk, rtp_audio
 from tests.ingest.peers.asterisk_ws import ASTERISK_FRAME_BYTES, AsteriskWsPeer, asterisk_audio
 from tests.ingest.peers.audiohook import STEREO, AudioHookPeer
 from tests.ingest.peers.audiosocket import AudioSocketPeer
@@ -28,10 +29,13 @@ __all__ = [
     "ASTERISK_FRAME_BYTES",
     "CONNECTED",
     "FRAME_MS",
+    "RTP_PAYLOAD_TYPES",
     "STEREO",
+    "AriCall",
     "AsteriskWsPeer",
     "AudioHookPeer",
     "AudioSocketPeer",
+    "FakeAsterisk",
     "FreeSwitchPeer",
     "JambonzListenPeer",
     "JambonzSttPeer",
@@ -42,6 +46,7 @@ __all__ = [
     "interleave",
     "interleave_ulaw",
     "paced",
+    "rtp_audio",
     "send_paced",
     "slin8k",
     "slin16k",
