@@ -16,7 +16,8 @@ from bridge_cli import bridge
 from engine_server import EngineServer
 from test_cli_serve import Serving, one_error_line, started  # noqa: F401 (fixture)
 
-from tests.ingest.peers import AudioSocketPeer, FreeSwitchPeer
+from tests.engine import speech
+from tests.ingest.peers import AudioSocketPeer, FakeAsterisk, FreeSwitchPeer
 from tests.sip.sipp import free_port
 
 pytestmark = pytest.mark.integration
@@ -84,6 +85,48 @@ def test_serve_takes_audiosocket_and_freeswitch_calls(
     ], listed
     code, err = serving.stop()
     assert code == 0, text + err
+
+
+def test_serve_runs_the_ari_controller_and_stops_cleanly(
+    engine_server: EngineServer,
+    tmp_path: Path,
+    started: list[Serving],  # noqa: F811
+) -> None:
+    """``[asterisk] ari_url``: ``bridge serve`` taps a Stasis call in both directions, and on
+    SIGTERM exits 0 (the controller's legs end, its channels are hung up)."""
+    http_port = free_port(socket.SOCK_STREAM)
+    args = ["serve", "--db", tmp_path / "c.db", "--no-sip", "--http-port", str(http_port)]
+    args += ["--asr-url", engine_server.url, "--model", engine_server.model]
+    key = {"BRIDGE_ASR_API_KEY": engine_server.api_key} if engine_server.api_key else {}
+
+    async def tapped() -> tuple[list[dict[str, object]], list[str], int]:
+        async with FakeAsterisk() as pbx:
+            env = {"BRIDGE_ARI_URL": pbx.url, "BRIDGE_ARI_PASSWORD": pbx.password}
+            env["BRIDGE_API_TOKENS"] = f"{TOKEN}:supervisor"
+            serving = await asyncio.to_thread(Serving, args, env | key)
+            started.append(serving)
+            audio = speech.build([0.2, "one two three", 0.2]).audio
+            await pbx.call(audio, audio, setup_timeout_s=20)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                listed = await asyncio.to_thread(calls, http_port)
+                if listed and all(c["end_cause"] for c in listed):
+                    break
+                await asyncio.sleep(0.2)
+            # A call still up when the bridge stops: its legs end, its channels are hung up.
+            await pbx.start_call(audio, audio, setup_timeout_s=20)
+            code, err = await asyncio.to_thread(serving.stop)
+            hung_up = [p for m, p, _ in pbx.requests if m == "DELETE"]
+            return listed, serving.lines + err.splitlines() + hung_up, code
+
+    listed, lines, code = asyncio.run(tapped())
+    text = "\n".join(lines)
+    assert code == 0, text
+    assert "bridge: ARI controller for Stasis(bridge) at http://127.0.0.1:" in text
+    assert [(c["source"], c["end_cause"]) for c in listed] == [("asterisk", "hangup")], listed
+    deletes = [line for line in lines if line.startswith("/ari/")]
+    assert len([d for d in deletes if d.startswith("/ari/channels/")]) >= 6, deletes
+    assert len([d for d in deletes if d.startswith("/ari/bridges/")]) == 4, deletes
 
 
 def test_audiosocket_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
