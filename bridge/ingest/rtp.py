@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -109,13 +110,17 @@ class RtpPort(asyncio.DatagramProtocol):
             if self.errors == 1:
                 self.stream.call.log.exception("RTP port %s: a datagram failed", self.address[1])
 
-    def summary(self) -> str:
+    def counters(self) -> dict[str, int]:
         r = self.receiver
-        return (
-            f"{r.packets} packets, {r.lost} lost, {r.late} late, {r.invalid} invalid, "
-            f"{self.latch.foreign_source} from other sources, {r.stalls} stalls, "
-            f"{self.errors} refused by the leg"
-        )
+        return {
+            "packets": r.packets,
+            "lost": r.lost,
+            "late": r.late,
+            "invalid": r.invalid,
+            "other sources": self.latch.foreign_source,
+            "stalls": r.stalls,
+            "refused by the leg": self.errors,
+        }
 
 
 class RtpPorts:
@@ -125,6 +130,7 @@ class RtpPorts:
         self.host = host
         self.permitted = permitted
         self._ports: set[RtpPort] = set()
+        self.totals: Counter[str] = Counter()  # the counters of every port closed
         self._poller: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -150,7 +156,10 @@ class RtpPorts:
         if port.transport is not None:
             port.transport.close()
         port.hand_over(port.receiver.close())  # a digit whose end never came
-        port.stream.call.log.info("RTP from Asterisk: %s", port.summary())
+        counters = port.counters()
+        self.totals.update(counters)
+        shown = ", ".join(f"{n} {name}" for name, n in counters.items())
+        port.stream.call.log.info("RTP from Asterisk: %s", shown)
         await port.stream.leave(cause)
 
     async def stop(self) -> None:
