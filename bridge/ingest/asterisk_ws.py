@@ -19,10 +19,8 @@ that is no control message), 1013 when ASR capacity is full.
 from __future__ import annotations
 
 import json
-import logging
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from bridge.core.forks.asterisk_ws import (
     MAX_MESSAGE,
@@ -34,12 +32,11 @@ from bridge.core.forks.asterisk_ws import (
     read_dtmf,
     read_media_start,
 )
-from bridge.core.types import EndCause, LegSource
+from bridge.core.types import LegSource
 from bridge.errors import RemoteProtocolError
 from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream
-from bridge.ingest.wsfork import WebSocketFork, close_code, close_reason, end_cause, first_message
+from bridge.ingest.wsfork import WebSocketFork, close_code, ending, first_message
 
-logger = logging.getLogger(__name__)
 UNSUPPORTED_DATA = 1003  # RFC 6455 §7.4.1: "a type of data it cannot accept"
 MESSAGE_TOO_BIG = 1009
 MAX_EVENT_TEXT = 1024
@@ -66,23 +63,30 @@ def metadata(start: MediaStart, key: str, peer: str) -> dict[str, object]:
     }
 
 
+def asterisk_close_code(exc: RemoteProtocolError) -> int:
+    """1003 for a format the bridge does not take, 1009 for a message over chan_websocket's
+    limit, else the forks' own codes."""
+    if isinstance(exc, UnsupportedFormat):
+        return UNSUPPORTED_DATA
+    if isinstance(exc, TooBig):
+        return MESSAGE_TOO_BIG
+    return close_code(exc)
+
+
 class AsteriskWebSocketFork(WebSocketFork):
     name = "asterisk"
     subprotocols: tuple[str, ...] = ()  # websocket_client.conf ``protocols`` is optional
 
     async def run(self, ws: ServerConnection, query: dict[str, str], calls: ForkCalls) -> None:
-        stream: ForkStream | None = None
-        closed: ConnectionClosed | None = None
         peer = f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
-        where = f"Asterisk stream from {peer}"
-        try:
+        async with ending(ws, f"Asterisk stream from {peer}", code_of=asterisk_close_code) as end:
             first = await first_message(ws)
             if isinstance(first, bytes):
                 raise RemoteProtocolError("audio before MEDIA_START")
             start = read_media_start(first, default_format=query.get("format") or None)
             pair = pairing(start, query)
             where = f"Asterisk {start.channel or pair.key}"
-            stream = await calls.join(
+            end.stream = stream = await calls.join(
                 LegSource.ASTERISK,
                 pair.key,
                 ForkFormat(start.rate_hz, start.encoding),
@@ -104,24 +108,6 @@ class AsteriskWebSocketFork(WebSocketFork):
                     stream.feed(message)
                 else:
                     self._control(stream, message)
-        except ConnectionClosed as exc:
-            closed = exc
-        except RemoteProtocolError as exc:
-            (stream.call.log if stream else logger).warning("%s: %s; closing", where, exc)
-            code = (
-                UNSUPPORTED_DATA
-                if isinstance(exc, UnsupportedFormat)
-                else MESSAGE_TOO_BIG
-                if isinstance(exc, TooBig)
-                else close_code(exc)
-            )
-            await ws.close(code, close_reason(str(exc)))
-            if stream is not None:
-                await stream.leave(EndCause.PROTOCOL_ERROR)
-                stream = None
-        finally:
-            if stream is not None:
-                await stream.leave(end_cause(closed or ws.close_exc))
 
     def _control(self, stream: ForkStream, text: str) -> None:
         control = read_control(text)

@@ -12,27 +12,21 @@ the stream ``hangup``; a dropped connection ``disconnected`` (the call waits ``r
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from bridge.core.forks.freeswitch import read_metadata, read_url
-from bridge.core.types import AudioEncoding, EndCause, LegInfo, LegSource, Segment
-from bridge.errors import RemoteProtocolError
-from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream
+from bridge.core.types import AudioEncoding, LegInfo, LegSource, Segment
+from bridge.ingest.fork import ForkCalls, ForkFormat
 from bridge.ingest.wsfork import (
     Replies,
     WebSocketFork,
-    close_code,
-    close_reason,
-    end_cause,
+    ending,
     first_message,
 )
 
-logger = logging.getLogger(__name__)
 MAX_EVENT_TEXT = 4096
 
 
@@ -58,16 +52,14 @@ class FreeSwitchFork(WebSocketFork):
     subprotocols: tuple[str, ...] = ("audio.drachtio.org",)  # mod_audio_fork's only
 
     async def run(self, ws: ServerConnection, query: dict[str, str], calls: ForkCalls) -> None:
-        stream: ForkStream | None = None
         replies = Replies(ws)
-        closed: ConnectionClosed | None = None
         peer = f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
-        try:
+        async with ending(ws, f"FreeSWITCH stream from {peer}", replies=replies) as end:
             url = read_url(query)
             first = await first_message(ws)
             metadata = read_metadata(first) if isinstance(first, str) else {}
             key = url.uuid or str(metadata.get("uuid") or "")[:128] or uuid.uuid4().hex
-            stream = await calls.join(
+            end.stream = stream = await calls.join(
                 LegSource.FREESWITCH,
                 key,
                 ForkFormat(url.rate_hz, AudioEncoding.PCM16, len(url.roles)),
@@ -83,15 +75,3 @@ class FreeSwitchFork(WebSocketFork):
                     stream.feed(message)
                 else:
                     stream.call.event("freeswitch.text", message[:MAX_EVENT_TEXT])
-        except ConnectionClosed as exc:
-            closed = exc
-        except RemoteProtocolError as exc:
-            logger.warning("FreeSWITCH stream from %s: %s; closing", peer, exc)
-            await ws.close(close_code(exc), close_reason(str(exc)))
-            if stream is not None:
-                await stream.leave(EndCause.PROTOCOL_ERROR)
-                stream = None
-        finally:
-            await replies.close()
-            if stream is not None:
-                await stream.leave(end_cause(closed or ws.close_exc))

@@ -19,14 +19,10 @@ docs/media-forks.md §4.1; the messages are read in :mod:`bridge.core.forks.jamb
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
-import logging
 import uuid
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
 from bridge.config.ingest import ForkSocketConfig
@@ -49,16 +45,12 @@ from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream, Tap
 from bridge.ingest.wsfork import (
     Replies,
     WebSocketFork,
-    close_code,
-    close_reason,
-    end_cause,
+    ending,
     first_message,
     secret_refusal,
 )
 
-logger = logging.getLogger(__name__)
 MAX_EVENT_TEXT = 4096
-DRAIN_S = 5.0  # how long the last text may take to go out before the bridge closes
 
 
 def _peer(ws: ServerConnection) -> str:
@@ -87,10 +79,8 @@ class JambonzListenFork(WebSocketFork):
         )
 
     async def run(self, ws: ServerConnection, query: dict[str, str], calls: ForkCalls) -> None:
-        stream: ForkStream | None = None
-        closed: ConnectionClosed | None = None
         peer = _peer(ws)
-        try:
+        async with ending(ws, f"jambonz listen stream from {peer}") as end:
             first = await first_message(ws)
             if not isinstance(first, str):
                 raise RemoteProtocolError(
@@ -98,7 +88,7 @@ class JambonzListenFork(WebSocketFork):
                 )
             start = read_listen_start(first, query)
             key = start.call_sid or uuid.uuid4().hex
-            stream = await calls.join(
+            end.stream = stream = await calls.join(
                 LegSource.JAMBONZ,
                 key,
                 ForkFormat(start.rate_hz, AudioEncoding.PCM16, len(start.roles)),
@@ -116,36 +106,6 @@ class JambonzListenFork(WebSocketFork):
                 else:
                     stream.call.log.warning("jambonz sent text after the start; kept as an event")
                     stream.call.event("jambonz.text", message[:MAX_EVENT_TEXT])
-        except ConnectionClosed as exc:
-            closed = exc
-        except RemoteProtocolError as exc:
-            where = f"call {stream.call.call_id}" if stream is not None else peer
-            logger.warning("jambonz listen stream (%s): %s; closing", where, exc)
-            await ws.close(close_code(exc), close_reason(str(exc)))
-            if stream is not None:
-                await stream.leave(EndCause.PROTOCOL_ERROR)
-                stream = None
-        finally:
-            if stream is not None:
-                await stream.leave(end_cause(closed or ws.close_exc))
-
-
-class _Replies(Replies):
-    """Replies that can be waited for: the last text goes out before the bridge closes."""
-
-    async def _send(self) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            while True:
-                message = await self.queue.get()
-                try:
-                    await self.ws.send(message)
-                finally:
-                    self.queue.task_done()
-
-    async def drain(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DRAIN_S):
-                await self.queue.join()
 
 
 class JambonzSttFork(WebSocketFork):
@@ -155,12 +115,10 @@ class JambonzSttFork(WebSocketFork):
     subprotocols: tuple[str, ...] = ()
 
     async def run(self, ws: ServerConnection, query: dict[str, str], calls: ForkCalls) -> None:
-        stream: ForkStream | None = None
-        replies = _Replies(ws)
-        closed: ConnectionClosed | None = None
-        cause: EndCause | None = None
+        replies = Replies(ws)
         peer = _peer(ws)
-        try:
+        what = f"jambonz speech stream from {peer}"
+        async with ending(ws, what, replies=replies, answer=stt_error) as end:
             role = stt_role(query)
             first = await first_message(ws)
             if not isinstance(first, str):
@@ -169,7 +127,7 @@ class JambonzSttFork(WebSocketFork):
             if not isinstance(start, SttStart):
                 raise RemoteProtocolError("the first message must be start")
             key = start.call_sid or uuid.uuid4().hex
-            stream = await calls.join(
+            end.stream = stream = await calls.join(
                 LegSource.JAMBONZ,
                 key,
                 ForkFormat(start.rate_hz, AudioEncoding.PCM16, 1),
@@ -199,24 +157,11 @@ class JambonzSttFork(WebSocketFork):
                 assert isinstance(control, SttStop)
                 await self._stop(stream, calls, replies)
                 await ws.close(1000, "stopped")
-                cause = EndCause.HANGUP
+                end.cause = EndCause.HANGUP
                 break
-        except ConnectionClosed as exc:
-            closed = exc
-        except RemoteProtocolError as exc:
-            where = f"call {stream.call.call_id}" if stream is not None else peer
-            logger.warning("jambonz speech stream (%s): %s; closing", where, exc)
-            replies.put(stt_error(str(exc)))
-            await replies.drain()
-            await ws.close(close_code(exc), close_reason(str(exc)))
-            cause = EndCause.PROTOCOL_ERROR
-        finally:
-            await replies.close()
-            if stream is not None:
-                await stream.leave(cause or end_cause(closed or ws.close_exc))
 
     @staticmethod
-    def _tap(replies: _Replies, start: SttStart) -> Tap:
+    def _tap(replies: Replies, start: SttStart) -> Tap:
         def tap(leg: LegInfo, item: Segment | Gap) -> None:
             if isinstance(item, Segment) and item.text.strip() and (item.final or start.interim):
                 replies.put(transcription(item.text, final=item.final, language=start.language))
@@ -224,7 +169,7 @@ class JambonzSttFork(WebSocketFork):
         return tap
 
     @staticmethod
-    async def _stop(stream: ForkStream, calls: ForkCalls, replies: _Replies) -> None:
+    async def _stop(stream: ForkStream, calls: ForkCalls, replies: Replies) -> None:
         """``stop``: finish the leg while the socket listens, so its last text goes back.  When
         other streams share the call (one callSid), their legs go on: the text is stored."""
         if {id(leg) for leg in stream.call.legs} == {id(leg) for leg in stream.legs}:

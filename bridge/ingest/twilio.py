@@ -18,12 +18,10 @@ path takes the listener's shared secret like every other.
 
 from __future__ import annotations
 
-import logging
 import time
 from http import HTTPStatus
 
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request
 
 from bridge.config.ingest import ForkSocketConfig
@@ -39,17 +37,14 @@ from bridge.core.forks.twilio import (
 )
 from bridge.core.types import AudioEncoding, EndCause, LegSource
 from bridge.errors import RemoteProtocolError
-from bridge.ingest.fork import ForkCalls, ForkFormat, ForkStream
+from bridge.ingest.fork import ForkCalls, ForkFormat
 from bridge.ingest.wsfork import (
     WebSocketFork,
-    close_code,
-    close_reason,
-    end_cause,
+    ending,
     first_message,
     secret_refusal,
 )
 
-logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Signature"
 # Twilio streams in real time: a timestamp further ahead of the time since ``start`` came is
 # not audio but a broken (or hostile) stream that would make the bridge fill hours of silence.
@@ -82,17 +77,15 @@ class TwilioFork(WebSocketFork):
 
     async def run(self, ws: ServerConnection, query: dict[str, str], calls: ForkCalls) -> None:
         reader = StreamReader()
-        stream: ForkStream | None = None
-        closed: ConnectionClosed | None = None
-        cause: EndCause | None = None
         peer = f"{ws.remote_address[0]}:{ws.remote_address[1]}" if ws.remote_address else "?"
-        try:
+        async with ending(ws, f"Twilio stream from {peer}") as end:
             reader.read(await first_message(ws))  # connected
             start = reader.read(await first_message(ws))
             if not isinstance(start, Start):  # the reader refuses anything else already
                 raise RemoteProtocolError("the second message must be start")
+            end.what = f"Twilio call {start.call_sid} stream {start.stream_sid} from {peer}"
             started = time.monotonic()
-            stream = await calls.join(
+            end.stream = stream = await calls.join(
                 LegSource.TWILIO,
                 start.call_sid,
                 ForkFormat(RATE_HZ, AudioEncoding.PCMU, len(start.tracks)),
@@ -115,18 +108,7 @@ class TwilioFork(WebSocketFork):
                     heard = event.track if event.track in start.tracks else start.tracks[0]
                     stream.dtmf(event.digit, channel=start.tracks.index(heard))
                 elif isinstance(event, Stop):
-                    cause = EndCause.HANGUP
+                    end.cause = EndCause.HANGUP
                     await ws.close(1000, "stopped")
                     break
                 # mark: the answer to a mark the bridge never sends; nothing to do
-        except ConnectionClosed as exc:
-            closed = exc
-        except RemoteProtocolError as exc:
-            start_ = reader.start
-            where = f"call {start_.call_sid} stream {start_.stream_sid}" if start_ else "stream"
-            logger.warning("Twilio %s from %s: %s; closing", where, peer, exc)
-            await ws.close(close_code(exc), close_reason(str(exc)))
-            cause = EndCause.PROTOCOL_ERROR
-        finally:
-            if stream is not None:
-                await stream.leave(cause or end_cause(closed or ws.close_exc))

@@ -1,6 +1,7 @@
 """What the WebSocket media forks share: the base of every protocol (:class:`WebSocketFork`:
 its path, subprotocols and how it authenticates), reading the first message, the close codes
-for each way a stream ends, and the queue that sends text back to the peer."""
+for each way a stream ends, how a connection's stream ends (:func:`ending`), and the queue that
+sends text back to the peer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import hmac
 import json
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,7 +25,7 @@ from websockets.http11 import Request
 from bridge.config.ingest import ForkSocketConfig
 from bridge.core.types import EndCause, Gap, LegInfo, Segment
 from bridge.errors import RemoteProtocolError
-from bridge.ingest.fork import ForkCalls, ForkRefused
+from bridge.ingest.fork import ForkCalls, ForkRefused, ForkStream
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ INVALID_DATA = 1007  # audio that is not whole samples of the announced format
 TRY_AGAIN_LATER = 1013  # ASR capacity is full
 START_TIMEOUT_S = 5.0  # the first message must come within this
 REPLY_QUEUE = 256  # text messages waiting for a slow peer; more are dropped (counted)
+DRAIN_S = 5.0  # how long the last replies may take to go out before a close
 
 
 def query_of(path: str) -> dict[str, str]:
@@ -107,9 +111,62 @@ def end_cause(exc: ConnectionClosed | None) -> EndCause:
     return EndCause.DISCONNECTED
 
 
+@dataclass(slots=True)
+class StreamEnd:
+    """What :func:`ending` leaves with: the connection's stream once joined, and the cause
+    once the protocol said how it ended (a ``stop``: ``hangup``); ``what`` names the stream in
+    the log until it has joined a call (an adapter may name it better once it knows more)."""
+
+    what: str
+    stream: ForkStream | None = None
+    cause: EndCause | None = None
+
+
+@asynccontextmanager
+async def ending(
+    ws: ServerConnection,
+    what: str,
+    *,
+    replies: Replies | None = None,
+    answer: Callable[[str], dict[str, Any]] | None = None,
+    code_of: Callable[[RemoteProtocolError], int] = close_code,
+) -> AsyncIterator[StreamEnd]:
+    """One connection's stream, ended once however the connection ends.
+
+    * the peer closes: the stream leaves ``hangup`` after a close frame, else ``disconnected``
+      (:func:`end_cause`; the call then waits ``rejoin_s``);
+    * a :class:`RemoteProtocolError` (a refusal included): a log line naming ``what`` (or the
+      call), the error to the peer when the protocol has a message for it (``answer``, sent
+      through ``replies`` before the close), the close ``code_of(exc)`` with the reason, and
+      ``protocol-error``;
+    * ``replies`` stop before the stream leaves.
+    """
+    end = StreamEnd(what)
+    closed: ConnectionClosed | None = None
+    try:
+        yield end
+    except ConnectionClosed as exc:
+        closed = exc
+    except RemoteProtocolError as exc:
+        (end.stream.call.log if end.stream is not None else logger).warning(
+            "%s: %s; closing", end.what, exc
+        )
+        if replies is not None and answer is not None:
+            replies.put(answer(str(exc)))
+            await replies.drain()
+        await ws.close(code_of(exc), close_reason(str(exc)))
+        end.cause = EndCause.PROTOCOL_ERROR
+    finally:
+        if replies is not None:
+            await replies.close()
+        if end.stream is not None:
+            await end.stream.leave(end.cause or end_cause(closed or ws.close_exc))
+
+
 class Replies:
     """Text for the peer, sent in order by one task; a peer that stops reading loses the
-    newest messages beyond :data:`REPLY_QUEUE` (counted in ``dropped``), never the call."""
+    newest messages beyond :data:`REPLY_QUEUE` (counted in ``dropped``), never the call.
+    :meth:`drain` waits (up to :data:`DRAIN_S`) until what was put has gone out."""
 
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
@@ -135,7 +192,16 @@ class Replies:
     async def _send(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
-                await self.ws.send(await self.queue.get())
+                message = await self.queue.get()
+                try:
+                    await self.ws.send(message)
+                finally:
+                    self.queue.task_done()
+
+    async def drain(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_S):
+                await self.queue.join()
 
     async def close(self) -> None:
         self._task.cancel()
