@@ -22,10 +22,11 @@ message; Asterisk's ``AudioSocket()`` returns and the dialplan goes on).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
+from collections import deque
+from typing import cast
 
 from bridge.config.ingest import AudioSocketConfig
 from bridge.core.forks import audiosocket as wire
@@ -37,6 +38,9 @@ from bridge.net import Listener, listen_sockets
 
 logger = logging.getLogger(__name__)
 READ_BYTES = 65536
+# Frames waiting for the connection's task (a join, a hangup) past which the socket is not
+# read until the task has caught up.
+MAX_QUEUED = 256
 WATCH_S = 0.5  # how often silent connections are looked for
 SUFFIX_ROLES = {"0": LegRole.CALLER, "1": LegRole.CALLEE}
 LISTENER = Listener(
@@ -82,7 +86,8 @@ class AudioSocketServer:
         (sock, *more) = listen_sockets(self.config.host, self.config.port, LISTENER)
         for extra in more:  # a host name with several addresses: the first is enough
             extra.close()
-        self._server = await asyncio.start_server(self._accept, sock=sock, limit=READ_BYTES)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Connection(self), sock=sock)
         self._watchdog = asyncio.create_task(self._watch())
 
     async def _watch(self) -> None:
@@ -113,40 +118,48 @@ class AudioSocketServer:
         finally:
             await self.stop()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _accept(self, conn: _Connection, transport: asyncio.Transport) -> None:
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        if not self.config.allows(str(peer[0])):
+            self.refused += 1
+            logger.warning(
+                "AudioSocket connection from %s refused: not in allowed_sources "
+                "([ingest.audiosocket] allowed_sources)",
+                peer[0],
+            )
+            transport.close()
+            return
+        self.connections += 1
+        conn.peer = f"{peer[0]}:{peer[1]}"
+        conn.log = leg_logger(logger, "-", "-", f"audiosocket {conn.peer}")
+        task = asyncio.create_task(self._serve(conn, transport))
         self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, conn: _Connection, transport: asyncio.Transport) -> None:
+        self._live.add(conn)
         try:
-            peer = writer.get_extra_info("peername") or ("?", 0)
-            if not self.config.allows(str(peer[0])):
-                self.refused += 1
-                logger.warning(
-                    "AudioSocket connection from %s refused: not in allowed_sources "
-                    "([ingest.audiosocket] allowed_sources)",
-                    peer[0],
-                )
-                return
-            self.connections += 1
-            conn = _Connection(self, reader, f"{peer[0]}:{peer[1]}")
-            self._live.add(conn)
-            try:
-                await conn.run()
-            finally:
-                self._live.discard(conn)
+            await conn.run()
+        except Exception as exc:  # a bug ends this connection only, reported as asyncio would
+            asyncio.get_running_loop().call_exception_handler(
+                {"message": f"AudioSocket connection from {conn.peer} failed", "exception": exc}
+            )
         finally:
-            self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            self._live.discard(conn)
+            transport.close()
 
 
-class _Connection:
-    def __init__(self, server: AudioSocketServer, reader: asyncio.StreamReader, peer: str):
+class _Connection(asyncio.Protocol):
+    """One socket.  Its audio, once its stream is up, is fed straight from the transport's
+    callback; everything else (the UUID, the first audio frame's join, DTMF, the hangup, the
+    end of the socket) goes in order to the connection's task, and while that task has frames
+    waiting the audio after them waits too.  Saves a task wake-up per 20 ms frame."""
+
+    def __init__(self, server: AudioSocketServer):
         self.server = server
         self.config = server.config
-        self.reader = reader
-        self.peer = peer
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
         self.frames = wire.FrameReader()
         self.uid: uuid.UUID | None = None
         self.key = ""
@@ -155,14 +168,85 @@ class _Connection:
         self.audio_kind = -1  # the kind of this stream's audio frames, once it has any
         self.last = time.monotonic()  # when data last came
         self.stalled_s: float | None = None  # set by the watchdog
-        self.log = leg_logger(logger, "-", "-", f"audiosocket {peer}")
+        self.log = leg_logger(logger, "-", "-", "audiosocket ?")
+        # For the task, in order: frames, then at most one end: None (EOF) or the error.
+        self._queue: deque[wire.Frame | BaseException | None] = deque()
+        self._ended = False  # the end is queued: nothing more is read
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+
+    # -- the transport's callbacks ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.server._accept(self, self.transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._ended:
+            return
+        self.last = time.monotonic()
+        try:
+            frames = self.frames.feed(data)
+        except RemoteProtocolError as exc:
+            self._end(exc)
+            return
+        queue = self._queue
+        for frame in frames:
+            stream = self.stream
+            if not queue and stream is not None and frame.kind == self.audio_kind:  # hot path
+                try:
+                    stream.feed(frame.payload)
+                except Exception as exc:  # the task ends the connection as it would have
+                    self._end(exc)
+                    return
+                continue
+            queue.append(frame)
+        if queue:
+            self._wake()
+            if len(queue) > MAX_QUEUED and not self._paused and self.transport is not None:
+                self._paused = True
+                self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._end(None)
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(exc)
+
+    def _end(self, exc: BaseException | None) -> None:
+        if not self._ended:
+            self._ended = True
+            self._queue.append(exc)
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the task ------------------------------------------------------------------------------
 
     def check(self, now: float) -> None:
-        """The watchdog's look: silent too long means dropped (the read then sees EOF)."""
+        """The watchdog's look: silent too long means dropped (the task then sees EOF)."""
         timeout = self.config.idle_timeout_s if self.stream else self.config.start_timeout_s
         if self.stalled_s is None and now - self.last > timeout:
             self.stalled_s = timeout
-            self.reader.feed_eof()
+            self._end(None)
+
+    async def _next(self) -> wire.Frame | BaseException | None:
+        queue = self._queue
+        while not queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        item = queue.popleft()
+        if self._paused and not queue and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return item
 
     async def run(self) -> None:
         cause = EndCause.DISCONNECTED
@@ -177,13 +261,14 @@ class _Connection:
         except (ConnectionError, OSError) as exc:
             self.log.warning("AudioSocket %s dropped: %s", self.uid, exc)
         finally:
+            self._ended = True  # whatever still comes is not read
             if self.stream is not None:
                 await self.stream.leave(cause)
 
     async def _read(self) -> EndCause:
         while True:
-            data = await self.reader.read(READ_BYTES)
-            if not data:
+            item = await self._next()
+            if item is None:
                 if self.stalled_s is not None:
                     self.log.warning(
                         "AudioSocket %s: nothing for %.0f s; taking the socket as dropped",
@@ -199,15 +284,15 @@ class _Connection:
                 else:
                     self.log.info("AudioSocket %s closed without a hangup frame", self.uid)
                 return EndCause.DISCONNECTED
-            self.last = time.monotonic()
-            for frame in self.frames.feed(data):
-                stream = self.stream
-                if stream is not None and frame.kind == self.audio_kind:  # the hot path
-                    stream.feed(frame.payload)
-                    continue
-                cause = await self._take(frame)
-                if cause is not None:
-                    return cause
+            if isinstance(item, BaseException):
+                raise item
+            stream = self.stream
+            if stream is not None and item.kind == self.audio_kind:
+                stream.feed(item.payload)
+                continue
+            cause = await self._take(item)
+            if cause is not None:
+                return cause
 
     async def _take(self, frame: wire.Frame) -> EndCause | None:
         if self.uid is None:

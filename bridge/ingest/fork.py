@@ -106,6 +106,8 @@ class ForkStream:
         self.started_at = time.monotonic()
         self._samples = 0  # per channel, received or filled
         self._width = fmt.encoding.bytes_per_sample
+        self._frame_bytes = fmt.frame_bytes
+        self._rate = fmt.rate_hz
         self._dtype = np.dtype(f"V{self._width}")
         self._origins = [leg.audio.next_position for leg in legs]  # where this stream began
 
@@ -118,17 +120,19 @@ class ForkStream:
         """
         if self.paused_at is not None:
             self.resume()
-        if len(payload) % self.format.frame_bytes:
+        size = len(payload)
+        frame_bytes = self._frame_bytes
+        if size % frame_bytes:
             raise RemoteProtocolError(
-                f"{len(payload)} bytes of audio are not whole {self.format.channels}-channel "
-                f"{self.format.codec} samples ({self.format.frame_bytes} bytes each)"
+                f"{size} bytes of audio are not whole {self.format.channels}-channel "
+                f"{self.format.codec} samples ({frame_bytes} bytes each)"
             )
-        rate = self.format.rate_hz
+        rate = self._rate
         behind = int((time.monotonic() - self.started_at) * rate) - self._samples
         if behind > CATCH_UP_S * rate:
             self._fill(behind - KEEP_S * rate)
-        self.bytes_in += len(payload)
-        self._samples += len(payload) // self.format.frame_bytes
+        self.bytes_in += size
+        self._samples += size // frame_bytes
         if len(self.legs) == 1:
             self.legs[0].receive_frame(payload)
             return

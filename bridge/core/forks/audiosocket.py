@@ -77,13 +77,16 @@ class FrameReader:
     def feed(self, data: bytes) -> list[Frame]:
         if self._closed:
             raise InvalidState("FrameReader.feed after a protocol error")
-        buffer = self._buffer
-        buffer += data
+        buffer: bytes | bytearray = self._buffer
+        if buffer:
+            self._buffer += data
+        else:  # the usual case: the read starts on a frame; parse it in place, keep the rest
+            buffer = data
         frames: list[Frame] = []
         start = 0
         while len(buffer) - start >= HEADER_BYTES:
             kind = buffer[start]
-            length = int.from_bytes(buffer[start + 1 : start + 3], "big")
+            length = (buffer[start + 1] << 8) | buffer[start + 2]
             if length > MAX_PAYLOAD:
                 self._closed = True
                 raise RemoteProtocolError(
@@ -95,8 +98,10 @@ class FrameReader:
                 break
             frames.append(Frame(kind, bytes(buffer[start + HEADER_BYTES : end])))
             start = end
-        if start:
-            del buffer[:start]
+        if buffer is data:
+            self._buffer += data[start:]
+        elif start:
+            del self._buffer[:start]
         self.frames += len(frames)
         return frames
 
