@@ -116,6 +116,7 @@ class AsrClient:
         self._log = log
         self._clock = clock
         self._wake = asyncio.Event()
+        self._outbox: list[str] = []  # frames for the writer, taken from the stream in order
         self._progress = asyncio.Event()  # set on every server message (flow control)
         self.failure: str | None = None  # why the client gave up, if it did
         self.reconnects = 0
@@ -229,6 +230,9 @@ class AsrClient:
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
+            # Frames this connection did not send belong to its session: the next connection
+            # starts a new one and replays the audio itself.
+            self._outbox.clear()
             await ws.close()
         self._last_drop = reason
         if self.stream.state is not AsrState.CLOSED:
@@ -276,7 +280,8 @@ class AsrClient:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            for frame in self.stream.data_to_send():
+            frames, self._outbox = self._outbox, []
+            for frame in frames:
                 await ws.send(frame)
             if self.stream.state is AsrState.CLOSED:
                 # The reader may be waiting on a server with nothing left to say (a leg that
@@ -286,7 +291,13 @@ class AsrClient:
 
     def _dispatch(self) -> str | None:
         """Wake the writer and hand events to the leg.  Returns a reason to drop the socket."""
-        self._wake.set()
+        # Only when there is something to send or to close: most server messages (a delta
+        # per 80 ms) give none, and waking the writer for nothing costs a task switch.
+        frames = self.stream.data_to_send()
+        if frames:
+            self._outbox += frames
+        if frames or self.stream.state is AsrState.CLOSED:
+            self._wake.set()
         drop = None
         for event in self.stream.events_received():
             if isinstance(event, StepText):

@@ -218,6 +218,20 @@ def test_connection_lost_replays_from_first_unstepped_frame_after_reconnect() ->
     assert stream.samples_received == 11 * CHUNK
 
 
+def test_frames_the_lost_connection_never_sent_are_not_sent_on_the_next() -> None:
+    """Appends queued for a session that died belong to it: the next connection starts with
+    its session.update and replays the audio itself (else the audio would go twice, and
+    before the session was set up)."""
+    stream = streaming(10 * CHUNK)
+    stream.send_audio(pcm(2 * CHUNK, 5))  # queued, the writer has not taken it yet
+    stream.receive_connection_lost()
+    assert stream.data_to_send() == []
+    stream.receive_connected()
+    frames = created(stream)
+    assert kinds(frames)[0] == "session.update"
+    assert appended(frames) == pcm(10 * CHUNK) + pcm(2 * CHUNK, 5)  # each sample once
+
+
 def test_buffer_bound_while_disconnected_records_a_gap() -> None:
     stream = AsrStream(MODEL, max_buffer_samples=4 * CHUNK)
     for _ in range(6):
