@@ -3,7 +3,7 @@
 Run by hand from the repository root (not in tests)::
 
     .venv/bin/python benchmarks/bench_forks.py --adapter audiosocket|freeswitch|jambonz|
-        asterisk|twilio|audiohook|all [--calls 100] [--seconds 40]
+        asterisk|twilio|audiohook|ari|all [--calls 100] [--seconds 40]
         [--asterisk-format slin|ulaw] [--deflate] [--json FILE]
 
 Set-up, each part in its own process: this process is the bridge (the adapter's listener,
@@ -15,6 +15,10 @@ stereo (or two-track) connection per call.  Every side sends speech-like 8 kHz a
 messages on an absolute schedule, with full-scale impulses as the last sample of some frames
 (the start, the leg's index in binary, then one a second: the plan of ``bench_sip.py``),
 records when it sent each impulse frame, and ends every call normally (hangup, close, stop).
+``ari`` is the ARI controller with externalMedia RTP: the calls are set up over ARI first
+(Asterisk's ARI is the tests' peer, ``tests/ingest/peers/ari.py``, in this process for the
+signalling only), the sender then sends each leg's RTP to the port the controller opened for
+it, and the calls are hung up over ARI when it is done (``--asterisk-format`` slin or ulaw).
 ``all`` runs every adapter in turn (``asterisk`` with ``slin`` and with ``ulaw``), each in a
 fresh process, then prints a table and one JSON object with every result.
 
@@ -58,12 +62,21 @@ from bench_sip import (  # noqa: E402
 from fork_senders import ADAPTERS, SECRET, sender  # noqa: E402
 
 from bridge.asr.client import AsrEndpoint  # noqa: E402
-from bridge.config.ingest import AudioSocketConfig, ForkSocketConfig  # noqa: E402
+from bridge.config.ingest import (  # noqa: E402
+    LOOPBACK,
+    AriConfig,
+    AudioSocketConfig,
+    ForkSocketConfig,
+    allowed,
+)
+from bridge.ingest.ari import AriController  # noqa: E402
 from bridge.ingest.audiosocket import AudioSocketServer  # noqa: E402
 from bridge.ingest.fork import ForkCalls  # noqa: E402
+from bridge.ingest.rtp import RtpPorts  # noqa: E402
 from bridge.ingest.websocket import ForkSocketServer, fork_protocols  # noqa: E402
 from bridge.leg import LegSettings  # noqa: E402
 from storage import TranscriptStore  # noqa: E402
+from tests.ingest.peers import AriCall, FakeAsterisk  # noqa: E402
 
 READY_TIMEOUT_S = 120.0  # for the sender to open every call
 
@@ -100,11 +113,63 @@ def ended(db: Path) -> dict[str, Any]:
 
 def label(args: argparse.Namespace) -> str:
     """``asterisk/ulaw``, ``freeswitch+deflate``, ..."""
-    name = str(args.adapter) + (f"/{args.asterisk_format}" if args.adapter == "asterisk" else "")
+    asterisk = args.adapter in ("asterisk", "ari")
+    name = str(args.adapter) + (f"/{args.asterisk_format}" if asterisk else "")
     return name + ("+deflate" if args.deflate and args.adapter != "audiosocket" else "")
 
 
-def server_for(args: argparse.Namespace, calls: ForkCalls) -> AudioSocketServer | ForkSocketServer:
+class AriSide:
+    """``--adapter ari``: the bridge's ARI controller and its RTP ports, with Asterisk's ARI
+    (REST and events only) in this process; :meth:`start` sets up ``calls`` calls and gives
+    each call's two ports in ``rtp`` (caller, callee) for the sender."""
+
+    port = 0  # no listener: the sender sends to the ports in ``rtp``
+
+    def __init__(self, calls: ForkCalls, args: argparse.Namespace) -> None:
+        self.pbx = FakeAsterisk()
+        self.fork_calls = calls
+        self.calls_wanted = args.calls
+        self.format = args.asterisk_format
+        self.ports = RtpPorts(host="127.0.0.1", permitted=lambda ip: allowed(ip, LOOPBACK))
+        self.stopping = asyncio.Event()
+        self.calls: list[AriCall] = []
+        self.rtp: list[list[int]] = []
+
+    async def start(self) -> None:
+        await self.pbx.start()
+        config = AriConfig(ari_url=self.pbx.url, password=self.pbx.password, format=self.format)
+        controller = AriController(self.fork_calls, self.ports, config)
+        self.running = asyncio.create_task(controller.run(self.stopping))
+        await asyncio.wait_for(controller.connected.wait(), 10)
+        starts = [
+            self.pbx.start_call(raw=[], setup_timeout_s=120) for _ in range(self.calls_wanted)
+        ]
+        self.calls = list(await asyncio.gather(*starts))
+        for call in self.calls:
+            ports = {}
+            for media, spies in self.pbx.routes(call.channel_id).items():
+                rtp = self.pbx.channels[media].rtp
+                assert rtp is not None
+                ports[next(iter(spies))] = rtp.remote[1]
+            self.rtp.append([ports["in"], ports["out"]])
+
+    async def stop(self) -> None:
+        for call in self.calls:
+            await call.hangup()
+        async with asyncio.timeout(60):  # the controller ends the legs on the snoops' ends
+            while len(self.fork_calls):  # noqa: ASYNC110 (ForkCalls signals no "all ended")
+                await asyncio.sleep(0.1)
+        self.stopping.set()
+        await self.running
+        await self.ports.stop()
+        await self.pbx.stop()
+
+
+def server_for(
+    args: argparse.Namespace, calls: ForkCalls
+) -> AudioSocketServer | ForkSocketServer | AriSide:
+    if args.adapter == "ari":
+        return AriSide(calls, args)
     if args.adapter == "audiosocket":
         return AudioSocketServer(calls, AudioSocketConfig(enabled=True, port=0, pair_by="suffix"))
     # No jambonz credentials, Twilio auth token or AudioHook API key: the token guards each.
@@ -132,7 +197,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rss0 = rss_mib()
     plan = {"adapter": args.adapter, "calls": args.calls, "seconds": args.seconds,
             "port": server.port, "asterisk_format": args.asterisk_format,
-            "deflate": args.deflate}  # fmt: skip
+            "deflate": args.deflate,
+            "rtp": server.rtp if isinstance(server, AriSide) else []}  # fmt: skip
     (work / "plan.json").write_text(json.dumps(plan))
     send = await start_process(
         sys.executable, __file__, "--sender", str(work / "plan.json"), str(work / "sent.json"),

@@ -27,6 +27,11 @@ taken from the tests' peers.
 * ``audiohook``: one WebSocket per call: ``open`` offering stereo PCMU (external, internal) and
   mono, wait for ``opened``, 320-byte binary frames (stereo PCMU, 20 ms), a ``ping`` every 5 s,
   then ``close`` (reason ``end``), wait for ``closed`` and close the socket.
+* ``ari``: Asterisk's externalMedia RTP: per call the two UDP ports the bridge's ARI controller
+  opened (the plan's ``rtp``: the calls were set up over ARI by ``bench_forks.py`` before the
+  sender starts), one RTP packet per 20 ms to each from its own socket (``slin``: PT 10, 320
+  bytes of big-endian L16; ``ulaw``: PT 0, 160 bytes), sequence and timestamp from random
+  starts (RFC 3550 §5.1); the hangup is ARI's, after the sender is done.
 
 µ-law senders encode each leg's PCM with :func:`bridge.core.g711.encode_ulaw`: the impulse
 (32767) becomes µ-law's largest code, which decodes to 32124, above the sink's threshold.
@@ -39,6 +44,9 @@ import base64
 import contextlib
 import json
 import os
+import random
+import socket
+import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -54,7 +62,7 @@ from websockets.typing import Subprotocol
 from bridge.core.forks.audiosocket import Kind, frame
 from bridge.core.g711 import encode_ulaw
 
-ADAPTERS = ("audiosocket", "freeswitch", "jambonz", "asterisk", "twilio", "audiohook")
+ADAPTERS = ("audiosocket", "freeswitch", "jambonz", "asterisk", "twilio", "audiohook", "ari")
 FRAME_S = 0.02
 SAMPLES = 160  # 20 ms at 8 kHz
 SECRET = "bench"
@@ -320,6 +328,36 @@ async def audiohook(plan: dict[str, Any], call: int, pcm: list[np.ndarray]) -> l
     return [Stream(client.send, messages, legs, client.close, begin, lead_s=0.1)]
 
 
+async def ari(plan: dict[str, Any], call: int, pcm: list[np.ndarray]) -> list[Stream]:
+    ulaw = plan["asterisk_format"] == "ulaw"
+    pt, size = (0, 160) if ulaw else (10, 320)  # main/rtp_engine.c's first static type
+    streams = []
+    for side, port in enumerate(plan["rtp"][call]):
+        audio = pcm[side]
+        data = encode_ulaw(audio) if ulaw else audio.astype(">i2").tobytes()
+        seq, ts, ssrc = random.getrandbits(16), random.getrandbits(32), random.getrandbits(32)
+        messages = [
+            struct.pack("!BBHII", 0x80, pt | (0x80 if i == 0 else 0), (seq + i) & 0xFFFF,
+                        (ts + i * SAMPLES) & 0xFFFFFFFF, ssrc) + payload
+            for i, payload in enumerate(chunks(data, size, plan["frames"]))
+        ]  # fmt: skip
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.connect(("127.0.0.1", port))
+
+        async def send(packet: bytes, sock: socket.socket = sock) -> None:
+            sock.send(packet)
+
+        async def end(sock: socket.socket = sock) -> None:
+            sock.close()
+
+        async def begin() -> None:
+            pass
+
+        streams.append(Stream(send, messages, (2 * call + side,), end, begin))
+    return streams
+
+
 OPEN = {
     "audiosocket": audiosocket,
     "freeswitch": freeswitch,
@@ -327,6 +365,7 @@ OPEN = {
     "asterisk": asterisk,
     "twilio": twilio,
     "audiohook": audiohook,
+    "ari": ari,
 }
 
 
