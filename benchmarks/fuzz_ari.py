@@ -76,10 +76,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await call.wait()
 
             while sent < args.datagrams:
-                batch = min(args.concurrency, -(-(args.datagrams - sent) // args.per_call))
+                per_call = 2 * args.per_call  # a call's two ports
+                batch = min(args.concurrency, -(-(args.datagrams - sent) // per_call))
                 await asyncio.gather(*(one() for _ in range(batch)))
                 calls += batch
-                sent += batch * args.per_call * 2  # two ports a call
+                sent += batch * per_call
                 print(
                     f"[fuzz-ari] {sent} datagrams over {calls} calls, {len(unhandled)} "
                     f"unhandled, {time.monotonic() - started:.0f} s",
