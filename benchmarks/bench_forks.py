@@ -52,11 +52,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_sip import (  # noqa: E402
     ID_PACKETS,
-    SINK,
     THRESHOLD,
     analyse,
     self_cpu_s,
     start_process,
+    start_sink,
     stop_process,
 )
 from fork_senders import ADAPTERS, SECRET, sender  # noqa: E402
@@ -182,13 +182,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     warnings = Warnings()
     logging.getLogger().addHandler(warnings)
     loadavg = [round(os.getloadavg()[0], 2)]
-    sink = await start_process(
-        sys.executable, str(SINK), "--port", "0", "--stats", str(work / "sink.json"),
-        "--max-seconds", str(args.seconds + 300), "--markers", str(THRESHOLD),
-        stdout=subprocess.PIPE,
-    )  # fmt: skip
-    assert sink.stdout is not None
-    sink_port = json.loads(await sink.stdout.readline())["port"]
+    sink, sink_port = await start_sink(
+        work / "sink.json", "--max-seconds", str(args.seconds + 300), "--markers", str(THRESHOLD)
+    )
     store = await TranscriptStore.open(work / "t.db")
     endpoint = AsrEndpoint(url=f"ws://127.0.0.1:{sink_port}/v1/realtime", model="sink")
     calls = ForkCalls(store, endpoint=endpoint, settings=LegSettings(recycle_after_s=3600))

@@ -291,6 +291,27 @@ async def start_process(*command: str, **kwargs: Any) -> asyncio.subprocess.Proc
     return await asyncio.create_subprocess_exec(*command, stdin=subprocess.DEVNULL, **kwargs)
 
 
+async def start_sink(stats: Path, *options: str) -> tuple[asyncio.subprocess.Process, int]:
+    """``sink.py`` on a free port, its statistics to ``stats`` (``options``: more of its
+    arguments): the process and the port it listens on."""
+    sink = await start_process(
+        sys.executable, str(SINK), "--port", "0", "--stats", str(stats), *options,
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert sink.stdout is not None
+    return sink, int(json.loads(await sink.stdout.readline())["port"])
+
+
+def report(summary: dict[str, Any], path: Path | None) -> int:
+    """A fuzzer's report: the JSON on stdout (and in ``path``); the exit status is 1 if it
+    lists problems."""
+    text = json.dumps(summary, indent=1)
+    print(text)
+    if path:
+        path.write_text(text)
+    return 1 if summary["problems"] else 0
+
+
 async def stop_process(process: asyncio.subprocess.Process, timeout_s: float = 10) -> None:
     if process.returncode is None:
         process.send_signal(signal.SIGTERM)
@@ -307,21 +328,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     via_kamailio = args.via_kamailio if args.via_kamailio is not None else workers > 1
     setup_s = args.calls / RAMP_CPS + 30
     loadavg = [round(os.getloadavg()[0], 2)]
-    sink = await start_process(
-        sys.executable,
-        str(SINK),
-        "--port",
-        "0",
-        "--stats",
-        str(work / "sink.json"),
-        "--max-seconds",
-        str(args.seconds + setup_s + 300),
-        "--markers",
-        str(THRESHOLD),
-        stdout=subprocess.PIPE,
-    )
-    assert sink.stdout is not None
-    sink_port = json.loads(await sink.stdout.readline())["port"]
+    sink, sink_port = await start_sink(
+        work / "sink.json",
+        "--max-seconds", str(args.seconds + setup_s + 300), "--markers", str(THRESHOLD),
+    )  # fmt: skip
     rtp = free_port_block(workers * 20)
     sip = SipSettings(
         port=free_port(),

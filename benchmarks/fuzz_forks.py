@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests" / "integration"))  # forks.py, as the tests import it
 
-from bench_sip import SINK, start_process, stop_process  # noqa: E402
+from bench_sip import report, start_sink, stop_process  # noqa: E402
 from forks import PROTOCOLS, FuzzRun, fuzz  # noqa: E402
 
 from bridge.asr.client import AsrEndpoint  # noqa: E402
@@ -51,12 +49,7 @@ MIN_CALLS = 0  # a long run must take calls; the CI tests hold each protocol to 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fuzz-forks-"))
-    stats = str(work / "sink.json")
-    sink = await start_process(
-        sys.executable, str(SINK), "--port", "0", "--stats", stats, stdout=subprocess.PIPE
-    )
-    assert sink.stdout is not None
-    port = json.loads(await sink.stdout.readline())["port"]
+    sink, port = await start_sink(work / "sink.json")
     endpoint = AsrEndpoint(
         url=f"ws://127.0.0.1:{port}/v1/realtime",
         model="sink",
@@ -132,12 +125,7 @@ def main() -> int:
     parser.add_argument("--round", type=int, default=5000, help="messages per progress line")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
-    summary = asyncio.run(run(args))
-    text = json.dumps(summary, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
-    return 1 if summary["problems"] else 0
+    return report(asyncio.run(run(args)), args.json)
 
 
 if __name__ == "__main__":

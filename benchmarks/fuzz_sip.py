@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_sip import report, start_sink  # noqa: E402
 
 from bridge.asr.client import AsrEndpoint  # noqa: E402
 from bridge.sip.ingest import SipIngest  # noqa: E402
@@ -39,26 +40,15 @@ from storage import TranscriptStore  # noqa: E402
 from tests.sip.fuzz import RawUac, Report, campaign  # noqa: E402
 from tests.sip.sipp import free_port, free_port_block  # noqa: E402
 
-SINK = Path(__file__).resolve().parent / "sink.py"
 ROUND = 5000  # requests per round (one seed each)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="fuzz-sip-"))
-    sink = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(SINK),
-        "--port",
-        "0",
-        "--stats",
-        str(work / "sink.json"),
-        "--max-seconds",  # the sink's own limit must outlast the run (about 80 messages/s)
-        str(args.messages / 20 + 600),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
+    # The sink's own limit must outlast the run (about 80 messages/s).
+    sink, port = await start_sink(
+        work / "sink.json", "--max-seconds", str(args.messages / 20 + 600)
     )
-    assert sink.stdout is not None
-    port = json.loads(await sink.stdout.readline())["port"]
     rtp = free_port_block(64)
     settings = SipSettings(
         port=free_port(),
@@ -169,12 +159,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1000)
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
-    summary = asyncio.run(run(args))
-    text = json.dumps(summary, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
-    return 1 if summary["problems"] else 0
+    return report(asyncio.run(run(args)), args.json)
 
 
 if __name__ == "__main__":
