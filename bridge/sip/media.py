@@ -300,6 +300,8 @@ class MediaReceiver:
         sock = stream.ports.rtp
         latch = stream.latch
         for _ in range(READS_PER_WAKE):
+            if stream.closed:  # its ports may be the next leg's (a codec change): leave the
+                return  # datagram for that leg's stream, registered by the commands below
             try:
                 data, source = sock.recvfrom(DATAGRAM_BYTES)
             except (BlockingIOError, InterruptedError):
