@@ -171,22 +171,26 @@ class AriController:
     async def _tap(self, channel: dict[str, Any]) -> None:
         """Both directions of a new call, then the call goes on in the dialplan."""
         key = str(channel["id"])
-        for role, spy in DIRECTIONS:
-            direction = _Direction(key, role, _new_id(), _new_id(), _new_id())
-            try:
-                await self._tap_direction(channel, direction, spy)
-            except ForkRefused as exc:
-                logger.warning("ARI channel %s: %s leg not transcribed: %s", key, role.value, exc)
-            except (RemoteProtocolError, httpx.HTTPError, OSError) as exc:
-                logger.error(
-                    "ARI channel %s: %s leg could not be tapped, not transcribed: %s",
-                    key,
-                    role.value,
-                    exc,
-                )
-                await self._end(direction, EndCause.ERROR)
-        with contextlib.suppress(AriError, httpx.HTTPError):
-            await self._request("POST", f"/channels/{key}/continue", expect_gone=True)
+        try:
+            for role, spy in DIRECTIONS:
+                direction = _Direction(key, role, _new_id(), _new_id(), _new_id())
+                try:
+                    await self._tap_direction(channel, direction, spy)
+                except ForkRefused as exc:
+                    logger.warning(
+                        "ARI channel %s: %s leg not transcribed: %s", key, role.value, exc
+                    )
+                except (RemoteProtocolError, httpx.HTTPError, OSError) as exc:
+                    logger.error(
+                        "ARI channel %s: %s leg could not be tapped, not transcribed: %s",
+                        key,
+                        role.value,
+                        exc,
+                    )
+                    await self._end(direction, EndCause.ERROR)
+        finally:  # also when the bridge stops mid-way: a call is never left in Stasis
+            with contextlib.suppress(AriError, httpx.HTTPError):
+                await self._request("POST", f"/channels/{key}/continue", expect_gone=True)
 
     async def _tap_direction(
         self, channel: dict[str, Any], direction: _Direction, spy: str
