@@ -266,12 +266,10 @@ class AsrStream:
         self._advance(Input.CONNECTED)
 
     def receive_connection_lost(self) -> None:
-        """The socket closed or failed.  The running generation is lost; its audio is replayed.
-        Frames not yet taken by :meth:`data_to_send` were the lost session's: dropped (the
-        next session replays the audio after its own ``session.update``)."""
+        """The socket closed or failed.  The running generation is lost; its audio is replayed."""
         was = self.state
         self._advance(Input.CONNECTION_LOST)
-        self._out.clear()
+        self._out.clear()  # unsent frames were the lost session's; the next one replays audio
         if was in (AsrState.STREAMING, AsrState.FINALIZING):
             self._end_generation(text="", completion_tokens=None, solicited=False)
 
