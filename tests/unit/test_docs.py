@@ -29,7 +29,7 @@ SKIPPED_DIRS = {"__pycache__", "node_modules", ".mypy_cache", ".ruff_cache", ".p
 
 _SECTION = r"[0-9]+[a-z]?(?:\.[0-9]+)*"
 # A note's name or path.  Not preceded by a word character, a slash or a dot, so that a path
-# is taken whole and a note's name inside "index.mdx" or "design.b.md" is not half-read.
+# is taken whole, and neither "index.mdx" nor the tail of a dotted file name is half-read.
 _NOTE = re.compile(r"(?<![\w/.])((?:[\w.-]+/)*[A-Za-z0-9_-]+\.md)(?![\w-])")
 # What follows a note's name, once line breaks and comment leaders are folded into one space.
 _REFERENCE = re.compile(
