@@ -273,19 +273,19 @@ class AriController:
 
     async def _request(
         self, method: str, path: str, *, expect_gone: bool = False, **params: str
-    ) -> dict[str, Any]:
-        """One ARI call; a 4xx/5xx is an :class:`AriError` with Asterisk's ``message``
-        (``expect_gone``: a 404, the resource already went away, is not an error)."""
+    ) -> None:
+        """One ARI call (every resource's id is the bridge's own, so no answer is read back);
+        a 4xx/5xx is an :class:`AriError` with Asterisk's ``message`` (``expect_gone``: a 404,
+        the resource already went away, is not an error)."""
         response = await self._http.request(method, path, params=params)
         if response.status_code == 404 and expect_gone:
-            return {}
+            return
         if response.status_code >= 400:
             try:
                 message = str(response.json().get("message", ""))
             except (ValueError, AttributeError):
                 message = response.text[:200]
             raise AriError(f"{method} /ari{path}: {response.status_code} {message}".strip())
-        return response.json() if response.content else {}
 
 
 async def rtp_sources(config: AriConfig) -> tuple[IpNetwork, ...]:
