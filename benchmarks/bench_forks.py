@@ -62,6 +62,7 @@ from bench_sip import (  # noqa: E402
 from fork_senders import ADAPTERS, SECRET, sender  # noqa: E402
 
 from bridge.asr.client import AsrEndpoint  # noqa: E402
+from bridge.cli.runner import loop_factory  # noqa: E402
 from bridge.config.ingest import (  # noqa: E402
     LOOPBACK,
     AriConfig,
@@ -313,6 +314,7 @@ def run_all(args: argparse.Namespace) -> list[dict[str, Any]]:
         command = [sys.executable, __file__, "--adapter", adapter, "--calls", str(args.calls)]
         command += ["--seconds", str(args.seconds), "--asterisk-format", fmt]
         command += ["--deflate"] if args.deflate else []
+        command += ["--loop", args.loop]
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True)
         *lines, last = done.stdout.rstrip("\n").split("\n")
         print("\n".join(lines), flush=True)
@@ -333,6 +335,10 @@ def main() -> None:
         "--deflate", action="store_true",
         help="WebSocket senders offer per-message deflate (mod_audio_stream's default)",
     )  # fmt: skip
+    parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), default="uvloop",
+        help="the bridge's event loop (BRIDGE_EVENT_LOOP; bridge serve's default: uvloop)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the JSON result here too")
     parser.add_argument(
         "--sender", nargs=2, type=Path, metavar=("PLAN", "OUT"), help=argparse.SUPPRESS
@@ -349,7 +355,10 @@ def main() -> None:
         print(table(results))
         line = json.dumps({"adapters": results})
     else:
-        result = asyncio.run(run(args))
+        os.environ["BRIDGE_EVENT_LOOP"] = args.loop
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            result = runner.run(run(args))
+        result["loop"] = args.loop
         print(summary(result))
         line = json.dumps(result)
     if args.json:

@@ -9,6 +9,11 @@ the command stopped have ended (aiosqlite answers a failed open from its own thr
 thread is still running once the interpreter should exit -- a resource the command left open, such
 as a transcript store whose aiosqlite thread is not a daemon -- the process exits anyway with the
 command's code after :data:`EXIT_GRACE_S` instead of waiting for it forever.
+
+The loop is uvloop's where it is installed (a dependency on Linux and macOS): the media forks
+wake the loop for every 20 ms frame of every leg, and uvloop's C loop and transports take about
+a tenth off the CPU per call (benchmarks/README.md, `bench_forks.py --loop`).
+``BRIDGE_EVENT_LOOP=asyncio`` chooses the standard library's loop instead.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from bridge.cli import commands
@@ -70,9 +75,29 @@ def run_command(command: Coroutine[Any, Any, int]) -> int:
     return code
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the bridge runs on: uvloop's unless ``BRIDGE_EVENT_LOOP=asyncio`` or it
+    is not installed (``None``: asyncio's default)."""
+    choice = os.environ.get("BRIDGE_EVENT_LOOP", "uvloop")
+    if choice not in ("uvloop", "asyncio"):
+        raise ConfigError([f"BRIDGE_EVENT_LOOP={choice!r}: use uvloop or asyncio"])
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:  # a platform without its wheels (Windows): the standard loop
+        return None
+    return uvloop.new_event_loop
+
+
 def _run(command: Coroutine[Any, Any, int]) -> int:
     """``asyncio.run``, with the loop kept open until the threads the command stopped end."""
-    with asyncio.Runner() as runner:
+    try:
+        factory = loop_factory()
+    except ConfigError:
+        command.close()  # never started
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
         try:
             return runner.run(command)
         finally:

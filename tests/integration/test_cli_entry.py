@@ -33,3 +33,9 @@ def test_python_dash_m_bridge_and_the_installed_script_answer() -> None:
     )
     assert installed.returncode == 0, installed.stderr
     assert installed.stdout.startswith("usage: bridge calls ")
+
+
+def test_a_bad_event_loop_setting_is_one_usage_line(tmp_path: Path) -> None:
+    result = bridge("calls", "--db", tmp_path / "t.db", env={"BRIDGE_EVENT_LOOP": "trio"})
+    assert result.returncode == 2
+    assert result.stderr == "bridge: error: BRIDGE_EVENT_LOOP='trio': use uvloop or asyncio\n"
