@@ -35,7 +35,6 @@ from bridge.core.asr_protocol import (
     ServerError,
     SessionStarted,
     StepText,
-    first_step_samples,
 )
 from bridge.core.audio import LegAudio
 from bridge.core.transcript import SegmentPolicy, TranscriptAssembler
@@ -203,7 +202,7 @@ class Leg:
         # Step lag: when the audio each step needs was handed to the client (leg samples, time).
         self._clock = time.monotonic
         self._sent_at: deque[tuple[int, float]] = deque(maxlen=256)  # ~20 s of 80 ms chunks
-        self._first_step = first_step_samples(endpoint.delay_ms)
+        self._first_step = endpoint.clock.first_step_samples
         self.step_lag_ms: float | None = None  # text behind audio, from the last step
         self._task: asyncio.Task[None] | None = None
 

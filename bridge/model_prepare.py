@@ -4,7 +4,9 @@ The delay is a tokenizer setting, not a request option: "change the ``transcript
 480 parameter in the tekken.json file to any multiple of 80ms between 80 and 1200, as well as
 2400" (model card, vllm-realtime.md §2.2).  vLLM reads it once at start-up.  So we make a new
 directory: every file of the snapshot linked (the weights are not copied), ``tekken.json``
-rewritten with the chosen delay.
+rewritten with the chosen delay.  Both directories are read through mistral-common
+(:mod:`bridge.model_files`), as vLLM reads them: the source must be a Voxtral Realtime model, and
+the copy must read back with the new delay.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 from bridge.config import DEFAULT_MODEL, VALID_DELAYS_MS
 from bridge.errors import ConfigError
+from bridge.model_files import read_model
 
 
 def check_delay(delay_ms: int) -> None:
@@ -58,6 +61,7 @@ def prepare_model(source: Path, out: Path, delay_ms: int) -> Path:
     tekken_path = source / "tekken.json"
     if not tekken_path.is_file():
         raise ConfigError(f"{source}: no tekken.json here; is it a Voxtral Realtime snapshot?")
+    read_model(source).clock()  # mistral-common loads it, and it is a streaming model
     try:
         tekken = json.loads(tekken_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -86,6 +90,8 @@ def prepare_model(source: Path, out: Path, delay_ms: int) -> Path:
         new_tekken.unlink()
     new_tekken.write_text(json.dumps(tekken, ensure_ascii=False), encoding="utf-8")
     (out / ".bridge-prepared").write_text(f"source={source.resolve()}\ndelay_ms={delay_ms}\n")
+    if read_model(out).clock().transcription_delay_ms != delay_ms:
+        raise ConfigError(f"{new_tekken}: mistral-common does not read back the delay written")
     return new_tekken
 
 

@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, InvalidURI
 
 from bridge.core.asr_protocol import AsrEvent, AsrState, AsrStream, ServerError, StepText
+from bridge.core.step_clock import StepClock
 from bridge.errors import AsrProtocolError
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,18 @@ class AsrEndpoint:
     # Legs the server takes at once (None: not known); new calls are refused while this many
     # are live (SIP 503, WHIP 503), before the server would have to refuse their sessions.
     max_legs: int | None = None
+    # The server's step clock as read from the model's files (asr.model_dir); None: Voxtral
+    # Mini 4B Realtime's at ``delay_ms``.
+    model_clock: StepClock | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_clock and self.model_clock.transcription_delay_ms != self.delay_ms:
+            raise ValueError("delay_ms differs from the model clock's transcription delay")
+
+    @property
+    def clock(self) -> StepClock:
+        """When the server steps: what word times and the step lag are computed with."""
+        return self.model_clock or StepClock(self.delay_ms)
 
 
 def backoff_delays(
@@ -70,9 +83,12 @@ def describe_connect_error(url: str, exc: BaseException) -> tuple[str, bool]:
                 False,
             )
         if status == 404:
+            # vllm-realtime.md §1: the route exists from vLLM 0.16 on, and only for a model with
+            # the realtime task.
             return (
-                f"{url} has no realtime endpoint (HTTP 404): is it vLLM serving a realtime model "
-                "such as Voxtral Mini 4B Realtime? Check the URL path is /v1/realtime",
+                f"{url} has no realtime endpoint (HTTP 404): check the path is /v1/realtime; "
+                "vLLM before 0.16 has none (upgrade: bash scripts/install.sh gpu), and vLLM "
+                "opens it only for a realtime model such as Voxtral Mini 4B Realtime",
                 False,
             )
         return f"{url} answered the WebSocket handshake with HTTP {status}", status >= 500

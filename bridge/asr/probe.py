@@ -27,7 +27,8 @@ import websockets
 from websockets.asyncio.client import connect
 
 from bridge.asr.client import AsrEndpoint, describe_connect_error
-from bridge.core.asr_protocol import AsrState, AsrStream, ServerError, StepText, expected_steps
+from bridge.core.asr_protocol import AsrState, AsrStream, ServerError, StepText
+from bridge.core.step_clock import StepClock
 from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_MS, CHUNK_SAMPLES
 from bridge.errors import AsrConnectionError, BridgeError, ConfigError
 
@@ -37,12 +38,12 @@ class ServedModel:
     name: str
     max_model_len: int | None
 
-    @property
-    def max_session_s(self) -> float | None:
-        """Audio one generation can hold: one token per 80 ms after the 39-token prompt."""
+    def describe(self, clock: StepClock) -> str:
         if self.max_model_len is None:
-            return None
-        return max(0, self.max_model_len - 39) * CHUNK_MS / 1000
+            return self.name
+        seconds = clock.session_seconds(self.max_model_len)
+        length = f"max_model_len {self.max_model_len} = {seconds:.0f} s of audio per session"
+        return f"{self.name} ({length})"
 
 
 @dataclass
@@ -118,7 +119,8 @@ async def probe_models(endpoint: AsrEndpoint) -> tuple[list[ServedModel], Models
         return [], ModelsProblem(
             "/v1/models",
             f"cannot reach {base}: {reason} (is the ASR server running? start it with the "
-            "Procfile's vllm line, or pass --asr-url)",
+            "Procfile's vllm line, or pass --asr-url; a vLLM that exits at start with a "
+            "tokenizer error lacks --tokenizer-mode mistral)",
             AsrConnectionError(
                 f"cannot reach the ASR server at {base} ({reason}): start it (Procfile `vllm` "
                 "line) or pass --asr-url",
@@ -153,11 +155,7 @@ async def check_server(endpoint: AsrEndpoint, *, probe_s: float = 1.0) -> CheckR
     if problem is not None and problem.what == "/v1/models":
         report.add(False, problem.what, problem.line)
         return report
-    served = ", ".join(
-        f"{m.name} (max_model_len {m.max_model_len}"
-        + (f" = {m.max_session_s:.0f} s of audio per session)" if m.max_session_s else ")")
-        for m in report.models
-    )
+    served = ", ".join(m.describe(endpoint.clock) for m in report.models)
     report.add(True, "/v1/models", f"serves {served or 'nothing'}")
     if problem is not None:
         report.add(False, problem.what, problem.line)
@@ -224,22 +222,32 @@ async def _probe_realtime(endpoint: AsrEndpoint, probe_s: float, report: CheckRe
                     if not handle():
                         return
     except TimeoutError:
-        report.add(False, "/v1/realtime", "no transcription.done within 60 s: server overloaded?")
+        if steps:
+            text = f"{steps} steps, then none; no transcription.done within 60 s"
+        else:
+            took_s = chunks * CHUNK_MS / 1000
+            text = f"the session took {took_s:g} s of audio but ran no step in 60 s"
+        report.add(
+            False,
+            "/v1/realtime",
+            f"{text}: the engine is stuck (restart it) or overloaded (a busy GPU: fewer "
+            "sessions per server, asr.max_legs)",
+        )
         return
     except (OSError, websockets.WebSocketException) as exc:
         message, _ = describe_connect_error(endpoint.url, exc)
         report.add(False, "/v1/realtime", message)
         return
     samples = chunks * CHUNK_SAMPLES
-    want = expected_steps(samples, delay_ms=endpoint.delay_ms)
+    want = endpoint.clock.steps_available(samples, ended=True)
     took = time.monotonic() - started
     seconds = samples / ASR_SAMPLE_RATE_HZ
     if steps != want:
         report.add(
             False,
             "/v1/realtime",
-            f"{steps} deltas for {seconds:g} s of audio, expected {want}: "
-            "not a Voxtral Realtime step clock",
+            f"{steps} deltas for {seconds:g} s of audio, expected {want}: not Voxtral "
+            "Realtime's step clock (is the served model mistralai/Voxtral-Mini-4B-Realtime-2602?)",
         )
         return
     report.add(
@@ -249,8 +257,17 @@ async def _probe_realtime(endpoint: AsrEndpoint, probe_s: float, report: CheckRe
         f"{took:.1f} s (Voxtral step clock)",
     )
     delay_ms = 80 * (first_chunk - 2) if first_chunk else None
+    source = "the model directory" if endpoint.model_clock else "configured"
     if delay_ms == endpoint.delay_ms:
-        report.add(True, "delay", f"{delay_ms} ms, as configured")
+        report.add(True, "delay", f"{delay_ms} ms, as {source}")
+    elif endpoint.model_clock:
+        report.add(
+            False,
+            "delay",
+            f"the server's first step came after {first_chunk} chunks: its delay is "
+            f"{delay_ms} ms, but the model directory says {endpoint.delay_ms} ms; the server "
+            "runs other model files: pass the --model-dir it serves",
+        )
     else:
         report.add(
             False,

@@ -16,14 +16,16 @@ from pathlib import Path
 
 from bridge import app
 from bridge.asr.client import AsrEndpoint
-from bridge.asr.probe import check_server, preflight
+from bridge.asr.probe import CheckReport, check_server, preflight
 from bridge.cli.view import TerminalView
 from bridge.config import BridgeConfig, load_config
 from bridge.config.reader import config_path
+from bridge.core.step_clock import STEP_MS
 from bridge.core.types import AudioEncoding, LegRole
 from bridge.errors import ConfigError, StorageError
 from bridge.export import fmt_ms, iso_utc, render
 from bridge.files.reader import AudioFile, open_audio
+from bridge.model_files import read_model
 from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
 from bridge.transcribe import parse_roles, transcribe_file
 from sip_config import SipSettings, load_sip_settings
@@ -39,6 +41,7 @@ def config_from(args: argparse.Namespace) -> BridgeConfig:
         ("asr", "api_key"): getattr(args, "api_key", None),
         ("asr", "language"): getattr(args, "language", None),
         ("asr", "delay_ms"): getattr(args, "delay_ms", None),
+        ("asr", "model_dir"): str(args.model_dir) if getattr(args, "model_dir", None) else None,
         ("storage", "db"): getattr(args, "db", None),
         ("serve", "host"): getattr(args, "http_host", None),
         ("serve", "port"): getattr(args, "http_port", None),
@@ -200,10 +203,36 @@ async def export(args: argparse.Namespace) -> int:
 
 async def check(args: argparse.Namespace) -> int:
     config = config_from(args)
+    if config.asr.model_dir is not None:
+        files = read_model(config.asr.model_dir)
+        files.clock()  # one line naming the reason if the bridge cannot drive it
+        print(f"Model files {files.directory}\n  {'tekken.json':<13} OK   {files.describe()}")
     async with app.asr_endpoint(config) as endpoint:
         report = await check_server(endpoint)
-    print("\n".join(report.lines))
+    print("\n".join(report.lines + session_length_note(report, endpoint, config)))
     return 0 if report.ok else 1
+
+
+def session_length_note(
+    report: CheckReport, endpoint: AsrEndpoint, config: BridgeConfig
+) -> list[str]:
+    """A warning when the server's sessions end before the bridge recycles them: no audio is
+    lost (the leg starts a new session where the server ended one), but the cut may fall inside
+    a word instead of at a pause (the recipe: one text token per 80 ms of audio)."""
+    served = next((m for m in report.models if m.name == endpoint.model), None)
+    if served is None or served.max_model_len is None:
+        return []
+    held_s = endpoint.clock.session_seconds(served.max_model_len)
+    # A leg recycles at the first pause after recycle_after_s; a segment is cut at max_segment_s.
+    needed_s = config.asr.recycle_after_s + config.segments.max_segment_s
+    if held_s >= needed_s:
+        return []
+    tokens = endpoint.clock.prompt_tokens + int(needed_s * 1000 / STEP_MS) + 1
+    return [
+        f"  {'session':<13} WARN a session holds {held_s:.0f} s of audio, but the bridge "
+        f"recycles after up to {needed_s:g} s (asr.recycle_after_s + segments.max_segment_s): "
+        f"serve with --max-model-len {tokens} or more, or lower asr.recycle_after_s"
+    ]
 
 
 async def model(args: argparse.Namespace) -> int:
@@ -212,6 +241,7 @@ async def model(args: argparse.Namespace) -> int:
     print(
         f"wrote {tekken} (transcription_delay_ms={args.delay_ms}), other files linked from {source}"
     )
+    print(f"mistral-common reads it back: {read_model(args.out).describe()}")
     print(serve_hint(args.out, args.delay_ms))
     return 0
 

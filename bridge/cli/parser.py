@@ -64,8 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="served model name (env BRIDGE_ASR_MODEL)")
         p.add_argument("--api-key", help="server API key (prefer env BRIDGE_ASR_API_KEY)")
         p.add_argument(
-            "--delay-ms", type=int, help="the server's transcription delay (default 480)"
-        )
+            "--delay-ms", type=int,
+            help="the server's transcription delay (default: the model directory's, or 480)",
+        )  # fmt: skip
+        p.add_argument(
+            "--model-dir", type=Path, metavar="DIR",
+            help="the served model's files: delay and step clock read from its tekken.json "
+            "(env BRIDGE_ASR_MODEL_DIR; needs the model extra, pip install '.[model]')",
+        )  # fmt: skip
 
     def db_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", help="SQLite file (env BRIDGE_DB)")

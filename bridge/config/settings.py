@@ -9,6 +9,8 @@ Example ``bridge.toml``::
     model = "mistralai/Voxtral-Mini-4B-Realtime-2602"  # BRIDGE_ASR_MODEL
     # api_key: set BRIDGE_ASR_API_KEY instead of writing secrets into files
     delay_ms = 480               # the server's transcription delay (tekken.json)
+    # model_dir = "/srv/models/voxtral-realtime"  # BRIDGE_ASR_MODEL_DIR: the served model's
+    #                            # files; its delay and step clock are read from them
     recycle_after_s = 120        # start a fresh ASR generation at the next pause after this
     max_buffer_s = 60            # audio kept per leg while the ASR server is unreachable
 
@@ -68,7 +70,8 @@ class AsrConfig:
     model: str = DEFAULT_MODEL
     api_key: str | None = None
     language: str | None = None  # ISO 639-1 hint, for engines that use it
-    delay_ms: int = 480
+    delay_ms: int | None = None  # None: the model directory's, else 480
+    model_dir: Path | None = None  # the served model's files (tekken.json), read at start-up
     recycle_after_s: float = 120.0
     max_buffer_s: float = 60.0
     stall_timeout_s: float = 30.0
@@ -129,6 +132,7 @@ SCHEMA: Schema = {
         "api_key": Setting("BRIDGE_ASR_API_KEY"),
         "language": Setting("BRIDGE_ASR_LANGUAGE"),
         "delay_ms": Setting("BRIDGE_ASR_DELAY_MS", int),
+        "model_dir": Setting("BRIDGE_ASR_MODEL_DIR"),
         "recycle_after_s": Setting("BRIDGE_ASR_RECYCLE_AFTER_S", float),
         "max_buffer_s": Setting("BRIDGE_ASR_MAX_BUFFER_S", float),
         "stall_timeout_s": Setting("BRIDGE_ASR_STALL_TIMEOUT_S", float),
@@ -181,6 +185,10 @@ def load_config(
     return replace(config, source=", ".join(sources) or "defaults")
 
 
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
 def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
     get, problems = read.value, read.problems
     asr = AsrConfig(
@@ -188,7 +196,8 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
         model=get("asr", "model", DEFAULT_MODEL),
         api_key=get("asr", "api_key", None),
         language=get("asr", "language", None),
-        delay_ms=get("asr", "delay_ms", 480),
+        delay_ms=get("asr", "delay_ms", None),
+        model_dir=_path(get("asr", "model_dir", None)),
         recycle_after_s=get("asr", "recycle_after_s", 120.0),
         max_buffer_s=get("asr", "max_buffer_s", 60.0),
         stall_timeout_s=get("asr", "stall_timeout_s", 30.0),
@@ -198,7 +207,7 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
         problems.append(f"ASR max_legs must be >= 0 (0: no limit), got {asr.max_legs}")
     if asr.url is not None and not asr.url.startswith(("ws://", "wss://")):
         problems.append(f"ASR url {asr.url!r}: expected ws://host:port/v1/realtime (or wss://)")
-    if asr.delay_ms not in VALID_DELAYS_MS:
+    if asr.delay_ms is not None and asr.delay_ms not in VALID_DELAYS_MS:
         problems.append(
             f"ASR delay_ms {asr.delay_ms}: must be a multiple of 80 in 80..1200, or 2400"
         )

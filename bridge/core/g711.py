@@ -57,7 +57,8 @@ def _linear_to_ulaw(pcm: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
     seg = _segment(magnitude, 0x3F)
     code = (np.minimum(seg, 7) << 4) | ((magnitude >> (np.minimum(seg, 7) + 1)) & 0x0F)
     code = np.where(seg >= 8, 0x7F, code)
-    return (code ^ mask).astype(np.uint8)
+    codes: npt.NDArray[np.uint8] = (code ^ mask).astype(np.uint8)  # typed: numpy < 2.4 says Any
+    return codes
 
 
 def _linear_to_alaw(pcm: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
@@ -68,7 +69,8 @@ def _linear_to_alaw(pcm: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
     shift = np.where(seg < 2, 1, np.minimum(seg, 7))
     code = (np.minimum(seg, 7) << 4) | ((magnitude >> shift) & 0x0F)
     code = np.where(seg >= 8, 0x7F, code)
-    return (code ^ mask).astype(np.uint8)
+    codes: npt.NDArray[np.uint8] = (code ^ mask).astype(np.uint8)  # typed: numpy < 2.4 says Any
+    return codes
 
 
 _CODES: Final = np.arange(256, dtype=np.int64)

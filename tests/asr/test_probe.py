@@ -24,6 +24,7 @@ class Models(http.server.BaseHTTPRequestHandler):
     """``GET /v1/models`` as vLLM answers it, behind ``--api-key secret``; 404 elsewhere, and
     everywhere while ``vllm`` is false (some other HTTP server)."""
 
+    protocol_version = "HTTP/1.1"  # as uvicorn answers; websockets rejects a 1.0 status line
     requests = 0
     vllm = True
 
@@ -71,9 +72,26 @@ async def test_a_served_model_passes_the_preflight(server: str) -> None:
     endpoint = AsrEndpoint(url=server, model=MODEL, api_key=KEY)
     models, problem = await probe_models(endpoint)
     assert problem is None
-    assert [(m.name, m.max_model_len, m.max_session_s) for m in models] == [(MODEL, 512, 37.84)]
+    assert [(m.name, m.max_model_len) for m in models] == [(MODEL, 512)]
+    # 512 tokens less the 39-token prompt (BOS, 32 left-pad, 6 delay), 80 ms each.
+    assert models[0].describe(endpoint.clock) == (
+        f"{MODEL} (max_model_len 512 = 38 s of audio per session)"
+    )
+    assert endpoint.clock.session_seconds(512) == pytest.approx(37.84)
     await preflight(endpoint)
     assert Models.requests == 2  # one GET each
+
+
+async def test_a_server_without_the_realtime_route_is_told_why(server: str) -> None:
+    """/v1/models answers but the WebSocket upgrade to /v1/realtime gets 404, as from a vLLM
+    older than 0.16 or one serving a model without the realtime task (vllm-realtime.md §1)."""
+    report = await check_server(AsrEndpoint(url=server, model=MODEL, api_key=KEY))
+    assert not report.ok
+    assert report.lines[-1] == (
+        f"  /v1/realtime  FAIL {server} has no realtime endpoint (HTTP 404): check the path is "
+        "/v1/realtime; vLLM before 0.16 has none (upgrade: bash scripts/install.sh gpu), and "
+        "vLLM opens it only for a realtime model such as Voxtral Mini 4B Realtime"
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,7 +159,8 @@ async def test_a_server_that_is_down_is_one_line_with_the_fix() -> None:
     report = await check_server(endpoint)
     assert report.lines[-1].startswith(f"  /v1/models    FAIL cannot reach http://{base}: ")
     assert report.lines[-1].endswith(
-        "(is the ASR server running? start it with the Procfile's vllm line, or pass --asr-url)"
+        "(is the ASR server running? start it with the Procfile's vllm line, or pass --asr-url; "
+        "a vLLM that exits at start with a tokenizer error lacks --tokenizer-mode mistral)"
     )
     with pytest.raises(AsrConnectionError, match=f"cannot reach the ASR server at http://{base}"):
         await preflight(endpoint)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bridge_cli import bridge
-from vllm_server import VllmServer
+from vllm_server import VllmServer, build_model_dir
 
 from bridge.core.types import CallId, CallInfo, LegSource
 from storage import TranscriptStore
@@ -106,6 +106,16 @@ def test_check_reports_model_and_step_clock(vllm_server: VllmServer, asr: list[s
     assert "serves tiny-voxtral (max_model_len 512 = 38 s of audio per session)" in ok.stdout
     assert "23 deltas for 1.04 s of audio" in ok.stdout
     assert "delay         OK   480 ms, as configured" in ok.stdout
+    # 512 tokens hold 38 s; the bridge recycles after up to 120 + 30 s: size the server for it.
+    assert ok.stdout.endswith(
+        "  session       WARN a session holds 38 s of audio, but the bridge recycles after up to "
+        "150 s (asr.recycle_after_s + segments.max_segment_s): serve with --max-model-len 1915 "
+        "or more, or lower asr.recycle_after_s\n"
+    )
+    short = bridge(
+        "check", *asr, env={"BRIDGE_ASR_RECYCLE_AFTER_S": "20", "BRIDGE_SEGMENT_MAX_S": "10"}
+    )
+    assert short.returncode == 0 and "WARN" not in short.stdout, short.stdout
     wrong = bridge("check", "--asr-url", vllm_server.url, "--model", "voxtral", "--api-key", KEY)
     assert wrong.returncode == 1
     assert "'voxtral' is not served; pass --model tiny-voxtral" in wrong.stdout
@@ -116,6 +126,35 @@ def test_check_reports_model_and_step_clock(vllm_server: VllmServer, asr: list[s
     assert skew.returncode == 1
     assert (
         "its delay is 480 ms, but the bridge is set to 960 ms; pass --delay-ms 480" in skew.stdout
+    )
+
+
+def test_check_reads_the_model_directory(
+    vllm_server: VllmServer, asr: list[str], tmp_path: Path
+) -> None:
+    """Issue 20: the delay and step clock come from the model's files, and the server's
+    measured delay is checked against them."""
+    ok = bridge("check", *asr, "--model-dir", vllm_server.model_dir)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith(
+        f"Model files {vllm_server.model_dir}\n  tekken.json   OK   16000 Hz, 12.5 frames/s, "
+        "transcription delay 480 ms, 32 left-pad tokens, look-ahead 2.5 ms (read with "
+        "mistral-common "
+    )
+    assert "delay         OK   480 ms, as the model directory" in ok.stdout
+    other = build_model_dir(tmp_path / "voxtral-960", delay_ms=960)
+    skew = bridge("check", *asr, "--model-dir", other)
+    assert skew.returncode == 1
+    assert (
+        "its delay is 480 ms, but the model directory says 960 ms; the server runs other model "
+        "files: pass the --model-dir it serves" in skew.stdout
+    )
+    both = bridge("check", *asr, "--model-dir", other, env={"BRIDGE_ASR_DELAY_MS": "480"})
+    assert both.returncode == 2
+    assert both.stderr == (
+        f"bridge: error: asr.delay_ms is 480 but the model in {other} has transcription_delay_ms "
+        "960: drop delay_ms (the model's is used), or point model_dir at the model the server "
+        "runs\n"
     )
 
 
@@ -229,6 +268,9 @@ def test_model_prepare_rewrites_the_delay(vllm_server: VllmServer, tmp_path: Pat
     assert tekken["audio"]["transcription_delay_ms"] == 960
     assert (out / "params.json").resolve() == (vllm_server.model_dir / "params.json").resolve()
     assert "--delay-ms 960" in done.stdout
+    assert "mistral-common reads it back: 16000 Hz, 12.5 frames/s, transcription delay 960 ms" in (
+        done.stdout
+    )
     bad = bridge(
         "model", "prepare", "--delay-ms", "100", "--out", out, "--from", vllm_server.model_dir
     )

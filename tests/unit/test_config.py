@@ -15,7 +15,9 @@ from bridge.errors import ConfigError
 def test_defaults_without_file_or_environment() -> None:
     config = load_config(None, {"HOME": "/home/a"})
     assert config.asr.url is None and config.asr.model == DEFAULT_MODEL
-    assert config.asr.delay_ms == 480 and config.asr.recycle_after_s == 120.0
+    # No delay set: the model directory's when one is given, else 480 (app.endpoint_from).
+    assert config.asr.delay_ms is None and config.asr.model_dir is None
+    assert config.asr.recycle_after_s == 120.0
     assert config.db_path == Path("/home/a/.local/share/call-bridge/transcripts.db")
     assert config.source == "defaults"
 
@@ -52,7 +54,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         load_config(path, {"BRIDGE_PORT": "eighty"})
     assert info.value.problems == [
         f"{path}: unknown setting asr.modle (known: api_key, delay_ms, language, max_buffer_s, "
-        "max_legs, model, recycle_after_s, stall_timeout_s, url)",
+        "max_legs, model, model_dir, recycle_after_s, stall_timeout_s, url)",
         f"{path}: unknown setting nope.x (unknown section)",
         "BRIDGE_PORT='eighty': expected int",
         "ASR url 'http://x': expected ws://host:port/v1/realtime (or wss://)",
