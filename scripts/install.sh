@@ -4,8 +4,11 @@
 #   bash scripts/install.sh          # the service (SIP ingest with pjsua2 included), the CLI
 #                                    # and the embedded engine's weights
 #   bash scripts/install.sh test     # plus what the test suite needs
+#   bash scripts/install.sh gpu      # the vLLM server for Voxtral on this machine's NVIDIA GPU,
+#                                    # in its own .venv-vllm (scripts/install-gpu.sh)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+[[ "${1:-}" == "gpu" ]] && exec bash scripts/install-gpu.sh
 
 PYTHON="${PYTHON:-python3}"
 extra="${1:-}"
