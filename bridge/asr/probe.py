@@ -148,7 +148,9 @@ async def preflight(endpoint: AsrEndpoint) -> None:
         raise problem.error
 
 
-async def check_server(endpoint: AsrEndpoint, *, probe_s: float = 1.0) -> CheckReport:
+async def check_server(
+    endpoint: AsrEndpoint, *, probe_s: float = 1.0, timeout_s: float = 60.0
+) -> CheckReport:
     report = CheckReport()
     report.lines.append(f"ASR server {endpoint.url}")
     report.models, problem = await probe_models(endpoint)
@@ -161,11 +163,13 @@ async def check_server(endpoint: AsrEndpoint, *, probe_s: float = 1.0) -> CheckR
         report.add(False, problem.what, problem.line)
         return report
     report.add(True, "model", endpoint.model)
-    await _probe_realtime(endpoint, probe_s, report)
+    await _probe_realtime(endpoint, probe_s, timeout_s, report)
     return report
 
 
-async def _probe_realtime(endpoint: AsrEndpoint, probe_s: float, report: CheckReport) -> None:
+async def _probe_realtime(
+    endpoint: AsrEndpoint, probe_s: float, timeout_s: float, report: CheckReport
+) -> None:
     """One session: find the server's delay from its first step, then count every step.
 
     The first step needs ``1320 + 16 * delay_ms`` samples (vllm-realtime.md §2.4), so feeding
@@ -192,7 +196,7 @@ async def _probe_realtime(endpoint: AsrEndpoint, probe_s: float, report: CheckRe
         return True
 
     try:
-        async with asyncio.timeout(60):
+        async with asyncio.timeout(timeout_s):
             async with connect(
                 endpoint.url, additional_headers=headers, open_timeout=endpoint.open_timeout_s
             ) as ws:
@@ -223,10 +227,10 @@ async def _probe_realtime(endpoint: AsrEndpoint, probe_s: float, report: CheckRe
                         return
     except TimeoutError:
         if steps:
-            text = f"{steps} steps, then none; no transcription.done within 60 s"
+            text = f"{steps} steps, then none; no transcription.done within {timeout_s:g} s"
         else:
             took_s = chunks * CHUNK_MS / 1000
-            text = f"the session took {took_s:g} s of audio but ran no step in 60 s"
+            text = f"the session took {took_s:g} s of audio but ran no step in {timeout_s:g} s"
         report.add(
             False,
             "/v1/realtime",

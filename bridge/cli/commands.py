@@ -203,12 +203,14 @@ async def export(args: argparse.Namespace) -> int:
 
 async def check(args: argparse.Namespace) -> int:
     config = config_from(args)
+    if not args.timeout > 0:
+        raise ConfigError(f"--timeout {args.timeout:g}: give the seconds to wait, more than 0")
     if config.asr.model_dir is not None:
         files = read_model(config.asr.model_dir)
         files.clock()  # one line naming the reason if the bridge cannot drive it
         print(f"Model files {files.directory}\n  {'tekken.json':<13} OK   {files.describe()}")
     async with app.asr_endpoint(config) as endpoint:
-        report = await check_server(endpoint)
+        report = await check_server(endpoint, timeout_s=args.timeout)
     print("\n".join(report.lines + session_length_note(report, endpoint, config)))
     return 0 if report.ok else 1
 

@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("check", help="check the ASR server speaks the realtime protocol")
     asr_options(p)
+    p.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S",
+        help="how long the test session may take before the server counts as stuck (default 60)",
+    )  # fmt: skip
 
     p = commands.add_parser("model", help="model utilities")
     model_commands = p.add_subparsers(dest="model_command", required=True, metavar="ACTION")
