@@ -44,7 +44,7 @@ def find_snapshot(environ: Mapping[str, str], model: str = DEFAULT_MODEL) -> Pat
     if not candidates:
         raise ConfigError(
             f"no local snapshot of {model} in {hub}: download it on a machine with internet "
-            f"(`huggingface-cli download {model}`) or pass --from DIR"
+            f"(`hf download {model}`, from huggingface_hub) or pass --from DIR"
         )
     return candidates[-1]
 

@@ -144,3 +144,16 @@ def test_without_mistral_common_the_fix_is_named(
         "reading a model directory needs mistral-common (mistral_common is missing): pip install "
         "-U 'mistral-common[audio]>=1.9.0' (the bridge's extra: .[model])"
     )
+
+
+def test_a_mistral_common_older_than_the_recipe_asks_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mistral_common
+
+    directory = build_model_dir(tmp_path / "m")
+    monkeypatch.setattr(mistral_common, "__version__", "1.8.5")
+    assert problem(directory) == (
+        "mistral-common 1.8.5 is older than 1.9.0 and cannot read Voxtral Realtime's audio "
+        "settings: pip install -U 'mistral-common[audio]>=1.9.0' (the bridge's extra: .[model])"
+    )
