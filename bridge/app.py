@@ -105,6 +105,7 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 def leg_settings(config: BridgeConfig) -> LegSettings:
     return LegSettings(
         recycle_after_s=config.asr.recycle_after_s,
+        rut_after_s=config.asr.rut_after_s,
         max_buffer_s=config.asr.max_buffer_s,
         segments=SegmentPolicy(
             pause_steps=max(1, config.segments.pause_ms // 80),

@@ -37,6 +37,7 @@ from bridge.core.asr_protocol import (
     StepText,
 )
 from bridge.core.audio import LegAudio
+from bridge.core.rut import RutGuard
 from bridge.core.transcript import SegmentPolicy, TranscriptAssembler
 from bridge.core.types import (
     ASR_SAMPLE_RATE_HZ,
@@ -60,6 +61,8 @@ class LegSettings:
     # over 5 min on CPU, flat with recycling), and a recycle costs only one prefill.
     recycle_after_s: float = 120.0
     recycle_pause_ms: int = 480  # quiet audio that counts as a pause
+    # Speech-level audio with no text this long: a new generation (vLLM #47614; 0: off).
+    rut_after_s: float = 8.0
     quiet_dbfs: float = -45.0  # RMS below this is quiet
     max_buffer_s: float = 60.0  # audio kept while the server is unreachable
     segments: SegmentPolicy = SegmentPolicy()
@@ -193,6 +196,7 @@ class Leg:
         full_scale = 32768.0 * 10 ** (self.settings.quiet_dbfs / 20)
         self._quiet_power = full_scale * full_scale
         self._quiet_samples = 0
+        self._rut = RutGuard(self.settings.rut_after_s, ASR_SAMPLE_RATE_HZ)
         self._recycle_samples = int(self.settings.recycle_after_s * ASR_SAMPLE_RATE_HZ)
         self._pause_samples = self.settings.recycle_pause_ms * ASR_SAMPLE_RATE_HZ // 1000
         self._finals = 0
@@ -223,13 +227,17 @@ class Leg:
     def _send_chunk(self, chunk: bytes) -> None:
         pcm = np.frombuffer(chunk, dtype=np.int16).astype(np.float32)
         power = float(np.dot(pcm, pcm)) / max(len(pcm), 1)
-        self._quiet_samples = self._quiet_samples + len(pcm) if power < self._quiet_power else 0
+        quiet = power < self._quiet_power
+        self._quiet_samples = self._quiet_samples + len(pcm) if quiet else 0
+        self._rut.audio(len(pcm), speech=not quiet)
         if self.client.failure:
             # The ASR side gave up: the rest of the leg is a gap, not silently dropped.
             self._extend_gap(self.audio.samples_out - len(pcm), len(pcm), self.client.failure)
             return
         self.client.send_audio(chunk)
         self._sent_at.append((self.stream.samples_received, self._clock()))
+        if self._rut.due and self.client.recycle():
+            self._record_rut()
         age = self.stream.samples_received - self.stream.generation_start
         if age >= self._recycle_samples and self._quiet_samples >= self._pause_samples:
             # design.md §2: sessions slow down as they grow (vLLM #58324); recycle at a pause.
@@ -298,6 +306,8 @@ class Leg:
         match event:
             case StepText():
                 COUNTERS.deltas += 1
+                if event.text:
+                    self._rut.text()
                 if event.frame_end > event.frame_start:  # not a right-padding step
                     self._measure_step_lag(event.frame_start + self._first_step)
                 for segment in self.assembler.receive_step(event):
@@ -331,6 +341,15 @@ class Leg:
             case Closed():
                 self._flush_gap()
                 self.log.info("ASR stream closed: %s", event.reason)
+
+    def _record_rut(self) -> None:
+        seconds = self._rut.fired() / ASR_SAMPLE_RATE_HZ
+        self.log.warning(
+            "ASR returned no text over %.1f s of speech (the blank-token rut, vLLM #47614); "
+            "continuing on a new generation",
+            seconds,
+        )
+        self._put_event(self.stream.samples_received, "asr.rut", f"speech_s={seconds:.1f}")
 
     def _measure_step_lag(self, needed: int) -> None:
         """The step for audio up to ``needed`` samples came now: how long after that audio?"""

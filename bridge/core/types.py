@@ -152,7 +152,7 @@ class LegEvent:
     call_id: CallId
     leg_id: LegId | None
     at_ms: int  # leg clock when leg_id is set, else wall clock
-    kind: str  # "asr.session", "asr.recycle", "asr.error", "asr.reconnect", ...
+    kind: str  # "asr.session", "asr.recycle", "asr.error", "asr.rut", ... (/metrics counts them)
     detail: str = ""
 
 

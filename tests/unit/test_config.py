@@ -54,7 +54,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         load_config(path, {"BRIDGE_PORT": "eighty"})
     assert info.value.problems == [
         f"{path}: unknown setting asr.modle (known: api_key, delay_ms, language, max_buffer_s, "
-        "max_legs, model, model_dir, recycle_after_s, stall_timeout_s, url)",
+        "max_legs, model, model_dir, recycle_after_s, rut_after_s, stall_timeout_s, url)",
         f"{path}: unknown setting nope.x (unknown section)",
         "BRIDGE_PORT='eighty': expected int",
         "ASR url 'http://x': expected ws://host:port/v1/realtime (or wss://)",
@@ -129,3 +129,11 @@ def test_settings_load_no_web_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_rut_guard_setting() -> None:
+    assert load_config(None, {"HOME": "/h"}).asr.rut_after_s == 8.0
+    assert load_config(None, {"HOME": "/h", "BRIDGE_ASR_RUT_AFTER_S": "0"}).asr.rut_after_s == 0
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"HOME": "/h", "BRIDGE_ASR_RUT_AFTER_S": "-1"})
+    assert info.value.problems == ["ASR rut_after_s must be >= 0 (0: off), got -1.0"]
