@@ -106,6 +106,9 @@ def leg_settings(config: BridgeConfig) -> LegSettings:
     return LegSettings(
         recycle_after_s=config.asr.recycle_after_s,
         rut_after_s=config.asr.rut_after_s,
+        # The embedded engine holds deltas while it decodes, by design, and admits legs by its
+        # own measured budget: the lag bound is for a vLLM server (asr.url).
+        max_step_lag_ms=config.asr.max_step_lag_ms if config.asr.url else 0.0,
         max_buffer_s=config.asr.max_buffer_s,
         segments=SegmentPolicy(
             pause_steps=max(1, config.segments.pause_ms // 80),

@@ -28,6 +28,7 @@ from websockets.asyncio.client import connect
 from bridge.asr.client import AsrClient, AsrEndpoint
 from bridge.core.asr_protocol import (
     AsrEvent,
+    AsrState,
     AsrStream,
     AudioDropped,
     Closed,
@@ -63,6 +64,9 @@ class LegSettings:
     recycle_pause_ms: int = 480  # quiet audio that counts as a pause
     # Speech-level audio with no text this long: a new generation (vLLM #47614; 0: off).
     rut_after_s: float = 8.0
+    # Text this far behind the audio sent: the leg is lagging, and new legs are refused until
+    # it is back within half of it (0: off; app.leg_settings turns it on for a vLLM server).
+    max_step_lag_ms: float = 0.0
     quiet_dbfs: float = -45.0  # RMS below this is quiet
     max_buffer_s: float = 60.0  # audio kept while the server is unreachable
     segments: SegmentPolicy = SegmentPolicy()
@@ -131,6 +135,14 @@ class LegRegistry:
             self._legs.discard(leg)
             self._changed()
 
+    def lagging(self) -> int:
+        """Live legs whose ASR server is behind real time (:attr:`Leg.lagging`)."""
+        return sum(1 for leg in self._legs if leg.lagging)
+
+    def changed(self) -> None:
+        """A leg's state that admission depends on changed (it started or stopped lagging)."""
+        self._changed()
+
     def watch(self, watcher: Callable[[], None]) -> None:
         """Call ``watcher()`` (on the loop, synchronously) after every change."""
         self._watchers.append(watcher)
@@ -155,9 +167,16 @@ def live_legs() -> list[Leg]:
     return LIVE.legs()
 
 
-def at_capacity(max_legs: int | None) -> bool:
-    """Whether this process already runs ``max_legs`` legs (the ASR server's capacity)."""
-    return max_legs is not None and len(LIVE) >= max_legs
+def capacity_problem(max_legs: int | None, new_legs: int = 1) -> str | None:
+    """Why the ASR side cannot take ``new_legs`` more legs now (``None``: it can): this process
+    runs ``max_legs`` legs already (the server's budget), or the server is behind real time on a
+    live leg (design: a server that cannot keep up is not given more)."""
+    if max_legs is not None and len(LIVE) + new_legs > max_legs:
+        return f"transcription capacity is full ({max_legs} legs)"
+    lagging = LIVE.lagging()
+    if lagging:
+        return f"the ASR server is behind real time on {lagging} live leg(s)"
+    return None
 
 
 class Leg:
@@ -208,6 +227,8 @@ class Leg:
         self._sent_at: deque[tuple[int, float]] = deque(maxlen=256)  # ~20 s of 80 ms chunks
         self._first_step = endpoint.clock.first_step_samples
         self.step_lag_ms: float | None = None  # text behind audio, from the last step
+        self.lagging = False  # the server is behind real time on this leg (max_step_lag_ms)
+        self._waiting_since: float | None = None  # first chunk sent since the last step
         self._task: asyncio.Task[None] | None = None
 
     # -- audio in ------------------------------------------------------------------------------
@@ -235,7 +256,11 @@ class Leg:
             self._extend_gap(self.audio.samples_out - len(pcm), len(pcm), self.client.failure)
             return
         self.client.send_audio(chunk)
-        self._sent_at.append((self.stream.samples_received, self._clock()))
+        now = self._clock()
+        self._sent_at.append((self.stream.samples_received, now))
+        if self._waiting_since is None:
+            self._waiting_since = now
+        self._check_lag(now)
         if self._rut.due and self.client.recycle():
             self._record_rut()
         age = self.stream.samples_received - self.stream.generation_start
@@ -310,6 +335,8 @@ class Leg:
                     self._rut.text()
                 if event.frame_end > event.frame_start:  # not a right-padding step
                     self._measure_step_lag(event.frame_start + self._first_step)
+                    self._waiting_since = None
+                    self._check_lag(self._clock())
                 for segment in self.assembler.receive_step(event):
                     self._publish(segment)
             case GenerationEnded():
@@ -350,6 +377,31 @@ class Leg:
             seconds,
         )
         self._put_event(self.stream.samples_received, "asr.rut", f"speech_s={seconds:.1f}")
+
+    def _check_lag(self, now: float) -> None:
+        """Lagging when the last step came, or the next is awaited, more than the bound after
+        its audio (a server that stops stepping shows no step lag at all: hence the wait)."""
+        bound = self.settings.max_step_lag_ms
+        if not bound:
+            return
+        lag = self.step_lag_ms or 0.0
+        if self._waiting_since is not None and self.stream.state is AsrState.STREAMING:
+            lag = max(lag, (now - self._waiting_since) * 1000)
+        if not self.lagging and lag > bound:
+            self.lagging = True
+            self.log.warning(
+                "ASR text is %.0f ms behind the audio (bound %.0f ms): the server is not keeping "
+                "up; new calls are refused until it is",
+                lag,
+                bound,
+            )
+            self._put_event(self.stream.samples_received, "asr.lagging", f"lag_ms={lag:.0f}")
+            LIVE.changed()
+        elif self.lagging and lag <= bound / 2:
+            self.lagging = False
+            self.log.info("ASR caught up (text %.0f ms behind the audio)", lag)
+            self._put_event(self.stream.samples_received, "asr.caught_up", f"lag_ms={lag:.0f}")
+            LIVE.changed()
 
     def _measure_step_lag(self, needed: int) -> None:
         """The step for audio up to ``needed`` samples came now: how long after that audio?"""

@@ -101,6 +101,12 @@ class BridgeCollector(Collector):
             value=COUNTERS.samples_dropped + sum(leg.audio.samples_dropped for leg in legs),
         )
         yield GaugeMetricFamily(
+            "bridge_asr_legs_lagging",
+            "Live legs whose ASR text is behind the audio by more than asr.max_step_lag_ms "
+            "(new calls are refused while any is)",
+            value=sum(1 for leg in legs if leg.lagging),
+        )
+        yield GaugeMetricFamily(
             "bridge_asr_legs_reconnecting",
             "Live legs whose ASR connection is down (audio buffered)",
             value=sum(1 for leg in legs if leg.stream.state is AsrState.DISCONNECTED),

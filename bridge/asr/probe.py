@@ -119,8 +119,8 @@ async def probe_models(endpoint: AsrEndpoint) -> tuple[list[ServedModel], Models
         return [], ModelsProblem(
             "/v1/models",
             f"cannot reach {base}: {reason} (is the ASR server running? start it with the "
-            "Procfile's vllm line, or pass --asr-url; a vLLM that exits at start with a "
-            "tokenizer error lacks --tokenizer-mode mistral)",
+            "Procfile's vllm line, or pass --asr-url; a vLLM that stops at start over its "
+            "tokenizer lacks --tokenizer-mode mistral)",
             AsrConnectionError(
                 f"cannot reach the ASR server at {base} ({reason}): start it (Procfile `vllm` "
                 "line) or pass --asr-url",

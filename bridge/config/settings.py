@@ -13,6 +13,7 @@ Example ``bridge.toml``::
     #                            # files; its delay and step clock are read from them
     recycle_after_s = 120        # start a fresh ASR generation at the next pause after this
     rut_after_s = 8              # speech with no text this long: a fresh generation (0: off)
+    max_step_lag_ms = 3000       # text this far behind: no new calls until it catches up
     max_buffer_s = 60            # audio kept per leg while the ASR server is unreachable
 
     [storage]
@@ -75,6 +76,7 @@ class AsrConfig:
     model_dir: Path | None = None  # the served model's files (tekken.json), read at start-up
     recycle_after_s: float = 120.0
     rut_after_s: float = 8.0  # vLLM #47614 guard (bridge/core/rut.py); 0: off
+    max_step_lag_ms: float = 3000.0  # a server behind real time takes no new legs; 0: off
     max_buffer_s: float = 60.0
     stall_timeout_s: float = 30.0
     max_legs: int = 0  # legs the ASR server takes at once; 0: no limit (embedded: its own)
@@ -137,6 +139,7 @@ SCHEMA: Schema = {
         "model_dir": Setting("BRIDGE_ASR_MODEL_DIR"),
         "recycle_after_s": Setting("BRIDGE_ASR_RECYCLE_AFTER_S", float),
         "rut_after_s": Setting("BRIDGE_ASR_RUT_AFTER_S", float),
+        "max_step_lag_ms": Setting("BRIDGE_ASR_MAX_STEP_LAG_MS", float),
         "max_buffer_s": Setting("BRIDGE_ASR_MAX_BUFFER_S", float),
         "stall_timeout_s": Setting("BRIDGE_ASR_STALL_TIMEOUT_S", float),
         "max_legs": Setting("BRIDGE_ASR_MAX_LEGS", int),
@@ -203,6 +206,7 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
         model_dir=_path(get("asr", "model_dir", None)),
         recycle_after_s=get("asr", "recycle_after_s", 120.0),
         rut_after_s=get("asr", "rut_after_s", 8.0),
+        max_step_lag_ms=get("asr", "max_step_lag_ms", 3000.0),
         max_buffer_s=get("asr", "max_buffer_s", 60.0),
         stall_timeout_s=get("asr", "stall_timeout_s", 30.0),
         max_legs=get("asr", "max_legs", 0),
@@ -215,8 +219,9 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
         problems.append(
             f"ASR delay_ms {asr.delay_ms}: must be a multiple of 80 in 80..1200, or 2400"
         )
-    if asr.rut_after_s < 0:
-        problems.append(f"ASR rut_after_s must be >= 0 (0: off), got {asr.rut_after_s}")
+    for name in ("rut_after_s", "max_step_lag_ms"):
+        if getattr(asr, name) < 0:
+            problems.append(f"ASR {name} must be >= 0 (0: off), got {getattr(asr, name)}")
     for name in ("recycle_after_s", "max_buffer_s", "stall_timeout_s"):
         if getattr(asr, name) <= 0:
             problems.append(f"ASR {name} must be > 0, got {getattr(asr, name)}")

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bridge.auth import Principal
-from bridge.leg import at_capacity
+from bridge.leg import capacity_problem
 from bridge.webrtc import trickle
 from bridge.webrtc.offer import MAX_SDP_BYTES, OfferRejected, check_offer
 from bridge.webrtc.session import WhipSession, WhipSessions
@@ -142,11 +142,11 @@ async def post_offer(request: Request) -> Response:
         status = exc.status_hint or 400
         kind = "bad-sdp" if status == 400 else "no-usable-audio"
         raise HttpProblem(status, str(exc), kind=kind) from None
-    busy = None
+    busy: str | None
     if sessions.full:
         busy = f"the bridge takes at most {sessions.settings.max_sessions} WebRTC sessions at once"
-    elif at_capacity(sessions.endpoint.max_legs):
-        busy = f"transcription capacity is full ({sessions.endpoint.max_legs} legs)"
+    else:
+        busy = capacity_problem(sessions.endpoint.max_legs)
     if busy is not None:
         raise HttpProblem(
             503,

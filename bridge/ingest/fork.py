@@ -36,7 +36,7 @@ from bridge.call import Call, TranscriptSink
 from bridge.core.audio import SUPPORTED_SAMPLE_RATES_HZ, LegAudio
 from bridge.core.types import AudioEncoding, EndCause, Gap, LegInfo, LegRole, LegSource, Segment
 from bridge.errors import RemoteProtocolError
-from bridge.leg import Leg, LegSettings, Listener, at_capacity
+from bridge.leg import Leg, LegSettings, Listener, capacity_problem
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ logger = logging.getLogger(__name__)
 # silence, all but KEEP_S (network jitter and a burst after it keep their own timing).
 CATCH_UP_S = 1.0
 KEEP_S = 0.2
+# How often a call whose PBX sends nothing (a pause, a stall) has that time put in as silence:
+# its ASR session is fed in real time instead of held idle (vLLM #46815 pins an idle session's
+# KV cache) and then flooded with the whole pause at once when audio comes again.
+KEEP_UP_S = 0.5
 Tap = Callable[[LegInfo, Segment | Gap], None]
 # Roles given to single-channel streams of one call in the order they join.
 JOIN_ORDER = (LegRole.CALLER, LegRole.CALLEE)
@@ -105,6 +109,8 @@ class ForkStream:
         self.taps: list[Tap] = []
         self.started_at = time.monotonic()
         self._samples = 0  # per channel, received or filled
+        self._positioned = False  # fed by the peer's timestamps (feed_at): its clock decides
+        self._stalled = False  # nothing came for CATCH_UP_S: the time is being filled
         self._width = fmt.encoding.bytes_per_sample
         self._frame_bytes = fmt.frame_bytes
         self._rate = fmt.rate_hz
@@ -127,10 +133,8 @@ class ForkStream:
                 f"{size} bytes of audio are not whole {self.format.channels}-channel "
                 f"{self.format.codec} samples ({frame_bytes} bytes each)"
             )
-        rate = self._rate
-        behind = int((time.monotonic() - self.started_at) * rate) - self._samples
-        if behind > CATCH_UP_S * rate:
-            self._fill(behind - KEEP_S * rate)
+        self.keep_up()
+        self._stalled = False
         self.bytes_in += size
         self._samples += size // frame_bytes
         if len(self.legs) == 1:
@@ -147,6 +151,7 @@ class ForkStream:
         (:meth:`LegAudio.receive_frame`), so the peer's clock places every word."""
         if self.paused_at is not None:
             self.resume()
+        self._positioned = True
         if len(payload) % self._width:
             raise RemoteProtocolError(
                 f"{len(payload)} bytes of audio are not whole {self.format.codec} samples"
@@ -170,6 +175,20 @@ class ForkStream:
         if self.paused_at is not None:
             self.paused_at = None
             self.call.event("fork.resume", "")
+
+    def keep_up(self) -> None:
+        """Audio later than the wall clock by more than :data:`CATCH_UP_S` (a pause, a stall):
+        that time goes in as silence, all but :data:`KEEP_S`, and from then on all but KEEP_S
+        again on every call until audio comes.  Called on every frame, and every
+        :data:`KEEP_UP_S` by :class:`ForkCalls`.  A stream placed by the peer's own timestamps
+        is left to them."""
+        if self._positioned:
+            return
+        rate = self._rate
+        behind = int((time.monotonic() - self.started_at) * rate) - self._samples
+        if behind > CATCH_UP_S * rate or (self._stalled and behind > KEEP_S * rate):
+            self._fill(behind - KEEP_S * rate)
+            self._stalled = True
 
     def silence(self, seconds: float) -> None:
         """Audio the peer says it dropped (AudioHook ``discarded``): the time goes in as
@@ -217,6 +236,7 @@ class ForkCalls:
         self._joining: weakref.WeakValueDictionary[tuple[LegSource, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self._keeping_up: asyncio.TimerHandle | None = None
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -281,11 +301,9 @@ class ForkCalls:
                     f"{fmt.codec}"
                 )
         new_legs = len([role for role in roles if role not in known])
-        limit = self.endpoint.max_legs
-        if new_legs and limit is not None and at_capacity(limit - new_legs + 1):
-            raise ForkRefused(
-                f"transcription capacity is full ({limit} legs); try again later", reason="busy"
-            )
+        full = capacity_problem(self.endpoint.max_legs, new_legs) if new_legs else None
+        if full:
+            raise ForkRefused(f"{full}; try again later", reason="busy")
         if entry is None:
             call = Call.new(
                 source,
@@ -314,7 +332,22 @@ class ForkCalls:
             raise
         stream = ForkStream(self, entry, fmt, legs)
         entry.streams.add(stream)
+        if self._keeping_up is None:
+            self._keep_up()
         return stream
+
+    def _keep_up(self) -> None:
+        """Every :data:`KEEP_UP_S` while calls are up: :meth:`ForkStream.keep_up` each stream."""
+        self._keeping_up = None
+        if not self._calls:
+            return
+        for entry in list(self._calls.values()):
+            for stream in list(entry.streams):
+                try:
+                    stream.keep_up()
+                except Exception:  # one call's failure must not stop the others' clocks
+                    entry.call.log.exception("keeping the stream's clock failed")
+        self._keeping_up = asyncio.get_running_loop().call_later(KEEP_UP_S, self._keep_up)
 
     async def _leg(self, entry: _ForkCall, role: LegRole, fmt: ForkFormat, label: str) -> Leg:
         """The call's leg for ``role``: a new one, or the one a dropped stream left."""
@@ -381,6 +414,9 @@ class ForkCalls:
 
     async def close(self) -> None:
         """The bridge stops: every call ends ``shutdown``."""
+        if self._keeping_up is not None:
+            self._keeping_up.cancel()
+            self._keeping_up = None
         for entry in list(self._calls.values()):
             if entry.ending is not None:
                 entry.ending.cancel()

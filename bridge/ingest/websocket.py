@@ -25,7 +25,7 @@ from websockets.typing import Subprotocol
 from bridge.config.ingest import ForkSocketConfig
 from bridge.ingest.fork import ForkCalls
 from bridge.ingest.wsfork import WebSocketFork, query_of
-from bridge.leg import at_capacity
+from bridge.leg import capacity_problem
 from bridge.net import Listener, listen_sockets
 
 logger = logging.getLogger(__name__)
@@ -96,12 +96,9 @@ class ForkSocketServer:
             if protocol.challenge:  # RFC 9110 §11.6.1
                 response.headers["WWW-Authenticate"] = protocol.challenge
             return response
-        if at_capacity(self.calls.endpoint.max_legs):
-            return self._refuse(
-                ws,
-                HTTPStatus.SERVICE_UNAVAILABLE,
-                f"transcription capacity is full ({self.calls.endpoint.max_legs} legs)",
-            )
+        busy = capacity_problem(self.calls.endpoint.max_legs)
+        if busy:
+            return self._refuse(ws, HTTPStatus.SERVICE_UNAVAILABLE, busy)
         return None
 
     def _subprotocol(

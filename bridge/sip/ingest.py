@@ -42,7 +42,7 @@ from bridge.core.types import (
 )
 from bridge.errors import BridgeError, ConfigError
 from bridge.health import Health
-from bridge.leg import LIVE, Leg, LegSettings, Listener, at_capacity
+from bridge.leg import LIVE, Leg, LegSettings, Listener, capacity_problem
 from bridge.sip import wire
 from bridge.sip.dispatcher import kamailio_dispatcher
 from bridge.sip.spec import worker_spec
@@ -162,16 +162,15 @@ class SipIngest:
         """Tell the workers whether the ASR side can take new calls (``endpoint.max_legs``,
         counting every live leg of this process: SIP and WebRTC), whenever a leg starts or
         ends; they answer 503 while it cannot."""
-        full = at_capacity(self.endpoint.max_legs)
+        problem = capacity_problem(self.endpoint.max_legs)
+        full = problem is not None
         if full == self._full:
             return
         self._full = full
-        logger.warning(
-            "ASR capacity %s (%s legs): new SIP calls %s",
-            "reached" if full else "available again",
-            self.endpoint.max_legs,
-            "get 503" if full else "are taken",
-        )
+        if problem:
+            logger.warning("%s: new SIP calls get 503", problem)
+        else:
+            logger.warning("ASR capacity available again: new SIP calls are taken")
         for worker in self.workers:
             self.supervisor.send(worker, wire.Admission(full))
 

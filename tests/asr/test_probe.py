@@ -160,7 +160,7 @@ async def test_a_server_that_is_down_is_one_line_with_the_fix() -> None:
     assert report.lines[-1].startswith(f"  /v1/models    FAIL cannot reach http://{base}: ")
     assert report.lines[-1].endswith(
         "(is the ASR server running? start it with the Procfile's vllm line, or pass --asr-url; "
-        "a vLLM that exits at start with a tokenizer error lacks --tokenizer-mode mistral)"
+        "a vLLM that stops at start over its tokenizer lacks --tokenizer-mode mistral)"
     )
     with pytest.raises(AsrConnectionError, match=f"cannot reach the ASR server at http://{base}"):
         await preflight(endpoint)

@@ -13,16 +13,11 @@ an HTTP server that answers ``/v1/models`` only.)
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from bridge_cli import bridge
-from vllm_server import VllmServer, VllmServerError
+from vllm_server import VllmServer, VllmServerError, engine_stopped
 
 pytestmark = pytest.mark.integration
 
@@ -41,34 +36,8 @@ def test_a_vllm_without_the_mistral_tokenizer_mode_is_named(tmp_path: Path) -> N
     assert check.returncode == 1
     assert check.stdout.rstrip().endswith(
         "(is the ASR server running? start it with the Procfile's vllm line, or pass --asr-url; "
-        "a vLLM that exits at start with a tokenizer error lacks --tokenizer-mode mistral)"
+        "a vLLM that stops at start over its tokenizer lacks --tokenizer-mode mistral)"
     )
-
-
-def engine_core_pids(server: VllmServer) -> list[int]:
-    """The EngineCore processes of the server's process group (vLLM v1 runs the engine in a
-    process of its own, named ``VLLM::EngineCore``)."""
-    assert server.pid is not None
-    listing = subprocess.run(
-        ["ps", "-o", "pid=,args=", "-g", str(server.pid)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [int(line.split()[0]) for line in listing.splitlines() if "VLLM::EngineCore" in line]
-
-
-@contextmanager
-def engine_stopped(server: VllmServer) -> Iterator[None]:
-    pids = engine_core_pids(server)
-    assert pids, "no EngineCore process found"
-    for pid in pids:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for pid in pids:
-            os.kill(pid, signal.SIGCONT)
 
 
 def test_a_server_that_takes_audio_but_never_steps_is_called_stuck(

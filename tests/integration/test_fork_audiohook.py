@@ -10,6 +10,7 @@ socket.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -32,7 +33,9 @@ from test_embedded_engine import (
 from vllm_server import VllmServer
 from websockets.asyncio.client import connect
 
+from bridge.core.types import LegSource
 from bridge.ingest import audiohook
+from bridge.leg import live_legs
 from tests.engine import speech
 from tests.ingest.peers import STEREO, AudioHookPeer, interleave_ulaw, ulaw8k
 
@@ -82,6 +85,32 @@ async def test_stereo_pcmu_is_customer_and_agent_with_words_on_time_across_a_pau
     assert metadata["participant"]["ani"] == "+4930123456"
     assert metadata["customConfig"] == {"queue": "billing"} and metadata["language"] == "en-US"
     assert {"fork.pause", "fork.resume"} <= {e["kind"] for e in doc["events"]}
+
+
+async def test_a_paused_stream_feeds_its_asr_sessions_as_the_time_passes(
+    vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    """While Genesys pauses (a payment step) nothing comes, but each leg's ASR session gets the
+    time as silence as it passes (ForkCalls' keep-up, every 0.5 s): never an idle session holding
+    its KV cache (vLLM #46815), never the whole pause sent at once when audio comes again."""
+    async with genesys_listener(tmp_path / "t.db", endpoint_of(vllm_server)) as (base, store):
+        genesys = peer(base)
+        await genesys.connect()
+        await genesys.stream(interleave_ulaw(b"\xff" * 8000, b"\xff" * 8000))  # 1 s, both sides
+        pausing = asyncio.create_task(genesys.pause(3.0))
+        await asyncio.sleep(2.5)
+        legs = [leg for leg in live_legs() if leg.info.source is LegSource.GENESYS]
+        handed = [leg.stream.samples_received / 16000 for leg in legs]
+        filled = [leg.audio.samples_filled / 8000 for leg in legs]
+        await pausing
+        await genesys.close()
+        doc = await ended(store)
+    assert len(legs) == 2
+    # 1 s of audio, then 2.5 s of pause of which all but 1.2 s at most (the catch-up threshold,
+    # KEEP_S and one tick) is in: without the keep-up, 1.0 s each until audio came again.
+    assert all(s >= 2.3 for s in handed), handed
+    assert all(f >= 1.3 for f in filled), filled
+    assert doc["call"]["end_cause"] == "hangup"
 
 
 async def test_api_key_and_signature_are_checked_in_the_handshake(

@@ -37,6 +37,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Protocol
@@ -478,3 +479,33 @@ class VllmServer:
     def _atexit(self) -> None:
         with contextlib.suppress(Exception):
             self.stop()
+
+
+def engine_core_pids(server: VllmServer) -> list[int]:
+    """The EngineCore processes of the server's process group (vLLM v1 runs the engine in a
+    process of its own, named ``VLLM::EngineCore``, beside the API server)."""
+    if server.pid is None:
+        raise VllmServerError("server is not running")
+    listing = subprocess.run(
+        ["ps", "-o", "pid=,args=", "-g", str(server.pid)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [int(line.split()[0]) for line in listing.splitlines() if "VLLM::EngineCore" in line]
+
+
+@contextlib.contextmanager
+def engine_stopped(server: VllmServer) -> Iterator[None]:
+    """The engine stopped (SIGSTOP) while the API process keeps answering: sessions open and
+    take audio, no step runs -- a stuck or overloaded engine.  Resumed on the way out."""
+    pids = engine_core_pids(server)
+    if not pids:
+        raise VllmServerError("no EngineCore process found")
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)

@@ -54,7 +54,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         load_config(path, {"BRIDGE_PORT": "eighty"})
     assert info.value.problems == [
         f"{path}: unknown setting asr.modle (known: api_key, delay_ms, language, max_buffer_s, "
-        "max_legs, model, model_dir, recycle_after_s, rut_after_s, stall_timeout_s, url)",
+        "max_legs, max_step_lag_ms, model, model_dir, recycle_after_s, rut_after_s, "
+        "stall_timeout_s, url)",
         f"{path}: unknown setting nope.x (unknown section)",
         "BRIDGE_PORT='eighty': expected int",
         "ASR url 'http://x': expected ws://host:port/v1/realtime (or wss://)",
@@ -131,9 +132,23 @@ def test_settings_load_no_web_stack() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_the_rut_guard_setting() -> None:
+def test_the_guard_settings() -> None:
     assert load_config(None, {"HOME": "/h"}).asr.rut_after_s == 8.0
     assert load_config(None, {"HOME": "/h", "BRIDGE_ASR_RUT_AFTER_S": "0"}).asr.rut_after_s == 0
     with pytest.raises(ConfigError) as info:
         load_config(None, {"HOME": "/h", "BRIDGE_ASR_RUT_AFTER_S": "-1"})
     assert info.value.problems == ["ASR rut_after_s must be >= 0 (0: off), got -1.0"]
+    assert load_config(None, {"HOME": "/h"}).asr.max_step_lag_ms == 3000.0
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {"HOME": "/h", "BRIDGE_ASR_MAX_STEP_LAG_MS": "-5"})
+    assert info.value.problems == ["ASR max_step_lag_ms must be >= 0 (0: off), got -5.0"]
+
+
+def test_the_lag_bound_applies_to_a_vllm_server_not_the_embedded_engine() -> None:
+    """The embedded engine holds deltas while it decodes and admits legs by its own budget."""
+    from bridge.app import leg_settings
+
+    embedded = leg_settings(load_config(None, {"HOME": "/h"}))
+    vllm = leg_settings(load_config(None, {"HOME": "/h", "BRIDGE_ASR_URL": "ws://a:1/v1/realtime"}))
+    assert (embedded.max_step_lag_ms, vllm.max_step_lag_ms) == (0.0, 3000.0)
+    assert embedded.rut_after_s == vllm.rut_after_s == 8.0
