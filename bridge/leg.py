@@ -62,10 +62,11 @@ class LegSettings:
     # over 5 min on CPU, flat with recycling), and a recycle costs only one prefill.
     recycle_after_s: float = 120.0
     recycle_pause_ms: int = 480  # quiet audio that counts as a pause
-    # Speech-level audio with no text this long: a new generation (vLLM #47614; 0: off).
-    rut_after_s: float = 8.0
+    # Voxtral's guards (0: off; app.leg_settings turns them on for a vLLM server).  Speech-level
+    # audio with no text this long: a new generation (vLLM #47614's blank-token rut).
+    rut_after_s: float = 0.0
     # Text this far behind the audio sent: the leg is lagging, and new legs are refused until
-    # it is back within half of it (0: off; app.leg_settings turns it on for a vLLM server).
+    # it is back within half of it.
     max_step_lag_ms: float = 0.0
     quiet_dbfs: float = -45.0  # RMS below this is quiet
     max_buffer_s: float = 60.0  # audio kept while the server is unreachable
