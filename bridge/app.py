@@ -28,7 +28,7 @@ from bridge.core.transcript import SegmentPolicy
 from bridge.errors import ConfigError, StorageError
 from bridge.health import Health
 from bridge.leg import LegSettings, Listener
-from bridge.model_files import model_clock
+from bridge.model_files import served_model
 from sip_config import SipSettings
 from storage import TranscriptStore, retention_loop
 
@@ -40,13 +40,13 @@ if TYPE_CHECKING:
 
 
 def endpoint_from(config: BridgeConfig, url: str, **overrides: float | None) -> AsrEndpoint:
-    clock = model_clock(config.asr.model_dir, config.asr.delay_ms)
+    files = served_model(config.asr.model_dir, config.asr.delay_ms)
     return AsrEndpoint(
         url=url,
         model=config.asr.model,
         api_key=config.asr.api_key,
-        delay_ms=clock.transcription_delay_ms if clock else config.asr.delay_ms or 480,
-        model_clock=clock,
+        delay_ms=files.clock().transcription_delay_ms if files else config.asr.delay_ms or 480,
+        model_files=files,
         language=config.asr.language,
         stall_timeout_s=config.asr.stall_timeout_s,
         give_up_after_s=overrides.get("give_up_after_s"),

@@ -109,23 +109,25 @@ def read_model(directory: Path) -> ModelAudio:
     return model
 
 
-def model_clock(model_dir: Path | None, delay_ms: int | None) -> StepClock | None:
-    """The served model's step clock when ``asr.model_dir`` is set (else ``None``: the
-    defaults at ``delay_ms``); a ``delay_ms`` set as well must be the model's.
+def served_model(model_dir: Path | None, delay_ms: int | None) -> ModelAudio | None:
+    """The served model's files when ``asr.model_dir`` is set (else ``None``: the defaults at
+    ``delay_ms``), read once and checked: the bridge can drive it, and a ``delay_ms`` set as
+    well is the model's.
 
     Raises:
-        ConfigError: the directory cannot be read, or the two delays differ.
+        ConfigError: the directory cannot be read or driven, or the two delays differ.
     """
     if model_dir is None:
         return None
-    clock = read_model(model_dir).clock()
+    model = read_model(model_dir)
+    clock = model.clock()
     if delay_ms is not None and delay_ms != clock.transcription_delay_ms:
         raise ConfigError(
             f"asr.delay_ms is {delay_ms} but the model in {model_dir} has "
             f"transcription_delay_ms {clock.transcription_delay_ms}: drop delay_ms (the "
             "model's is used), or point model_dir at the model the server runs"
         )
-    return clock
+    return model
 
 
 def _mistral_common() -> tuple[Any, str]:

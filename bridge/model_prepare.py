@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bridge.config import DEFAULT_MODEL, VALID_DELAYS_MS
 from bridge.errors import ConfigError
-from bridge.model_files import read_model
+from bridge.model_files import ModelAudio, read_model
 
 
 def check_delay(delay_ms: int) -> None:
@@ -49,10 +49,10 @@ def find_snapshot(environ: Mapping[str, str], model: str = DEFAULT_MODEL) -> Pat
     return candidates[-1]
 
 
-def prepare_model(source: Path, out: Path, delay_ms: int) -> Path:
+def prepare_model(source: Path, out: Path, delay_ms: int) -> ModelAudio:
     """Make ``out`` a copy of ``source`` whose tokenizer carries ``delay_ms``.
 
-    Returns the path of the new ``tekken.json``.
+    Returns the copy as mistral-common reads it back.
 
     Raises:
         ConfigError: bad delay, missing/invalid snapshot, or ``out`` not usable.
@@ -90,9 +90,10 @@ def prepare_model(source: Path, out: Path, delay_ms: int) -> Path:
         new_tekken.unlink()
     new_tekken.write_text(json.dumps(tekken, ensure_ascii=False), encoding="utf-8")
     (out / ".bridge-prepared").write_text(f"source={source.resolve()}\ndelay_ms={delay_ms}\n")
-    if read_model(out).clock().transcription_delay_ms != delay_ms:
+    copy = read_model(out)
+    if copy.clock().transcription_delay_ms != delay_ms:
         raise ConfigError(f"{new_tekken}: mistral-common does not read back the delay written")
-    return new_tekken
+    return copy
 
 
 def serve_hint(out: Path, delay_ms: int, model: str = DEFAULT_MODEL) -> str:

@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidStatus, InvalidURI
 from bridge.core.asr_protocol import AsrEvent, AsrState, AsrStream, ServerError, StepText
 from bridge.core.step_clock import StepClock
 from bridge.errors import AsrProtocolError
+from bridge.model_files import ModelAudio
 
 logger = logging.getLogger(__name__)
 
@@ -48,18 +49,18 @@ class AsrEndpoint:
     # Legs the server takes at once (None: not known); new calls are refused while this many
     # are live (SIP 503, WHIP 503), before the server would have to refuse their sessions.
     max_legs: int | None = None
-    # The server's step clock as read from the model's files (asr.model_dir); None: Voxtral
-    # Mini 4B Realtime's at ``delay_ms``.
-    model_clock: StepClock | None = None
+    # The served model's files as read (asr.model_dir, bridge/model_files.py); None: Voxtral
+    # Mini 4B Realtime's values at ``delay_ms``.
+    model_files: ModelAudio | None = None
 
     def __post_init__(self) -> None:
-        if self.model_clock and self.model_clock.transcription_delay_ms != self.delay_ms:
-            raise ValueError("delay_ms differs from the model clock's transcription delay")
+        if self.model_files and self.clock.transcription_delay_ms != self.delay_ms:
+            raise ValueError("delay_ms differs from the model files' transcription delay")
 
     @property
     def clock(self) -> StepClock:
         """When the server steps: what word times and the step lag are computed with."""
-        return self.model_clock or StepClock(self.delay_ms)
+        return self.model_files.clock() if self.model_files else StepClock(self.delay_ms)
 
 
 def backoff_delays(

@@ -261,10 +261,10 @@ async def _probe_realtime(
         f"{took:.1f} s (Voxtral step clock)",
     )
     delay_ms = 80 * (first_chunk - 2) if first_chunk else None
-    source = "the model directory" if endpoint.model_clock else "configured"
+    source = "the model directory" if endpoint.model_files else "configured"
     if delay_ms == endpoint.delay_ms:
         report.add(True, "delay", f"{delay_ms} ms, as {source}")
-    elif endpoint.model_clock:
+    elif endpoint.model_files:
         report.add(
             False,
             "delay",

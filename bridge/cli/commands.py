@@ -25,7 +25,6 @@ from bridge.core.types import AudioEncoding, LegRole
 from bridge.errors import ConfigError, StorageError
 from bridge.export import fmt_ms, iso_utc, render
 from bridge.files.reader import AudioFile, open_audio
-from bridge.model_files import read_model
 from bridge.model_prepare import find_snapshot, prepare_model, serve_hint
 from bridge.transcribe import parse_roles, transcribe_file
 from sip_config import SipSettings, load_sip_settings
@@ -205,11 +204,10 @@ async def check(args: argparse.Namespace) -> int:
     config = config_from(args)
     if not args.timeout > 0:
         raise ConfigError(f"--timeout {args.timeout:g}: give the seconds to wait, more than 0")
-    if config.asr.model_dir is not None:
-        files = read_model(config.asr.model_dir)
-        files.clock()  # one line naming the reason if the bridge cannot drive it
-        print(f"Model files {files.directory}\n  {'tekken.json':<13} OK   {files.describe()}")
     async with app.asr_endpoint(config) as endpoint:
+        files = endpoint.model_files
+        if files is not None:
+            print(f"Model files {files.directory}\n  {'tekken.json':<13} OK   {files.describe()}")
         report = await check_server(endpoint, timeout_s=args.timeout)
     print("\n".join(report.lines + session_length_note(report, endpoint, config)))
     return 0 if report.ok else 1
@@ -239,11 +237,12 @@ def session_length_note(
 
 async def model(args: argparse.Namespace) -> int:
     source: Path = args.source or find_snapshot(os.environ)
-    tekken = prepare_model(source, args.out, args.delay_ms)
+    copy = prepare_model(source, args.out, args.delay_ms)
     print(
-        f"wrote {tekken} (transcription_delay_ms={args.delay_ms}), other files linked from {source}"
+        f"wrote {copy.directory / 'tekken.json'} (transcription_delay_ms={args.delay_ms}), other "
+        f"files linked from {source}"
     )
-    print(f"mistral-common reads it back: {read_model(args.out).describe()}")
+    print(f"mistral-common reads it back: {copy.describe()}")
     print(serve_hint(args.out, args.delay_ms))
     return 0
 

@@ -178,11 +178,6 @@ def expected_steps(samples: int, *, delay_ms: int = 480) -> int:
     return StepClock(delay_ms).steps_available(samples, ended=True)
 
 
-def first_step_samples(delay_ms: int) -> int:
-    """Client samples the first step of a generation needs: 9000 at the default 480 ms."""
-    return StepClock(delay_ms).first_step_samples
-
-
 _APPEND_HEAD: Final = '{"type":"input_audio_buffer.append","audio":"'
 _COMMIT: Final = '{"type":"input_audio_buffer.commit"}'
 _COMMIT_FINAL: Final = '{"type":"input_audio_buffer.commit","final":true}'

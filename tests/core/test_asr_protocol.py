@@ -20,8 +20,8 @@ from bridge.core.asr_protocol import (
     SessionStarted,
     StepText,
     expected_steps,
-    first_step_samples,
 )
+from bridge.core.step_clock import StepClock
 from bridge.errors import AsrProtocolError, InvalidState
 
 CHUNK = 1280
@@ -344,7 +344,7 @@ def test_delay_must_be_a_voxtral_setting() -> None:
 def test_expected_steps_matches_the_real_server(seconds: int, steps: int) -> None:
     assert expected_steps(seconds * 16000) == steps
     assert expected_steps(0) == 0
-    assert first_step_samples(480) == 9000
+    assert StepClock(480).first_step_samples == 9000
 
 
 def _drive(stream: AsrStream, what: Input) -> Callable[[], None]:

@@ -18,7 +18,7 @@ from bridge.app import endpoint_from
 from bridge.config import load_config
 from bridge.core.step_clock import StepClock, clock_for_model
 from bridge.errors import ConfigError
-from bridge.model_files import model_clock, read_model
+from bridge.model_files import read_model, served_model
 
 
 @pytest.mark.parametrize("delay_ms", [80, 160, 480, 960, 1200, 2400])
@@ -57,11 +57,12 @@ def test_values_the_model_changes_change_the_clock(tmp_path: Path) -> None:
 
 def test_a_delay_set_as_well_must_be_the_models(tmp_path: Path) -> None:
     directory = build_model_dir(tmp_path / "m", delay_ms=960)
-    assert model_clock(None, 240) is None  # no directory: the defaults at delay_ms
-    assert model_clock(directory, None) == StepClock(960)
-    assert model_clock(directory, 960) == StepClock(960)
+    assert served_model(None, 240) is None  # no directory: the defaults at delay_ms
+    for delay in (None, 960):
+        model = served_model(directory, delay)
+        assert model is not None and model.clock() == StepClock(960)
     with pytest.raises(ConfigError) as caught:
-        model_clock(directory, 480)
+        served_model(directory, 480)
     assert caught.value.problems == [
         f"asr.delay_ms is 480 but the model in {directory} has transcription_delay_ms 960: drop "
         "delay_ms (the model's is used), or point model_dir at the model the server runs"
@@ -119,8 +120,10 @@ def test_the_pure_clock_refuses_what_it_cannot_drive() -> None:
     assert clock_for_model(**settings) == StepClock()  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="not 'streaming': not a Voxtral Realtime model"):
         clock_for_model(**{**settings, "streaming": False})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="transcription_delay_ms 500 is not a multiple of 80"):
+    with pytest.raises(ValueError, match="must be a multiple of 80 between 80 and 2400, got 500"):
         clock_for_model(**{**settings, "transcription_delay_ms": 500.0})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="transcription_delay_ms 480.5 is not whole"):
+        clock_for_model(**{**settings, "transcription_delay_ms": 480.5})  # type: ignore[arg-type]
 
 
 def test_asr_model_dir_sets_the_legs_clock(tmp_path: Path) -> None:
@@ -129,10 +132,11 @@ def test_asr_model_dir_sets_the_legs_clock(tmp_path: Path) -> None:
     directory = build_model_dir(tmp_path / "m", delay_ms=960)
     environ = {"BRIDGE_ASR_MODEL_DIR": str(directory), "HOME": str(tmp_path)}
     endpoint = endpoint_from(load_config(None, environ), "ws://127.0.0.1:9/v1/realtime")
-    assert endpoint.delay_ms == 960 and endpoint.model_clock == StepClock(960)
+    assert endpoint.model_files is not None and endpoint.model_files.directory == directory
+    assert endpoint.delay_ms == 960 and endpoint.clock == StepClock(960)
     assert endpoint.clock.first_step_samples == (1 + 12) * 1280 + 40
     plain = endpoint_from(load_config(None, {"HOME": str(tmp_path)}), endpoint.url)
-    assert plain.model_clock is None and plain.clock == StepClock(480)
+    assert plain.model_files is None and plain.clock == StepClock(480)
 
 
 def test_without_mistral_common_the_fix_is_named(
