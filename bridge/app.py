@@ -4,7 +4,7 @@ and its webhooks, the SIP ingest, retention and the HTTP server, started togethe
 together (``serve``; SIGINT/SIGTERM stop it).
 
 Also the parts every command builds from its settings the same way: :func:`opened_store`,
-:func:`asr_endpoint`, :func:`leg_settings`.  The HTTP app, the live hub, SIP and the engine are
+:func:`asr_pool`, :func:`leg_settings`.  The HTTP app, the live hub, SIP and the engine are
 imported when ``serve`` starts them, so the other commands do not load them.
 """
 
@@ -21,9 +21,11 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from bridge.asr.client import AsrEndpoint
-from bridge.asr.probe import check_server
+from bridge.asr.pool import AsrPool, AsrTarget, default_name
+from bridge.asr.probe import check_pool
 from bridge.auth import Principal, Role
 from bridge.config import BridgeConfig
+from bridge.config.backends import BackendConfig
 from bridge.core.transcript import SegmentPolicy
 from bridge.errors import ConfigError, StorageError
 from bridge.health import Health
@@ -39,32 +41,50 @@ if TYPE_CHECKING:
     from bridge.webrtc.session import WhipSettings
 
 
-def endpoint_from(config: BridgeConfig, url: str, **overrides: float | None) -> AsrEndpoint:
-    files = served_model(config.asr.model_dir, config.asr.delay_ms)
-    return AsrEndpoint(
-        url=url,
-        model=config.asr.model,
-        api_key=config.asr.api_key,
-        delay_ms=files.clock().transcription_delay_ms if files else config.asr.delay_ms or 480,
-        model_files=files,
-        language=config.asr.language,
-        stall_timeout_s=config.asr.stall_timeout_s,
-        give_up_after_s=overrides.get("give_up_after_s"),
-        max_legs=config.asr.max_legs or None,
+def pool_from(config: BridgeConfig, **overrides: float | None) -> AsrPool:
+    """The configured servers: ``asr.backends``, or the one ``asr.url``."""
+    asr = config.asr
+    files = served_model(asr.model_dir, asr.delay_ms)
+    backends = asr.backends or (
+        BackendConfig(
+            name=default_name(asr.url or ""),
+            url=asr.url or "",
+            model=asr.model,
+            api_key=asr.api_key,
+            max_legs=asr.max_legs,
+        ),
     )
+    endpoints = [
+        AsrEndpoint(
+            url=b.url,
+            model=b.model,
+            api_key=b.api_key,
+            delay_ms=files.clock().transcription_delay_ms if files else asr.delay_ms or 480,
+            model_files=files,
+            language=asr.language,
+            stall_timeout_s=asr.stall_timeout_s,
+            give_up_after_s=overrides.get("give_up_after_s"),
+            max_legs=b.max_legs or None,
+        )
+        for b in backends
+    ]
+    return AsrPool(endpoints, [b.name for b in backends])
+
+
+def uses_servers(config: BridgeConfig) -> bool:
+    """Whether ASR servers are configured (else the embedded engine runs)."""
+    return config.asr.url is not None or bool(config.asr.backends)
 
 
 @contextlib.asynccontextmanager
-async def asr_endpoint(
-    config: BridgeConfig, **overrides: float | None
-) -> AsyncIterator[AsrEndpoint]:
-    """The configured vLLM server, or the embedded CPU engine started in-process.
+async def asr_pool(config: BridgeConfig, **overrides: float | None) -> AsyncIterator[AsrPool]:
+    """The configured vLLM servers, or the embedded CPU engine started in-process.
 
-    Without ``asr.url`` the bridge serves itself with faster-whisper on the CPU (the
-    ``bridge asr-server`` engine, same protocol): real words with no GPU, fewer legs.
+    Without ``asr.url`` or ``asr.backends`` the bridge serves itself with faster-whisper on the
+    CPU (the ``bridge asr-server`` engine, same protocol): real words with no GPU, fewer legs.
     """
-    if config.asr.url is not None:
-        yield endpoint_from(config, config.asr.url, **overrides)
+    if uses_servers(config):
+        yield pool_from(config, **overrides)
         return
     from bridge.engine import EngineConfig, start_engine_server
     from bridge.engine.weights import ModelWeightsError
@@ -83,15 +103,16 @@ async def asr_endpoint(
         "leg(s) in real time",
         file=sys.stderr,
     )
+    embedded = AsrEndpoint(
+        url=engine.url,
+        model=engine.model,
+        language=config.asr.language,
+        stall_timeout_s=config.asr.stall_timeout_s,
+        give_up_after_s=overrides.get("give_up_after_s"),
+        max_legs=min(engine.max_legs, config.asr.max_legs or engine.max_legs),
+    )
     try:
-        yield AsrEndpoint(
-            url=engine.url,
-            model=engine.model,
-            language=config.asr.language,
-            stall_timeout_s=config.asr.stall_timeout_s,
-            give_up_after_s=overrides.get("give_up_after_s"),
-            max_legs=min(engine.max_legs, config.asr.max_legs or engine.max_legs),
-        )
+        yield AsrPool([embedded], ["embedded"])
     finally:
         await engine.close()
 
@@ -108,8 +129,8 @@ def leg_settings(config: BridgeConfig) -> LegSettings:
         # Voxtral's guards are for a vLLM server (asr.url).  The embedded engine's blank text
         # over loud non-speech is right, it holds deltas while it decodes by design, and it
         # admits legs by its own measured budget.
-        rut_after_s=config.asr.rut_after_s if config.asr.url else 0.0,
-        max_step_lag_ms=config.asr.max_step_lag_ms if config.asr.url else 0.0,
+        rut_after_s=config.asr.rut_after_s if uses_servers(config) else 0.0,
+        max_step_lag_ms=config.asr.max_step_lag_ms if uses_servers(config) else 0.0,
         max_buffer_s=config.asr.max_buffer_s,
         segments=SegmentPolicy(
             pause_steps=max(1, config.segments.pause_ms // 80),
@@ -209,12 +230,18 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
                 "(bridge-restarted) at their last stored activity",
                 file=sys.stderr,
             )
-        async with asr_endpoint(config) as endpoint:
-            report = await check_server(endpoint)
-            print("\n".join(report.lines), file=sys.stderr)
-            if not report.ok:
+        async with asr_pool(config) as pool:
+            reports = await check_pool(pool)
+            for backend, report in zip(pool.backends, reports, strict=True):
+                print("\n".join(report.lines), file=sys.stderr)
+                if not report.ok:
+                    pool.failed(backend, report.problem or "bridge check failed")
+            if not any(report.ok for report in reports):
+                print("bridge: no ASR server is ready; calls will wait for one", file=sys.stderr)
+            elif not all(report.ok for report in reports):
                 print(
-                    "bridge: the ASR server is not ready; calls will wait for it", file=sys.stderr
+                    "bridge: ASR servers that are not ready take no calls until their probe passes",
+                    file=sys.stderr,
                 )
             from bridge.live import LiveHub
             from bridge.live.tee import PublishingStore
@@ -222,15 +249,16 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
             hub = LiveHub()
             health = Health()
             services = [
+                pool.watch(stop),
                 run_http(
                     config,
                     store=store,
                     hub=hub,
-                    endpoint=endpoint,
+                    endpoint=pool,
                     stop=stop,
                     settings=leg_settings(config),
                     health=health,
-                )
+                ),
             ]
             if sip.enabled:
                 from bridge.sip.ingest import run_sip_ingest
@@ -241,7 +269,7 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
                     run_sip_ingest(
                         sip,
                         store=PublishingStore(store, hub),
-                        endpoint=endpoint,
+                        endpoint=pool,
                         stop=stop,
                         leg_settings=leg_settings(config),
                         listener=hub.listener,
@@ -258,7 +286,7 @@ async def serve(config: BridgeConfig, sip: SipSettings) -> int:
                     run_forks(
                         config,
                         sink=PublishingStore(store, hub),
-                        endpoint=endpoint,
+                        endpoint=pool,
                         stop=stop,
                         listener=hub.listener,
                     )
@@ -279,7 +307,7 @@ async def run_forks(
     config: BridgeConfig,
     *,
     sink: TranscriptSink,
-    endpoint: AsrEndpoint,
+    endpoint: AsrTarget,
     stop: asyncio.Event,
     listener: Listener,
 ) -> None:
@@ -351,7 +379,7 @@ async def run_http(
     *,
     store: TranscriptStore,
     hub: LiveHub,
-    endpoint: AsrEndpoint,
+    endpoint: AsrTarget,
     stop: asyncio.Event,
     settings: LegSettings | None = None,
     limits: ConnectionLimits | None = None,

@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import Protocol
 
-from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrTarget
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
     CallId,
@@ -72,7 +72,7 @@ class Call:
         info: CallInfo,
         sink: TranscriptSink,
         *,
-        endpoint: AsrEndpoint,
+        endpoint: AsrTarget,
         settings: LegSettings | None = None,
         listener: Listener | None = None,
     ) -> None:
@@ -95,7 +95,7 @@ class Call:
         source: LegSource,
         sink: TranscriptSink,
         *,
-        endpoint: AsrEndpoint,
+        endpoint: AsrTarget,
         title: str = "",
         agent: str | None = None,
         call_id: CallId | None = None,

@@ -26,6 +26,7 @@ import numpy as np
 from websockets.asyncio.client import connect
 
 from bridge.asr.client import AsrClient, AsrEndpoint
+from bridge.asr.pool import AsrPool, Backend
 from bridge.core.asr_protocol import (
     AsrEvent,
     AsrState,
@@ -136,10 +137,6 @@ class LegRegistry:
             self._legs.discard(leg)
             self._changed()
 
-    def lagging(self) -> int:
-        """Live legs whose ASR server is behind real time (:attr:`Leg.lagging`)."""
-        return sum(1 for leg in self._legs if leg.lagging)
-
     def changed(self) -> None:
         """A leg's state that admission depends on changed (it started or stopped lagging)."""
         self._changed()
@@ -168,16 +165,11 @@ def live_legs() -> list[Leg]:
     return LIVE.legs()
 
 
-def capacity_problem(max_legs: int | None, new_legs: int = 1) -> str | None:
-    """Why the ASR side cannot take ``new_legs`` more legs now (``None``: it can): this process
-    runs ``max_legs`` legs already (the server's budget), or the server is behind real time on a
-    live leg (design: a server that cannot keep up is not given more)."""
-    if max_legs is not None and len(LIVE) + new_legs > max_legs:
-        return f"transcription capacity is full ({max_legs} legs)"
-    lagging = LIVE.lagging()
-    if lagging:
-        return f"the ASR server is behind real time on {lagging} live leg(s)"
-    return None
+def capacity_problem(asr: AsrEndpoint | AsrPool, new_legs: int = 1) -> str | None:
+    """Why the ASR side cannot take ``new_legs`` more legs now (``None``: it can): every server
+    that counts runs its ``max_legs`` legs already, or is behind real time on a live leg (a
+    server that cannot keep up is not given more).  The rules: :mod:`bridge.asr.pool`."""
+    return AsrPool.of(asr).admission_problem(new_legs)
 
 
 class Leg:
@@ -187,7 +179,7 @@ class Leg:
         self,
         info: LegInfo,
         audio: LegAudio,
-        endpoint: AsrEndpoint,
+        endpoint: AsrEndpoint | AsrPool,
         store: LegSink,
         *,
         settings: LegSettings | None = None,
@@ -200,14 +192,15 @@ class Leg:
         self.store = store
         self.listener = listener
         self.log = leg_logger(logger, info.call_id, info.leg_id, info.role.value)
+        pool = AsrPool.of(endpoint)
         self.stream = AsrStream(
-            endpoint.model,
-            delay_ms=endpoint.delay_ms,
+            pool.first.model,  # each connection says its own server's (receive_connected)
+            delay_ms=pool.delay_ms,
             max_buffer_samples=int(self.settings.max_buffer_s * ASR_SAMPLE_RATE_HZ),
-            language=endpoint.language,
+            language=pool.language,
         )
         self.client = AsrClient(
-            self.stream, endpoint, self._on_event, connect_fn=connect_fn, log=self.log
+            self.stream, pool, self._on_event, connect_fn=connect_fn, log=self.log
         )
         self.assembler = TranscriptAssembler(
             info.call_id, info.leg_id, policy=self.settings.segments
@@ -226,9 +219,11 @@ class Leg:
         # Step lag: when the audio each step needs was handed to the client (leg samples, time).
         self._clock = time.monotonic
         self._sent_at: deque[tuple[int, float]] = deque(maxlen=256)  # ~20 s of 80 ms chunks
-        self._first_step = endpoint.clock.first_step_samples
+        self._first_step = pool.clock.first_step_samples
         self.step_lag_ms: float | None = None  # text behind audio, from the last step
         self.lagging = False  # the server is behind real time on this leg (max_step_lag_ms)
+        self._lagging_on: Backend | None = None  # the server it was lagging on
+        self._backend: str | None = None  # the server of the last session (for asr.failover)
         self._waiting_since: float | None = None  # first chunk sent since the last step
         self._task: asyncio.Task[None] | None = None
 
@@ -273,11 +268,13 @@ class Leg:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.client.place()  # counted on its server now: the next admission sees it
         self._task = asyncio.create_task(self.client.run(), name=f"asr-{self.info.leg_id}")
         LIVE.add(self)
 
     async def abort(self) -> None:
         """Stop the ASR task now (the caller was cancelled); nothing more is stored."""
+        self._set_lagging(False)
         LIVE.discard(self)
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -309,6 +306,7 @@ class Leg:
         for segment in self.assembler.finish():
             self._publish(segment)
         self._flush_gap()
+        self._set_lagging(False)
         LIVE.discard(self)
         COUNTERS.samples_dropped += self.audio.samples_dropped
         samples = self.audio.samples_out
@@ -360,7 +358,16 @@ class Leg:
                 self._extend_gap(event.start, event.samples, event.reason)
             case SessionStarted():
                 self._flush_gap()
-                self.log.info("ASR session %s", event.session_id)
+                backend = self.client.backend.name
+                self.log.info("ASR session %s on %s", event.session_id, backend)
+                if self._backend not in (None, backend):
+                    replay_ms = samples_to_ms(self.client.replayed_samples)
+                    self._put_event(
+                        self.stream.samples_received,
+                        "asr.failover",
+                        f"from={self._backend} to={backend} replay_ms={replay_ms}",
+                    )
+                self._backend = backend
                 self._put_event(self.stream.samples_received, "asr.session", event.session_id)
             case ServerError():
                 self._put_event(
@@ -389,7 +396,7 @@ class Leg:
         if self._waiting_since is not None and self.stream.state is AsrState.STREAMING:
             lag = max(lag, (now - self._waiting_since) * 1000)
         if not self.lagging and lag > bound:
-            self.lagging = True
+            self._set_lagging(True)
             self.log.warning(
                 "ASR text is %.0f ms behind the audio (bound %.0f ms): the server is not keeping "
                 "up; new calls are refused until it is",
@@ -397,12 +404,24 @@ class Leg:
                 bound,
             )
             self._put_event(self.stream.samples_received, "asr.lagging", f"lag_ms={lag:.0f}")
-            LIVE.changed()
         elif self.lagging and lag <= bound / 2:
-            self.lagging = False
+            self._set_lagging(False)
             self.log.info("ASR caught up (text %.0f ms behind the audio)", lag)
             self._put_event(self.stream.samples_received, "asr.caught_up", f"lag_ms={lag:.0f}")
-            LIVE.changed()
+
+    def _set_lagging(self, lagging: bool) -> None:
+        """Counted on the server it lags on (the pool places no new leg there), until it catches
+        up or ends - wherever the leg runs by then."""
+        if lagging == self.lagging:
+            return
+        self.lagging = lagging
+        if lagging:
+            self._lagging_on = self.client.backend
+            self._lagging_on.lagging += 1
+        elif self._lagging_on is not None:
+            self._lagging_on.lagging -= 1
+            self._lagging_on = None
+        LIVE.changed()
 
     def _measure_step_lag(self, needed: int) -> None:
         """The step for audio up to ``needed`` samples came now: how long after that audio?"""

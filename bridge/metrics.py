@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bridge.asr.pool import AsrPool
 from bridge.core.asr_protocol import AsrState
 from bridge.health import Health
 from bridge.leg import COUNTERS, live_legs
@@ -30,11 +31,13 @@ class BridgeCollector(Collector):
         store: TranscriptStore,
         uploads_running: Callable[[], int],
         health: Health,
+        pool: AsrPool,
     ) -> None:
         self.hub = hub
         self.store = store
         self.uploads_running = uploads_running
         self.health = health
+        self.pool = pool
 
     def collect(self) -> Iterator[Metric]:
         hub = self.hub
@@ -111,6 +114,7 @@ class BridgeCollector(Collector):
             "Live legs whose ASR connection is down (audio buffered)",
             value=sum(1 for leg in legs if leg.stream.state is AsrState.DISCONNECTED),
         )
+        yield from self._backends()
         yield GaugeMetricFamily(
             "bridge_push_clients", "Connected live-API clients", value=hub.subscribers
         )
@@ -138,12 +142,60 @@ class BridgeCollector(Collector):
         for name, text, value in self.health.gauges():
             yield GaugeMetricFamily(f"bridge_{name}", text, value=value)
 
+    def _backends(self) -> Iterator[Metric]:
+        """Per ASR server of the pool (label ``backend``: its name)."""
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            "legs": GaugeMetricFamily(
+                "bridge_asr_backend_legs", "Live legs placed on the ASR server", labels=["backend"]
+            ),
+            "max_legs": GaugeMetricFamily(
+                "bridge_asr_backend_max_legs",
+                "The server's leg budget (asr.backends max_legs; absent: no limit)",
+                labels=["backend"],
+            ),
+            "lagging": GaugeMetricFamily(
+                "bridge_asr_backend_lagging",
+                "Its live legs whose text is behind real time (no new legs go there)",
+                labels=["backend"],
+            ),
+            "healthy": GaugeMetricFamily(
+                "bridge_asr_backend_healthy",
+                "1 when the server's probe and its legs say it serves (new legs go there)",
+                labels=["backend"],
+            ),
+            "failures": CounterMetricFamily(
+                "bridge_asr_backend_failures",
+                "Times the server went unhealthy (a leg's error or its probe)",
+                labels=["backend"],
+            ),
+        }
+        problems = GaugeMetricFamily(
+            "bridge_asr_backend_problem",
+            "1 while the server is unhealthy, with why (the server's message) as a label",
+            labels=["backend", "problem"],
+        )
+        for b in self.pool.backends:
+            families["legs"].add_metric([b.name], b.legs)
+            if b.endpoint.max_legs is not None:
+                families["max_legs"].add_metric([b.name], b.endpoint.max_legs)
+            families["lagging"].add_metric([b.name], b.lagging)
+            families["healthy"].add_metric([b.name], 1 if b.healthy else 0)
+            families["failures"].add_metric([b.name], b.failures)
+            if b.problem is not None:
+                problems.add_metric([b.name, b.problem[:200]], 1)
+        yield from families.values()
+        yield problems
+
 
 def make_registry(
-    hub: LiveHub, store: TranscriptStore, uploads_running: Callable[[], int], health: Health
+    hub: LiveHub,
+    store: TranscriptStore,
+    uploads_running: Callable[[], int],
+    health: Health,
+    pool: AsrPool,
 ) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BridgeCollector(hub, store, uploads_running, health))
+    registry.register(BridgeCollector(hub, store, uploads_running, health, pool))
     return registry
 
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrTarget
 from bridge.call import Call, EndCause, TranscriptSink
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
@@ -58,7 +58,7 @@ class FileResult:
 async def transcribe_file(
     audio: AudioFile,
     *,
-    endpoint: AsrEndpoint,
+    endpoint: AsrTarget,
     store: TranscriptSink,
     settings: LegSettings,
     fast: bool,

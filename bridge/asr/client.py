@@ -3,7 +3,9 @@
 It only moves data: frames from ``AsrStream.data_to_send()`` to the socket, frames from the
 socket into ``AsrStream.receive_message()``, and ``events_received()`` to the leg's callback.
 Policy that needs a clock lives here: reconnect with backoff (the stream buffers audio meanwhile,
-up to its bound), a stall timeout, and giving up.
+up to its bound), a stall timeout, and giving up.  Which server it connects to is the pool's
+(:mod:`bridge.asr.pool`): a failed connection is reported there, and the next one goes where
+the pool says - at once when that is another, healthy server.
 """
 
 from __future__ import annotations
@@ -12,55 +14,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, InvalidURI
 
+from bridge.asr.endpoint import AsrEndpoint
+from bridge.asr.pool import AsrPool, Backend
 from bridge.core.asr_protocol import AsrEvent, AsrState, AsrStream, ServerError, StepText
-from bridge.core.step_clock import StepClock
+from bridge.core.types import ASR_SAMPLE_RATE_HZ
 from bridge.errors import AsrProtocolError
-from bridge.model_files import ModelAudio
+
+__all__ = ["AsrClient", "AsrEndpoint", "backoff_delays", "describe_connect_error"]
 
 logger = logging.getLogger(__name__)
 
 STALL = "no event for"  # how a stalled connection's drop reason starts
-
-
-@dataclass(frozen=True, slots=True)
-class AsrEndpoint:
-    """Where and how to reach the realtime server."""
-
-    url: str  # ws://host:port/v1/realtime
-    model: str
-    api_key: str | None = None
-    delay_ms: int = 480
-    language: str | None = None  # hint for engines that use it; Voxtral detects the language
-    open_timeout_s: float = 10.0
-    # No message for this long while audio is outstanding: the session is stuck; reconnect.
-    stall_timeout_s: float = 30.0
-    # Keep retrying this long without a working connection, then give up (None: forever).
-    give_up_after_s: float | None = None
-    # Connections in a row that stalled (no event for stall_timeout_s while audio was
-    # outstanding) without a single step: then the server is stuck for this leg; give up.
-    max_stalled_connections: int = 3
-    # Legs the server takes at once (None: not known); new calls are refused while this many
-    # are live (SIP 503, WHIP 503), before the server would have to refuse their sessions.
-    max_legs: int | None = None
-    # The served model's files as read (asr.model_dir, bridge/model_files.py); None: Voxtral
-    # Mini 4B Realtime's values at ``delay_ms``.
-    model_files: ModelAudio | None = None
-
-    def __post_init__(self) -> None:
-        if self.model_files and self.clock.transcription_delay_ms != self.delay_ms:
-            raise ValueError("delay_ms differs from the model files' transcription delay")
-
-    @property
-    def clock(self) -> StepClock:
-        """When the server steps: what word times and the step lag are computed with."""
-        return self.model_files.clock() if self.model_files else StepClock(self.delay_ms)
+# The one drop that is not the server's failure: it ended a generation at max_model_len.
+RESET = "the server ended the generation by itself (max_model_len); new session"
 
 
 def backoff_delays(
@@ -107,7 +79,7 @@ class AsrClient:
 
     Args:
         stream: the leg's protocol state (owned by the leg; the client only drives it).
-        endpoint: server address and timeouts.
+        endpoint: the server (address and timeouts), or the pool of servers to run on.
         on_event: called with every ``AsrEvent`` in order, on the event loop.
         connect_fn: ``websockets.asyncio.client.connect`` or a stand-in.
         delays: reconnect backoff.
@@ -117,7 +89,7 @@ class AsrClient:
     def __init__(
         self,
         stream: AsrStream,
-        endpoint: AsrEndpoint,
+        endpoint: AsrEndpoint | AsrPool,
         on_event: Callable[[AsrEvent], None],
         *,
         connect_fn: Callable[..., Any] = connect,
@@ -126,7 +98,9 @@ class AsrClient:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stream = stream
-        self.endpoint = endpoint
+        self.pool = AsrPool.of(endpoint)
+        self.backend: Backend = self.pool.backends[0]  # where the session runs: see place()
+        self._placed = False
         self.on_event = on_event
         self._connect = connect_fn
         self._delays = delays or backoff_delays()
@@ -137,11 +111,26 @@ class AsrClient:
         self._progress = asyncio.Event()  # set on every server message (flow control)
         self.failure: str | None = None  # why the client gave up, if it did
         self.reconnects = 0
+        self.failovers = 0  # times the leg moved to another server of the pool
+        self.replayed_samples = 0  # audio the last move sent again to the new server
+        self._in_flight = 0  # audio the lost connection had taken without a step
+        self._failed = False  # the last connection ended by a failure of the server
         self._steps = 0  # deltas received, all connections
         self._stalled = 0  # connections in a row that stalled without a step
         self._last_drop = ""  # why the last connection was dropped
 
+    @property
+    def endpoint(self) -> AsrEndpoint:
+        """The server the session runs on (or will, on the next connection)."""
+        return self.backend.endpoint
+
     # -- called by the leg ---------------------------------------------------------------------
+
+    def place(self) -> None:
+        """Count the leg on the pool's best backend now (``run`` does it if not done)."""
+        if not self._placed:
+            self.backend = self.pool.place()
+            self._placed = True
 
     def send_audio(self, pcm16: bytes) -> None:
         """Queue one chunk of 16 kHz PCM16 (the stream buffers; the writer sends)."""
@@ -181,6 +170,13 @@ class AsrClient:
 
     async def run(self) -> None:
         """Connect, stream, reconnect on failure; returns when the stream is closed."""
+        self.place()
+        try:
+            await self._run()
+        finally:
+            self.pool.release(self.backend)
+
+    async def _run(self) -> None:
         down_since: float | None = None
         while self.stream.state is not AsrState.CLOSED:
             try:
@@ -193,6 +189,8 @@ class AsrClient:
                 websockets.WebSocketException,
             ) as exc:
                 message, retryable = describe_connect_error(self.endpoint.url, exc)
+                if self._fail_over(message):
+                    continue  # another server; a refusal by this one may not hold there
                 now = self._clock()
                 down_since = now if down_since is None else down_since
                 limit = self.endpoint.give_up_after_s
@@ -204,23 +202,47 @@ class AsrClient:
                 await asyncio.sleep(delay)
                 continue
             down_since = None
-            if await self._serve(ws):
+            stepped = await self._serve(ws)
+            if self.closed:
+                return
+            if self._failed and self._fail_over(self._last_drop):
+                continue
+            if stepped:
                 self._delays = backoff_delays()
                 self._stalled = 0
-            elif not self.closed:
-                if self._last_drop.startswith(STALL):
-                    self._stalled += 1
-                    if self._stalled >= self.endpoint.max_stalled_connections:
-                        self._give_up(
-                            f"the server at {self.endpoint.url} took the audio but sent no "
-                            f"text step on {self._stalled} connections in a row (each "
-                            f"{self.endpoint.stall_timeout_s:g} s without an event): it is "
-                            "stuck or overloaded; check it (bridge check) and restart it"
-                        )
-                        return
-                # The server took the connection but stepped no audio (at capacity, failing,
-                # stuck): do not hammer it.
-                await asyncio.sleep(next(self._delays))
+                continue
+            if self._last_drop.startswith(STALL):
+                self._stalled += 1
+                if self._stalled >= self.endpoint.max_stalled_connections:
+                    self._give_up(
+                        f"the server at {self.endpoint.url} took the audio but sent no "
+                        f"text step on {self._stalled} connections in a row (each "
+                        f"{self.endpoint.stall_timeout_s:g} s without an event): it is "
+                        "stuck or overloaded; check it (bridge check) and restart it"
+                    )
+                    return
+            # The server took the connection but stepped no audio (at capacity, failing,
+            # stuck): do not hammer it.
+            await asyncio.sleep(next(self._delays))
+
+    def _fail_over(self, reason: str) -> bool:
+        """The backend failed this leg: tell the pool.  Returns whether the leg moved to
+        another server (then it reconnects at once: the new one is healthy)."""
+        was = self.backend
+        self.backend = self.pool.move(was, reason)
+        if self.backend is was:
+            return False
+        self._log.warning(
+            "ASR moves from %s to %s (%s); %.2f s of audio it had heard is sent again",
+            was.name,
+            self.backend.name,
+            reason,
+            self._in_flight / ASR_SAMPLE_RATE_HZ,
+        )
+        self.failovers += 1
+        self.replayed_samples = self._in_flight
+        self._stalled = 0
+        return True
 
     async def _open(self) -> ClientConnection:
         headers = {}
@@ -237,9 +259,10 @@ class AsrClient:
 
     async def _serve(self, ws: ClientConnection) -> bool:
         """One connection; returns whether the server stepped any audio on it."""
-        self.stream.receive_connected()
+        self.stream.receive_connected(model=self.endpoint.model)
+        self._in_flight = 0
         steps_before = self._steps
-        self._log.info("ASR connected to %s", self.endpoint.url)
+        self._log.info("ASR connected to %s (%s)", self.endpoint.url, self.backend.name)
         writer = asyncio.create_task(self._write(ws))
         reason = "closed"
         try:
@@ -252,9 +275,11 @@ class AsrClient:
             self._outbox.clear()
             await ws.close()
         self._last_drop = reason
+        self._failed = reason not in (RESET, "stream closed")
         if self.stream.state is not AsrState.CLOSED:
             self.reconnects += 1
             self._log.warning("ASR connection lost (%s); reconnecting, audio is buffered", reason)
+            self._in_flight = self.stream.samples_in_flight
             self.stream.receive_connection_lost()
             self._dispatch()
         return self._steps > steps_before
@@ -290,7 +315,7 @@ class AsrClient:
             if drop:
                 return drop
             if self.stream.state is AsrState.RESETTING:
-                return "the server ended the generation by itself (max_model_len); new session"
+                return RESET
         return "stream closed"
 
     async def _write(self, ws: ClientConnection) -> None:
@@ -319,6 +344,8 @@ class AsrClient:
         for event in self.stream.events_received():
             if isinstance(event, StepText):
                 self._steps += 1
+                if not self.backend.healthy:
+                    self.pool.working(self.backend)
             elif isinstance(event, ServerError):
                 error = event.error
                 if error.retryable:

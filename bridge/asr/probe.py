@@ -27,6 +27,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from bridge.asr.client import AsrEndpoint, describe_connect_error
+from bridge.asr.pool import AsrPool, AsrTarget
 from bridge.core.asr_protocol import AsrState, AsrStream, ServerError, StepText
 from bridge.core.step_clock import StepClock
 from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_MS, CHUNK_SAMPLES
@@ -52,8 +53,12 @@ class CheckReport:
     lines: list[str] = field(default_factory=list)
     models: list[ServedModel] = field(default_factory=list)
 
+    problem: str | None = None  # the first check that failed, as "what: text"
+
     def add(self, ok: bool, what: str, text: str) -> None:
         self.ok = self.ok and ok
+        if not ok and self.problem is None:
+            self.problem = f"{what}: {text}"
         self.lines.append(f"  {what:<13} {'OK  ' if ok else 'FAIL'} {text}")
 
 
@@ -141,11 +146,41 @@ async def probe_models(endpoint: AsrEndpoint) -> tuple[list[ServedModel], Models
     )
 
 
-async def preflight(endpoint: AsrEndpoint) -> None:
-    """Fail fast, with the fix, when the server is down or does not serve the model."""
+def _get_health(endpoint: AsrEndpoint, timeout_s: float) -> None:
+    with urllib.request.urlopen(http_base(endpoint.url) + "/health", timeout=timeout_s):
+        pass
+
+
+async def probe_health(endpoint: AsrEndpoint, *, timeout_s: float = 5.0) -> str | None:
+    """The pool's periodic probe: ``GET /health`` (the engine is alive: vLLM answers 503 or
+    nothing when its EngineCore is dead or stuck), then ``GET /v1/models`` (the model is
+    served).  Returns what is wrong, or None."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await asyncio.to_thread(_get_health, endpoint, timeout_s)
+    except urllib.error.HTTPError as exc:
+        return f"GET /health answered HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        return f"GET /health: {getattr(exc, 'reason', exc) or 'timed out'}"
     _, problem = await probe_models(endpoint)
-    if problem is not None:
-        raise problem.error
+    return None if problem is None else f"{problem.what}: {problem.line}"
+
+
+async def preflight(target: AsrTarget) -> None:
+    """Fail fast, with the fix, when no server is up and serving its model; the servers that
+    are not are marked unhealthy, so legs start on the others."""
+    pool = AsrPool.of(target)
+    found = await asyncio.gather(*(probe_models(b.endpoint) for b in pool.backends))
+    problems = [problem for _, problem in found]
+    if all(problems):
+        if len(problems) == 1 and problems[0] is not None:
+            raise problems[0].error
+        raise ConfigError(
+            [f"{b.name}: {p.error}" for b, p in zip(pool.backends, problems, strict=True) if p]
+        )
+    for backend, problem in zip(pool.backends, problems, strict=True):
+        if problem is not None:
+            pool.failed(backend, f"{problem.what}: {problem.line}")
 
 
 async def check_server(
@@ -165,6 +200,17 @@ async def check_server(
     report.add(True, "model", endpoint.model)
     await _probe_realtime(endpoint, probe_s, timeout_s, report)
     return report
+
+
+async def check_pool(pool: AsrPool, *, timeout_s: float = 60.0) -> list[CheckReport]:
+    """:func:`check_server` on every backend at once; one report each, named, in order."""
+    reports = await asyncio.gather(
+        *(check_server(b.endpoint, timeout_s=timeout_s) for b in pool.backends)
+    )
+    if len(pool.backends) > 1:
+        for backend, report in zip(pool.backends, reports, strict=True):
+            report.lines[0] = f"ASR server {backend.name} ({backend.endpoint.url})"
+    return list(reports)
 
 
 async def _probe_realtime(

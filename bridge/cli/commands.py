@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from bridge import app
-from bridge.asr.client import AsrEndpoint
-from bridge.asr.probe import CheckReport, check_server, preflight
+from bridge.asr.endpoint import AsrEndpoint
+from bridge.asr.pool import AsrPool
+from bridge.asr.probe import CheckReport, check_pool, preflight
 from bridge.cli.view import TerminalView
 from bridge.config import BridgeConfig, load_config
 from bridge.config.reader import config_path
@@ -68,10 +69,10 @@ async def transcribe(args: argparse.Namespace) -> int:
     async with (
         app.opened_store(config, existing=False) as store,  # a bad --db too
         # A file may wait out a short ASR outage; then it stops, keeping what it has.
-        app.asr_endpoint(config, give_up_after_s=60.0) as endpoint,
+        app.asr_pool(config, give_up_after_s=60.0) as pool,
     ):
-        await preflight(endpoint)
-        return await _transcribe(args, config, files, roles, endpoint, store)
+        await preflight(pool)
+        return await _transcribe(args, config, files, roles, pool, store)
 
 
 async def _transcribe(
@@ -79,7 +80,7 @@ async def _transcribe(
     config: BridgeConfig,
     files: list[AudioFile],
     roles: tuple[LegRole, ...],
-    endpoint: AsrEndpoint,
+    pool: AsrPool,
     store: TranscriptStore,
 ) -> int:
     tty = sys.stderr.isatty()
@@ -99,7 +100,7 @@ async def _transcribe(
             break
         print(
             f"{audio.path}: {fmt_ms(audio.duration_ms)}, {audio.channels} channel(s), "
-            f"{audio.encoding.value} {audio.sample_rate_hz} Hz -> {endpoint.url}"
+            f"{audio.encoding.value} {audio.sample_rate_hz} Hz -> {pool.summary()}"
             f"{' (fast)' if args.fast else ' (real time)'}",
             file=sys.stderr,
         )
@@ -107,7 +108,7 @@ async def _transcribe(
         try:
             result = await transcribe_file(
                 audio,
-                endpoint=endpoint,
+                endpoint=pool,
                 store=store,
                 settings=app.leg_settings(config),
                 fast=args.fast,
@@ -204,13 +205,14 @@ async def check(args: argparse.Namespace) -> int:
     config = config_from(args)
     if not args.timeout > 0:
         raise ConfigError(f"--timeout {args.timeout:g}: give the seconds to wait, more than 0")
-    async with app.asr_endpoint(config) as endpoint:
-        files = endpoint.model_files
+    async with app.asr_pool(config) as pool:
+        files = pool.first.model_files
         if files is not None:
             print(f"Model files {files.directory}\n  {'tekken.json':<13} OK   {files.describe()}")
-        report = await check_server(endpoint, timeout_s=args.timeout)
-    print("\n".join(report.lines + session_length_note(report, endpoint, config)))
-    return 0 if report.ok else 1
+        reports = await check_pool(pool, timeout_s=args.timeout)
+    for backend, report in zip(pool.backends, reports, strict=True):
+        print("\n".join(report.lines + session_length_note(report, backend.endpoint, config)))
+    return 0 if all(report.ok for report in reports) else 1
 
 
 def session_length_note(

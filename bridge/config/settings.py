@@ -15,6 +15,7 @@ Example ``bridge.toml``::
     rut_after_s = 8              # speech with no text this long: a fresh generation (0: off)
     max_step_lag_ms = 3000       # text this far behind: no new calls until it catches up
     max_buffer_s = 60            # audio kept per leg while the ASR server is unreachable
+    # Several servers: [[asr.backends]] tables instead of url (config/backends.py)
 
     [storage]
     db = "/var/lib/call-bridge/transcripts.db"  # BRIDGE_DB
@@ -44,6 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bridge.auth import Principal, parse_tokens
+from bridge.config.backends import BackendConfig, build_backends
 from bridge.config.ingest import SCHEMA as INGEST_SCHEMA
 from bridge.config.ingest import (
     AriConfig,
@@ -80,6 +82,7 @@ class AsrConfig:
     max_buffer_s: float = 60.0
     stall_timeout_s: float = 30.0
     max_legs: int = 0  # legs the ASR server takes at once; 0: no limit (embedded: its own)
+    backends: tuple[BackendConfig, ...] = ()  # the pool (config/backends.py); (): url
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +146,7 @@ SCHEMA: Schema = {
         "max_buffer_s": Setting("BRIDGE_ASR_MAX_BUFFER_S", float),
         "stall_timeout_s": Setting("BRIDGE_ASR_STALL_TIMEOUT_S", float),
         "max_legs": Setting("BRIDGE_ASR_MAX_LEGS", int),
+        "backends": Setting("BRIDGE_ASR_BACKENDS", list),  # URLs, or [[asr.backends]] tables
     },
     "storage": {"db": Setting("BRIDGE_DB")},
     "segments": {
@@ -211,6 +215,17 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
         stall_timeout_s=get("asr", "stall_timeout_s", 30.0),
         max_legs=get("asr", "max_legs", 0),
     )
+    asr = replace(
+        asr,
+        backends=build_backends(
+            read, environ, model=asr.model, api_key=asr.api_key, max_legs=max(asr.max_legs, 0)
+        ),
+    )
+    if asr.backends and asr.url is not None:
+        problems.append(
+            f"{read.origin('asr', 'url')} and {read.origin('asr', 'backends')}: set one (asr.url "
+            "is the pool of one server)"
+        )
     if asr.max_legs < 0:
         problems.append(f"ASR max_legs must be >= 0 (0: no limit), got {asr.max_legs}")
     if asr.url is not None and not asr.url.startswith(("ws://", "wss://")):

@@ -245,6 +245,11 @@ class AsrStream:
         return len(self._buf) // 2
 
     @property
+    def samples_in_flight(self) -> int:
+        """Audio sent to the running generation with no step yet (sent again if it is lost)."""
+        return max(0, self._gen_start + self._gen_sent - self._buf_start)
+
+    @property
     def generation_start(self) -> int:
         """Leg-clock sample where the running (or next) generation starts."""
         return self._gen_start
@@ -256,9 +261,10 @@ class AsrStream:
 
     # -- inputs from the adapter ---------------------------------------------------------------
 
-    def receive_connected(self) -> None:
-        """The socket is open."""
+    def receive_connected(self, *, model: str | None = None) -> None:
+        """The socket is open (to a server that serves ``model``, when it is another name)."""
         self._advance(Input.CONNECTED)
+        self.model = model or self.model
 
     def receive_connection_lost(self) -> None:
         """The socket closed or failed.  The running generation is lost; its audio is replayed."""
@@ -384,7 +390,8 @@ class AsrStream:
         self._events.append(StepText(self.generation, step, delta, start, end))
 
     def _receive_error(self, event: dict[str, object]) -> None:
-        error = AsrServerError(str(event.get("error", "")), _str_or_none(event.get("code")))
+        code = event.get("code")
+        error = AsrServerError(str(event.get("error", "")), code if isinstance(code, str) else None)
         self._events.append(ServerError(error))
         if not error.retryable:
             self.fail(f"ASR server error {error.code}: {error.action}")
@@ -489,7 +496,3 @@ class AsrStream:
             sent_end = max(start, min(end, self._gen_start + self._gen_sent))
         if end > sent_end:
             self._events.append(AudioDropped(sent_end, end - sent_end, reason))
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None

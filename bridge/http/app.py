@@ -44,7 +44,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket
 
 from bridge import metrics
-from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrPool, AsrTarget
 from bridge.auth import Principal
 from bridge.core.numbers import BadNumber, parse_uint
 from bridge.core.types import LegRole
@@ -91,6 +91,7 @@ class AppState:
     tokens: dict[str, Principal]
     uploads: UploadRunner
     health: Health
+    pool: AsrPool
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -173,6 +174,13 @@ async def metrics_endpoint(request: Request) -> Response:
     _principal(request)
     registry = request.app.state.registry
     return Response(metrics.render(registry), media_type=metrics.CONTENT_TYPE)
+
+
+async def asr_backends(request: Request) -> Response:
+    """The ASR servers of the pool: health, legs and budget (supervisors)."""
+    _supervisor(request)
+    pool = _state(request).pool
+    return JSONResponse({"backends": [b.describe() for b in pool.backends]})
 
 
 async def list_calls(request: Request) -> Response:
@@ -386,7 +394,7 @@ def create_app(
     *,
     store: TranscriptStore,
     hub: LiveHub,
-    endpoint: AsrEndpoint,
+    endpoint: AsrTarget,
     tokens: dict[str, Principal],
     settings: LegSettings | None = None,
     on_call_ended: Callable[[str], None] | None = None,
@@ -421,6 +429,7 @@ def create_app(
         Route("/api/v1/calls/{call_id}", delete_call, methods=["DELETE"]),
         Route("/api/v1/calls/{call_id}/export", export_call, methods=["GET"]),
         Route("/api/v1/live/snapshot", live_snapshot),
+        Route("/api/v1/asr/backends", asr_backends, methods=["GET"]),
         WebSocketRoute("/api/v1/live", live_socket),
         Route("/api/v1/session", get_session, methods=["GET"]),
         Route("/api/v1/session", start_session, methods=["POST"]),
@@ -440,8 +449,14 @@ def create_app(
             BridgeError: bridge_error,
         },
     )
+    pool = AsrPool.of(endpoint)
     app.state.bridge = AppState(
-        store=store, hub=hub, tokens=dict(tokens), uploads=uploads, health=health or Health()
+        store=store,
+        hub=hub,
+        tokens=dict(tokens),
+        uploads=uploads,
+        health=health or Health(),
+        pool=pool,
     )
     app.state.whip = WhipSessions(
         store=store,
@@ -452,7 +467,7 @@ def create_app(
         on_call_ended=on_call_ended,
     )
     app.state.registry = metrics.make_registry(
-        hub, store, lambda: uploads.running, app.state.bridge.health
+        hub, store, lambda: uploads.running, app.state.bridge.health, pool
     )
     app.state.started_at = time.time()
     return app

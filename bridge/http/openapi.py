@@ -50,6 +50,22 @@ _CALL = {
 }
 
 
+_BACKEND = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "url": {"type": "string"},
+        "model": {"type": "string"},
+        "healthy": {"type": "boolean"},
+        "problem": {"type": ["string", "null"], "description": "why it is not healthy"},
+        "legs": {"type": "integer"},
+        "max_legs": {"type": ["integer", "null"], "description": "null: no limit"},
+        "lagging": {"type": "integer", "description": "its legs behind real time"},
+        "failures": {"type": "integer", "description": "times it went unhealthy"},
+    },
+}
+
+
 _PRINCIPAL = {
     "type": "object",
     "properties": {
@@ -300,6 +316,21 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Active calls with the latest line per leg, ASR health and seq",
                     "parameters": [_q("call", "one call"), _q("agent", "one agent's calls")],
                     "responses": {"200": _json("snapshot"), **_ERRORS},
+                }
+            },
+            "/api/v1/asr/backends": {
+                "get": {
+                    "summary": "The ASR servers: health and why, legs, budget (supervisors)",
+                    "responses": {
+                        "200": _json(
+                            "backends",
+                            {
+                                "type": "object",
+                                "properties": {"backends": {"type": "array", "items": _BACKEND}},
+                            },
+                        ),
+                        **_ERRORS,
+                    },
                 }
             },
             "/api/v1/live": {

@@ -146,7 +146,7 @@ async def post_offer(request: Request) -> Response:
     if sessions.full:
         busy = f"the bridge takes at most {sessions.settings.max_sessions} WebRTC sessions at once"
     else:
-        busy = capacity_problem(sessions.endpoint.max_legs)
+        busy = capacity_problem(sessions.endpoint)
     if busy is not None:
         raise HttpProblem(
             503,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrTarget
 from bridge.call import Call, TranscriptSink
 from bridge.core.audio import SUPPORTED_SAMPLE_RATES_HZ, LegAudio
 from bridge.core.types import AudioEncoding, EndCause, Gap, LegInfo, LegRole, LegSource, Segment
@@ -217,7 +217,7 @@ class ForkCalls:
         self,
         sink: TranscriptSink,
         *,
-        endpoint: AsrEndpoint,
+        endpoint: AsrTarget,
         settings: LegSettings | None = None,
         listener: Listener | None = None,
         rejoin_s: float = 5.0,
@@ -301,7 +301,7 @@ class ForkCalls:
                     f"{fmt.codec}"
                 )
         new_legs = len([role for role in roles if role not in known])
-        full = capacity_problem(self.endpoint.max_legs, new_legs) if new_legs else None
+        full = capacity_problem(self.endpoint, new_legs) if new_legs else None
         if full:
             raise ForkRefused(f"{full}; try again later", reason="busy")
         if entry is None:

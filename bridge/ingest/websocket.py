@@ -96,7 +96,7 @@ class ForkSocketServer:
             if protocol.challenge:  # RFC 9110 §11.6.1
                 response.headers["WWW-Authenticate"] = protocol.challenge
             return response
-        busy = capacity_problem(self.calls.endpoint.max_legs)
+        busy = capacity_problem(self.calls.endpoint)
         if busy:
             return self._refuse(ws, HTTPStatus.SERVICE_UNAVAILABLE, busy)
         return None

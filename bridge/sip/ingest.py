@@ -32,7 +32,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 
-from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrPool, AsrTarget
 from bridge.call import Call, EndCause, TranscriptSink
 from bridge.core.audio import LegAudio
 from bridge.core.types import (
@@ -100,7 +100,7 @@ class SipIngest:
         sip: SipSettings,
         *,
         store: TranscriptSink,
-        endpoint: AsrEndpoint,
+        endpoint: AsrTarget,
         leg_settings: LegSettings | None = None,
         listener: Listener | None = None,
         finish_timeout_s: float = 60.0,
@@ -152,6 +152,7 @@ class SipIngest:
             await self.close()
             raise
         LIVE.watch(self._admit)
+        AsrPool.of(self.endpoint).subscribe(self._admit)
         self._admit()
 
     @property
@@ -159,10 +160,11 @@ class SipIngest:
         return self.supervisor.workers
 
     def _admit(self) -> None:
-        """Tell the workers whether the ASR side can take new calls (``endpoint.max_legs``,
+        """Tell the workers whether the ASR side can take new calls (the pool's free budget,
         counting every live leg of this process: SIP and WebRTC), whenever a leg starts or
-        ends; they answer 503 while it cannot."""
-        problem = capacity_problem(self.endpoint.max_legs)
+        ends, lags or catches up, or a server's health changes; they answer 503 while it
+        cannot."""
+        problem = capacity_problem(self.endpoint)
         full = problem is not None
         if full == self._full:
             return
@@ -176,6 +178,7 @@ class SipIngest:
 
     async def close(self) -> None:
         LIVE.unwatch(self._admit)
+        AsrPool.of(self.endpoint).unsubscribe(self._admit)
         self.health.remove_check("sip")
         self.health.remove_gauge("sip_workers_up")
         await self.supervisor.close()
@@ -352,7 +355,7 @@ async def run_sip_ingest(
     sip: SipSettings,
     *,
     store: TranscriptSink,
-    endpoint: AsrEndpoint,
+    endpoint: AsrTarget,
     stop: asyncio.Event,
     leg_settings: LegSettings | None = None,
     listener: Listener | None = None,

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrPool, AsrTarget
 from bridge.core.types import CallId, CallInfo, LegEvent, LegRole, LegSource
 from bridge.errors import BridgeError, UploadRefused
 from bridge.files.reader import AudioFile, open_audio
@@ -80,7 +80,7 @@ class UploadJobs:
         *,
         store: TranscriptStore,
         hub: LiveHub,
-        endpoint: AsrEndpoint,
+        endpoint: AsrTarget,
         settings: LegSettings,
         directory: Path,
         limits: UploadLimits | None = None,
@@ -158,7 +158,9 @@ class UploadJobs:
         (:meth:`refused` when it can't)."""
         audio = await asyncio.to_thread(open_audio, path)  # bounded, but file I/O: off the loop
         try:
-            self._queue.check_new(audio.channels, self.endpoint.max_legs, live_call_legs())
+            self._queue.check_new(
+                audio.channels, AsrPool.of(self.endpoint).max_legs, live_call_legs()
+            )
         except UploadRefused as exc:
             raise self.refused(exc) from None
         tee = PublishingStore(self.store, self.hub, agent=agent, on_call_ended=self.on_call_ended)
@@ -201,7 +203,7 @@ class UploadJobs:
 
     def _pump(self) -> None:
         """Start queued uploads, first come first served, while capacity allows."""
-        for upload in self._queue.admit(self.endpoint.max_legs, live_call_legs()):
+        for upload in self._queue.admit(AsrPool.of(self.endpoint).max_legs, live_call_legs()):
             upload.task = asyncio.create_task(
                 self._run(upload), name=f"upload-{upload.call_id[:8]}"
             )

@@ -1,4 +1,5 @@
-// Supervisor view: every active call, its duration, the latest line per leg and ASR health.
+// Supervisor view: every active call, its duration, the latest line per leg and ASR health;
+// above them the ASR servers, polled every 5 s.
 "use strict";
 (() => {
   const tbody = document.getElementById("calls");
@@ -85,6 +86,23 @@
       dirty.clear();
     },
   });
+  // The ASR servers: one chip each, legs against budget; an unhealthy one says why.
+  const asr = document.getElementById("asr");
+  const chips = new Map(); // backend name -> its <li>
+  async function pollBackends() {
+    let list;
+    try { list = (await Bridge.api("/api/v1/asr/backends")).backends; } catch { return; }
+    for (const b of list) {
+      let li = chips.get(b.name);
+      if (!li) { li = Bridge.el("li", { class: "backend" }); chips.set(b.name, li); asr.append(li); }
+      const budget = b.max_legs == null ? "" : "/" + b.max_legs;
+      const state = !b.healthy ? "unhealthy" : b.lagging ? `${b.lagging} behind` : "ok";
+      li.className = "backend" + (!b.healthy || b.lagging ? " bad" : "");
+      li.textContent = `${b.name}: ${state}, ${b.legs}${budget} ${b.legs === 1 && !budget ? "leg" : "legs"}`;
+      li.title = b.problem ? `${b.url}: ${b.problem}` : b.url;
+    }
+  }
+  setInterval(pollBackends, 5000);
   setInterval(() => { for (const c of calls.values()) { if (c.view) c.view.dur.textContent = Bridge.clock(Date.now() - c.call.started_at_ms); } }, 1000);
   // The server sends an agent its own live call at "/" (agent.html) when the request carries the
   // login cookie; a link from another site opens "/" without it (SameSite=Strict), and this
@@ -96,6 +114,7 @@
     const snap = await Bridge.api("/api/v1/live/snapshot");
     reset(snap);
     live.start(snap.seq);
+    pollBackends();
   }
   start().catch((e) => { status.textContent = "error: " + e.message; });
 })();

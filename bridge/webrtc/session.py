@@ -41,7 +41,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 
-from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrTarget
 from bridge.call import Call
 from bridge.core.audio import LegAudio, downmix
 from bridge.core.types import AudioEncoding, EndCause, LegRole, LegSource
@@ -93,7 +93,7 @@ class WhipSession:
         session_id: str,
         pc: RTCPeerConnection,
         tee: PublishingStore,
-        endpoint: AsrEndpoint,
+        endpoint: AsrTarget,
         leg_settings: LegSettings,
         settings: WhipSettings,
         hub: LiveHub,
@@ -276,7 +276,7 @@ class WhipSessions:
         *,
         store: TranscriptStore,
         hub: LiveHub,
-        endpoint: AsrEndpoint,
+        endpoint: AsrTarget,
         leg_settings: LegSettings,
         settings: WhipSettings | None = None,
         on_call_ended: Callable[[str], None] | None = None,

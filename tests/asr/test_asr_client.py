@@ -26,6 +26,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from bridge.asr.client import AsrClient, AsrEndpoint
+from bridge.asr.pool import AsrPool
 from bridge.core.asr_protocol import (
     AsrEvent,
     AsrState,
@@ -482,3 +483,81 @@ async def test_a_refused_handshake_gives_up_at_once(status: int, message: str) -
     assert events.of(Closed) == [Closed(client.failure)]
     # Nothing was transcribed: all of it is reported as a gap, none silently lost.
     assert events.of(AudioDropped) == [AudioDropped(0, 5 * CHUNK_SAMPLES, client.failure)]
+
+
+# -- a pool of servers --------------------------------------------------------------------------
+
+
+def pool_client(urls: list[str], events: Events, delays: Delays) -> tuple[AsrStream, AsrClient]:
+    pool = AsrPool([AsrEndpoint(url=u, model=MODEL, max_legs=4) for u in urls], ["a", "b"])
+    stream = AsrStream(MODEL)
+    return stream, AsrClient(stream, pool, events, delays=delays, clock=lambda: delays.now)
+
+
+async def test_a_crashed_server_hands_the_leg_to_the_other_at_once() -> None:
+    a, b = FakeRealtime(drop_after_steps={0: 8}), FakeRealtime()
+    events, delays = Events(), Delays(5.0)
+    async with listening(a) as url_a, listening(b) as url_b:
+        stream, client = pool_client([url_a, url_b], events, delays)
+        feed(client, range(1, 21))
+        runner = asyncio.create_task(client.run())
+        async with asyncio.timeout(5):
+            await events.wait_for(lambda e: isinstance(e, GenerationEnded))
+            feed(client, range(21, 41))
+            client.end()
+            await runner
+    pool = client.pool
+    assert [x.name for x in pool.backends] == ["a", "b"] and client.backend is pool.backends[1]
+    assert a.sessions[0].chunks == list(range(1, 16))
+    assert b.sessions[0].chunks == list(range(9, 41))  # replayed from the first frame without text
+    assert events.heard() == [heard(n) for n in range(1, 41)]  # nothing lost, nothing twice
+    assert delays.used == [] and client.failovers == 1  # moved at once, no backoff
+    assert client.replayed_samples == 12 * CHUNK_SAMPLES  # 9-20 had gone to a, without text
+    assert not pool.backends[0].healthy and "closed by the server" in (
+        pool.backends[0].problem or ""
+    )
+    assert [x.legs for x in pool.backends] == [0, 0]  # released when the leg ended
+
+
+async def test_a_server_that_breaks_the_protocol_is_marked_with_its_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def garbage(ws: ServerConnection) -> None:
+        await ws.send('{"type": "session.created", "id": "x"}')
+        await ws.recv()  # session.update
+        await ws.send("<html>proxy error</html>")
+        await ws.wait_closed()
+
+    b = FakeRealtime()
+    events, delays = Events(), Delays(5.0)
+    async with serve(garbage, "127.0.0.1", 0) as bad, listening(b) as url_b:
+        url_a = f"ws://127.0.0.1:{next(iter(bad.sockets)).getsockname()[1]}/v1/realtime"
+        stream, client = pool_client([url_a, url_b], events, delays)
+        feed(client, range(1, 11))
+        runner = asyncio.create_task(client.run())
+        await asyncio.sleep(0)
+        client.end()
+        async with asyncio.timeout(5):
+            await runner
+    a_backend = client.pool.backends[0]
+    assert not a_backend.healthy
+    assert a_backend.problem == "server sent invalid JSON: '<html>proxy error</html>'"
+    assert events.heard() == [heard(n) for n in range(1, 11)] and client.failure is None
+    assert any(
+        "ASR backend a is unhealthy: server sent invalid JSON" in r.message for r in caplog.records
+    )
+
+
+async def test_a_refusal_by_one_server_is_not_the_end_of_the_leg() -> None:
+    """401 from one server gives up a lone server's leg; in a pool the leg tries the other."""
+    a, b = FakeRealtime(refuse=(401,)), FakeRealtime()
+    events, delays = Events(), Delays(5.0)
+    async with listening(a) as url_a, listening(b) as url_b:
+        stream, client = pool_client([url_a, url_b], events, delays)
+        feed(client, range(1, 6))
+        client.end()
+        async with asyncio.timeout(5):
+            await client.run()
+    assert client.failure is None and delays.used == []
+    assert events.heard() == [heard(n) for n in range(1, 6)]
+    assert "refused the API key (HTTP 401)" in (client.pool.backends[0].problem or "")

@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrTarget
 from bridge.auth import Principal, Role
 from bridge.http.app import close_app, create_app
 from bridge.leg import LegSettings
@@ -52,7 +53,7 @@ async def serve_bridge(
     db: Path,
     *,
     hub: LiveHub | None = None,
-    endpoint: AsrEndpoint = NO_ASR,
+    endpoint: AsrTarget = NO_ASR,
     settings: LegSettings | None = None,
     whip: WhipSettings | None = None,
 ) -> AsyncIterator[Served]:

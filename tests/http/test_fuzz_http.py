@@ -643,6 +643,7 @@ def routes(server: FuzzServer) -> dict[str, st.SearchStrategy[Req]]:
         "DELETE /api/v1/calls/{id}": call_route("DELETE", ""),
         "GET /api/v1/calls/{id}/export": call_route("GET", "/export", "format", "leg"),
         "GET /api/v1/live/snapshot": get("/api/v1/live/snapshot", "call", "agent"),
+        "GET /api/v1/asr/backends": get("/api/v1/asr/backends"),
         "GET /api/v1/session": session_route("GET"),
         "POST /api/v1/session": session_route("POST"),
         "DELETE /api/v1/session": session_route("DELETE"),

@@ -85,22 +85,23 @@ async def test_a_server_behind_real_time_makes_the_leg_lagging_and_refuses_new_l
     settings = LegSettings(max_step_lag_ms=1500, recycle_after_s=3600, rut_after_s=0)
     seen: dict[str, str | None] = {}
     stops: list[asyncio.Task[None]] = []
+    endpoint = endpoint_for(vllm_server)
 
     async def stop_engine() -> None:
         with engine_stopped(vllm_server):
             await asyncio.sleep(3.0)
-            seen["stopped"] = capacity_problem(None)
+            seen["stopped"] = capacity_problem(endpoint)
 
     async def at_two_seconds() -> None:  # the leg keeps streaming in real time meanwhile
         stops.append(asyncio.create_task(stop_engine()))
 
-    seen["before"] = capacity_problem(None)
+    seen["before"] = capacity_problem(endpoint)
     run = await run_leg(
         tmp_path / "t.db",
         tone(8.0),
         realtime=True,
         settings=settings,
-        endpoint=endpoint_for(vllm_server),
+        endpoint=endpoint,
         at_second={2: at_two_seconds},
     )
     await asyncio.gather(*stops)
@@ -117,6 +118,6 @@ async def test_a_server_behind_real_time_makes_the_leg_lagging_and_refuses_new_l
     lagging, caught_up = kinds
     # Noticed 1.5 s into the stop (+ a chunk), caught up after the engine resumed at 5 s.
     assert 3500 <= lagging[1] <= 3800 and caught_up[1] >= 5000, kinds
-    assert capacity_problem(None) is None  # the leg is over: admission is open again
+    assert capacity_problem(endpoint) is None  # the leg is over: admission is open again
     gens = run.generations()
     assert sum(int(g["samples"]) for g in gens) == 8 * 16000 and run.transcript.gaps == ()

@@ -126,6 +126,11 @@ async def test_agent_view_shows_partials_turning_final_and_supervisor_lists_the_
             await page.locator("tr.call-row .line .t", has_text="hello").first.wait_for(
                 timeout=15_000
             )
+            # Above the calls, the ASR server with its legs (the pool of one, named host:port).
+            name = vllm_server.url.split("/")[2]
+            chip = page.locator("#asr li.backend", has_text=f"{name}: ok, 1 leg")
+            await chip.wait_for(timeout=10_000)
+            assert await chip.get_attribute("title") == vllm_server.url
             await page.screenshot(path=artifacts / "supervisor.png")
             # The row's link survives the next line of text: a re-render that replaced it lost
             # any click pressed on the old one (CI saw the click-through below miss that way).

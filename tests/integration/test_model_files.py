@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from vllm_server import build_model_dir
 
-from bridge.app import endpoint_from
+from bridge.app import pool_from
 from bridge.config import load_config
 from bridge.core.step_clock import StepClock, clock_for_model
 from bridge.errors import ConfigError
@@ -130,12 +130,13 @@ def test_asr_model_dir_sets_the_legs_clock(tmp_path: Path) -> None:
     """``asr.model_dir`` (BRIDGE_ASR_MODEL_DIR) is read when the bridge builds its endpoint:
     the delay and the first step every leg's step lag is measured from come from the model."""
     directory = build_model_dir(tmp_path / "m", delay_ms=960)
-    environ = {"BRIDGE_ASR_MODEL_DIR": str(directory), "HOME": str(tmp_path)}
-    endpoint = endpoint_from(load_config(None, environ), "ws://127.0.0.1:9/v1/realtime")
+    url = "ws://127.0.0.1:9/v1/realtime"
+    environ = {"BRIDGE_ASR_MODEL_DIR": str(directory), "HOME": str(tmp_path), "BRIDGE_ASR_URL": url}
+    endpoint = pool_from(load_config(None, environ)).first
     assert endpoint.model_files is not None and endpoint.model_files.directory == directory
     assert endpoint.delay_ms == 960 and endpoint.clock == StepClock(960)
     assert endpoint.clock.first_step_samples == (1 + 12) * 1280 + 40
-    plain = endpoint_from(load_config(None, {"HOME": str(tmp_path)}), endpoint.url)
+    plain = pool_from(load_config(None, {"HOME": str(tmp_path), "BRIDGE_ASR_URL": url})).first
     assert plain.model_files is None and plain.clock == StepClock(480)
 
 

@@ -26,6 +26,7 @@ from engine_server import EngineServer
 from vllm_server import VllmServer, auth_headers
 
 from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrTarget
 from bridge.core.asr_protocol import AsrStream, ServerError, expected_steps
 from bridge.core.audio import LegAudio
 from bridge.core.g711 import encode_ulaw
@@ -110,7 +111,7 @@ async def run_leg(
     encoding: AudioEncoding = AudioEncoding.PCM16,
     rate: int = RATE,
     at_second: dict[int, Callable[[], Awaitable[None]]] | None = None,
-    endpoint: AsrEndpoint,
+    endpoint: AsrTarget,
 ) -> LegRun:
     """Feed ``pcm`` (int16 at ``rate``) through one leg in 20 ms frames, like an ingest would."""
     call_id = CallId(uuid.uuid4().hex)

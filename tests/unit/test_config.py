@@ -15,7 +15,7 @@ from bridge.errors import ConfigError
 def test_defaults_without_file_or_environment() -> None:
     config = load_config(None, {"HOME": "/home/a"})
     assert config.asr.url is None and config.asr.model == DEFAULT_MODEL
-    # No delay set: the model directory's when one is given, else 480 (app.endpoint_from).
+    # No delay set: the model directory's when one is given, else 480 (app.pool_from).
     assert config.asr.delay_ms is None and config.asr.model_dir is None
     assert config.asr.recycle_after_s == 120.0
     assert config.db_path == Path("/home/a/.local/share/call-bridge/transcripts.db")
@@ -53,8 +53,8 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, {"BRIDGE_PORT": "eighty"})
     assert info.value.problems == [
-        f"{path}: unknown setting asr.modle (known: api_key, delay_ms, language, max_buffer_s, "
-        "max_legs, max_step_lag_ms, model, model_dir, recycle_after_s, rut_after_s, "
+        f"{path}: unknown setting asr.modle (known: api_key, backends, delay_ms, language, "
+        "max_buffer_s, max_legs, max_step_lag_ms, model, model_dir, recycle_after_s, rut_after_s, "
         "stall_timeout_s, url)",
         f"{path}: unknown setting nope.x (unknown section)",
         "BRIDGE_PORT='eighty': expected int",
@@ -153,3 +153,66 @@ def test_the_guards_apply_to_a_vllm_server_not_the_embedded_engine() -> None:
     vllm = leg_settings(load_config(None, {"HOME": "/h", "BRIDGE_ASR_URL": "ws://a:1/v1/realtime"}))
     assert (embedded.max_step_lag_ms, vllm.max_step_lag_ms) == (0.0, 3000.0)
     assert (embedded.rut_after_s, vllm.rut_after_s) == (0.0, 8.0)
+
+
+def test_asr_backends_from_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    path.write_text(
+        '[asr]\nmodel = "m"\nmax_legs = 8\n'
+        '[[asr.backends]]\nname = "gpu-a"\nurl = "ws://10.0.0.11:8000/v1/realtime"\nmax_legs = 24\n'
+        'api_key_env = "GPU_A_KEY"\n'
+        '[[asr.backends]]\nurl = "ws://10.0.0.12:8000/v1/realtime"\nmodel = "other"\n'
+    )
+    config = load_config(path, {"HOME": "/h", "GPU_A_KEY": "k-a", "BRIDGE_ASR_API_KEY": "k"})
+    a, b = config.asr.backends
+    assert (a.name, a.url, a.model, a.api_key, a.max_legs) == (
+        "gpu-a",
+        "ws://10.0.0.11:8000/v1/realtime",
+        "m",
+        "k-a",
+        24,
+    )
+    # Unnamed: host:port; the rest from [asr].
+    assert (b.name, b.model, b.api_key, b.max_legs, b.dialect) == (
+        "10.0.0.12:8000",
+        "other",
+        "k",
+        8,
+        "vllm",
+    )
+
+
+def test_asr_backends_from_the_environment() -> None:
+    environ = {
+        "HOME": "/h",
+        "BRIDGE_ASR_BACKENDS": "ws://a:1/v1/realtime, ws://b:1/v1/realtime",
+        "BRIDGE_ASR_MAX_LEGS": "12",
+    }
+    backends = load_config(None, environ).asr.backends
+    assert [(b.name, b.max_legs) for b in backends] == [("a:1", 12), ("b:1", 12)]
+
+
+def test_every_backend_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[asr]\nurl = "ws://x:1/v1/realtime"\n'
+        '[[asr.backends]]\nurl = "ws://a:1/v1/realtime"\n'
+        '[[asr.backends]]\nurl = "ws://a:1/v1/realtime/"\nname = "a:1"\n'
+        '[[asr.backends]]\nurl = "http://c:1"\n'
+        '[[asr.backends]]\nurl = "ws://d:1/v1/realtime"\nmax_legs = -1\ndialect = "grpc"\n'
+        'api_key_env = "UNSET"\nport = 1\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"HOME": "/h"})
+    where = f"{path}: asr.backends"
+    assert info.value.problems == [
+        f"{where} #3: url 'http://c:1': expected ws://host:port/v1/realtime (or wss://)",
+        f"{where} #4: unknown key(s) port (known: name, url, model, dialect, max_legs, "
+        "api_key_env)",
+        f"{where} #4: max_legs -1: expected an integer >= 0 (0: no limit)",
+        f"{where} #4: dialect 'grpc': expected one of vllm",
+        f"{where} #4: api_key_env 'UNSET' names no variable that is set",
+        f"{where}: url 'ws://a:1/v1/realtime' is listed twice",
+        f"{where}: name 'a:1' is listed twice (a name defaults to the URL's host:port)",
+        f"{path}: asr.url and {path}: asr.backends: set one (asr.url is the pool of one server)",
+    ]

@@ -1,0 +1,42 @@
+"""Where and how to reach one ASR server (a backend of :class:`bridge.asr.pool.AsrPool`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bridge.core.step_clock import StepClock
+from bridge.model_files import ModelAudio
+
+
+@dataclass(frozen=True, slots=True)
+class AsrEndpoint:
+    """Where and how to reach the realtime server."""
+
+    url: str  # ws://host:port/v1/realtime
+    model: str
+    api_key: str | None = None
+    delay_ms: int = 480
+    language: str | None = None  # hint for engines that use it; Voxtral detects the language
+    open_timeout_s: float = 10.0
+    # No message for this long while audio is outstanding: the session is stuck; reconnect.
+    stall_timeout_s: float = 30.0
+    # Keep retrying this long without a working connection, then give up (None: forever).
+    give_up_after_s: float | None = None
+    # Connections in a row that stalled (no event for stall_timeout_s while audio was
+    # outstanding) without a single step: then the server is stuck for this leg; give up.
+    max_stalled_connections: int = 3
+    # Legs the server takes at once (None: not known); new calls are refused while this many
+    # are live (SIP 503, WHIP 503), before the server would have to refuse their sessions.
+    max_legs: int | None = None
+    # The served model's files as read (asr.model_dir, bridge/model_files.py); None: Voxtral
+    # Mini 4B Realtime's values at ``delay_ms``.
+    model_files: ModelAudio | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_files and self.clock.transcription_delay_ms != self.delay_ms:
+            raise ValueError("delay_ms differs from the model files' transcription delay")
+
+    @property
+    def clock(self) -> StepClock:
+        """When the server steps: what word times and the step lag are computed with."""
+        return self.model_files.clock() if self.model_files else StepClock(self.delay_ms)
