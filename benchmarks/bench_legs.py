@@ -3,6 +3,7 @@
 Run by hand (not in tests), from the repository root::
 
     .venv/bin/python benchmarks/bench_legs.py [--legs 100] [--seconds 60] [--codec pcmu]
+        [--backends N]   # N sinks behind one ASR pool (benchmarks/bench_pool.py compares)
     .venv/bin/python benchmarks/bench_legs.py --micro [--codec pcmu] [--micro-seconds 120]
 
 Default mode: ``--legs`` ``Leg`` objects (the real pipeline: G.711/PCM16 decode, soxr resample to
@@ -78,6 +79,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bridge.asr.client import AsrEndpoint  # noqa: E402
+from bridge.asr.pool import AsrPool  # noqa: E402
 from bridge.core.asr_protocol import AsrStream  # noqa: E402
 from bridge.core.audio import LegAudio  # noqa: E402
 from bridge.core.g711 import encode_alaw, encode_ulaw  # noqa: E402
@@ -235,9 +237,18 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     n_frames = int(args.seconds * 1000) // FRAME_MS
     frame_samples = rate * FRAME_MS // 1000
     work = Path(tempfile.mkdtemp(prefix="bench-legs-"))
-    stats_path = work / "sink.json"
-    sink, port = start_sink(stats_path, max_seconds=args.seconds + 300)
-    url = f"ws://127.0.0.1:{port}/v1/realtime"
+    # --backends N: N sinks behind one AsrPool (the legs are placed on them); 0: one sink, each
+    # leg with an endpoint of its own, its model name labelling its connection in the stats.
+    sinks = [
+        start_sink(work / f"sink{k}.json", max_seconds=args.seconds + 300)
+        for k in range(max(args.backends, 1))
+    ]
+    urls = [f"ws://127.0.0.1:{port}/v1/realtime" for _, port in sinks]
+    pool = (
+        AsrPool([AsrEndpoint(url=u, model="bench-pool", stall_timeout_s=30.0) for u in urls])
+        if args.backends
+        else None
+    )
     result: dict[str, Any] = {}
     try:
         async with await TranscriptStore.open(work / "bench.db") as store:
@@ -263,7 +274,9 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 await store.add_leg(info)
                 # The model name labels the connection in the sink's statistics.
-                endpoint = AsrEndpoint(url=url, model=f"bench-{i:04d}", stall_timeout_s=30.0)
+                endpoint = pool or AsrEndpoint(
+                    url=urls[0], model=f"bench-{i:04d}", stall_timeout_s=30.0
+                )
                 sent.append([])
                 sent_cpu.append([])
                 completed.append([])
@@ -286,6 +299,7 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
                     raise RuntimeError("legs did not all connect to the sink within 60 s")
                 await asyncio.sleep(0.05)
             rss_connected = rss_bytes()
+            placed = [b.legs for b in pool.backends] if pool else None
 
             offsets = [(i * 7) % len(frames) for i in range(args.legs)]
             # Leg i starts at tick starts[i]: calls do not all start on the same 20 ms tick, so
@@ -345,11 +359,17 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
 
             results = await asyncio.gather(*(leg.finish(timeout_s=60) for leg in legs))
             await store.end_call(call_id, ended_at_ms=int(time.time() * 1000), cause="completed")
-        sink_stats = stop_sink(sink, stats_path)
+        all_stats = [stop_sink(proc, work / f"sink{k}.json") for k, (proc, _) in enumerate(sinks)]
+        sink_stats = {
+            "connections": [c for stats in all_stats for c in stats["connections"]],
+            "cpu_user_s": sum(stats["cpu_user_s"] for stats in all_stats),
+            "cpu_sys_s": sum(stats["cpu_sys_s"] for stats in all_stats),
+        }
     finally:
-        if sink.poll() is None:
-            sink.kill()
-            sink.wait(timeout=10)
+        for proc, _ in sinks:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
 
     frames_fed = args.legs * n_frames
@@ -360,7 +380,8 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
     send_lat: list[npt.NDArray[np.int64]] = []
     send_cpu: list[npt.NDArray[np.int64]] = []
     sink_lat: list[npt.NDArray[np.int64]] = []
-    by_label = {c["label"]: c for c in sink_stats["connections"]}
+    # Pooled legs share a model name: their connections cannot be told apart at the sink.
+    by_label = {} if pool else {c["label"]: c for c in sink_stats["connections"]}
     for i in range(args.legs):
         done = np.asarray(completed[i], dtype=np.int64)
         s = np.asarray(sent[i][: done.size], dtype=np.int64)
@@ -387,6 +408,8 @@ async def run_load(args: argparse.Namespace) -> dict[str, Any]:
         "bench": "legs",
         "codec": args.codec,
         "legs": args.legs,
+        "backends": args.backends,
+        "legs_per_backend": placed,
         "seconds": args.seconds,
         "frames_fed": frames_fed,
         "cpu_s": round(cpu_s, 3),
@@ -596,6 +619,12 @@ def summary_micro(r: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--legs", type=int, default=100)
+    parser.add_argument(
+        "--backends",
+        type=int,
+        default=0,
+        help="N sinks behind one ASR pool (0: one sink, an endpoint per leg)",
+    )
     parser.add_argument("--seconds", type=float, default=60.0, help="audio per leg")
     parser.add_argument("--codec", choices=sorted(CODECS), default="pcmu")
     parser.add_argument(
