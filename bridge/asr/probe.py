@@ -159,9 +159,10 @@ async def probe_health(endpoint: AsrEndpoint, *, timeout_s: float = 5.0) -> str 
         async with asyncio.timeout(timeout_s):
             await asyncio.to_thread(_get_health, endpoint, timeout_s)
     except urllib.error.HTTPError as exc:
-        return f"GET /health answered HTTP {exc.code}"
+        return f"GET /health answered HTTP {exc.code}: the engine is not serving (its log says why)"
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        return f"GET /health: {getattr(exc, 'reason', exc) or 'timed out'}"
+        reason = getattr(exc, "reason", exc) or "timed out"
+        return f"cannot reach {http_base(endpoint.url)}/health: {reason}"
     _, problem = await probe_models(endpoint)
     return None if problem is None else f"{problem.what}: {problem.line}"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from bridge_cli import bridge
+from test_cli_serve import Serving
 from test_pipeline import LegRun, finals, run_leg, tone
 from vllm_server import VllmServer
 
@@ -26,6 +28,7 @@ from bridge.asr.client import AsrEndpoint
 from bridge.asr.pool import AsrPool
 from bridge.leg import capacity_problem
 from tests.http.served import ALICE, serve_bridge
+from tests.sip.sipp import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +210,52 @@ def test_bridge_check_checks_every_backend(
         "ASR server down (ws://127.0.0.1:9/v1/realtime)\n  /v1/models    FAIL cannot reach" in out
     )
     assert out.count("23 deltas for 1.04 s of audio") == 2  # a and b, each a real session
+
+
+def test_serve_starts_with_every_server_checked_and_the_down_one_unhealthy(
+    vllm_server: VllmServer, tmp_path: Path
+) -> None:
+    """``bridge serve`` with a pool: each server's report at start, the failing one named and
+    taking no legs, the pool shown to supervisors, a clean stop."""
+    http_port = free_port(socket.SOCK_STREAM)
+    down = f"ws://127.0.0.1:{free_port(socket.SOCK_STREAM)}/v1/realtime"
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f'[asr]\nmodel = "{vllm_server.model}"\nmax_legs = 3\n'
+        f'[[asr.backends]]\nname = "a"\nurl = "{vllm_server.url}"\napi_key_env = "A_KEY"\n'
+        f'[[asr.backends]]\nname = "down"\nurl = "{down}"\n'
+    )
+    token = "pool-supervisor-token"
+    serving = Serving(
+        [
+            "-c",
+            config,
+            "serve",
+            "--db",
+            tmp_path / "c.db",
+            "--no-sip",
+            "--http-port",
+            str(http_port),
+        ],
+        {"A_KEY": vllm_server.api_key or "", "BRIDGE_API_TOKENS": f"{token}:supervisor"},
+    )
+    try:
+        text = "\n".join(serving.lines)
+        assert f"ASR server a ({vllm_server.url})" in text and "23 deltas for 1.04 s" in text, text
+        assert f"ASR server down ({down})\n  /v1/models    FAIL cannot reach" in text, text
+        assert "ASR servers that are not ready take no calls until their probe passes" in text
+        shown = httpx.get(
+            f"http://127.0.0.1:{http_port}/api/v1/asr/backends",
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["backends"]
+        assert [(b["name"], b["healthy"], b["max_legs"]) for b in shown] == [
+            ("a", True, 3),
+            ("down", False, 3),
+        ]
+        # The start-up check's reason, or by now its probe's: either names what failed.
+        assert "cannot reach" in shown[1]["problem"], shown
+        code, err = serving.stop()
+        assert code == 0, text + err
+    finally:
+        serving.proc.kill()
+        serving.proc.wait()
