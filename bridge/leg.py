@@ -50,6 +50,7 @@ from bridge.core.types import (
     samples_to_ms,
 )
 from bridge.log import leg_logger
+from bridge.watchers import Watchers
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class LegRegistry:
 
     def __init__(self) -> None:
         self._legs: weakref.WeakSet[Leg] = weakref.WeakSet()
-        self._watchers: list[Callable[[], None]] = []
+        self._changed = Watchers("leg registry")
 
     def __len__(self) -> int:
         return len(self._legs)
@@ -143,18 +144,10 @@ class LegRegistry:
 
     def watch(self, watcher: Callable[[], None]) -> None:
         """Call ``watcher()`` (on the loop, synchronously) after every change."""
-        self._watchers.append(watcher)
+        self._changed.add(watcher)
 
     def unwatch(self, watcher: Callable[[], None]) -> None:
-        if watcher in self._watchers:
-            self._watchers.remove(watcher)
-
-    def _changed(self) -> None:
-        for watcher in list(self._watchers):
-            try:
-                watcher()
-            except Exception:  # a watcher's bug must not fail the leg that started or ended
-                logger.exception("leg registry watcher failed")
+        self._changed.remove(watcher)
 
 
 LIVE = LegRegistry()
@@ -279,6 +272,7 @@ class Leg:
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self.client.release()
 
     async def finish(self, *, timeout_s: float | None = None) -> LegResult:
         """No more audio: flush, wait for the last text, store the leg's end."""

@@ -132,6 +132,13 @@ class AsrClient:
             self.backend = self.pool.place()
             self._placed = True
 
+    def release(self) -> None:
+        """The leg no longer counts on its backend (``run`` does it when it ends; a task
+        cancelled before it ran never gets there)."""
+        if self._placed:
+            self.pool.release(self.backend)
+            self._placed = False
+
     def send_audio(self, pcm16: bytes) -> None:
         """Queue one chunk of 16 kHz PCM16 (the stream buffers; the writer sends)."""
         if self.stream.state is AsrState.CLOSED:
@@ -174,7 +181,7 @@ class AsrClient:
         try:
             await self._run()
         finally:
-            self.pool.release(self.backend)
+            self.release()
 
     async def _run(self) -> None:
         down_since: float | None = None

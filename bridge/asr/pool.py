@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from bridge.asr.endpoint import AsrEndpoint
 from bridge.core.step_clock import StepClock
+from bridge.watchers import Watchers
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class AsrPool:
                     "backend must serve the same model files at the same delay"
                 )
         self.backends = [Backend(n, e) for n, e in zip(names, endpoints, strict=True)]
-        self._subscribers: list[Callable[[], None]] = []
+        self._changed = Watchers("ASR pool")
 
     @classmethod
     def of(cls, target: AsrEndpoint | AsrPool) -> AsrPool:
@@ -143,16 +144,12 @@ class AsrPool:
             return self.first.url
         return f"{len(self.backends)} ASR servers ({', '.join(b.name for b in self.backends)})"
 
-    @property
-    def legs(self) -> int:
-        return sum(b.legs for b in self.backends)
-
     # -- placement -----------------------------------------------------------------------------
 
-    def place(self, *, avoid: Backend | None = None) -> Backend:
+    def place(self) -> Backend:
         """Count a new leg on the best backend (never ``None``: with nowhere good to go, the
         least bad, so the leg buffers and retries as a single server's leg would)."""
-        backend = self._best(avoid)
+        backend = self._best()
         backend.legs += 1
         return backend
 
@@ -171,7 +168,6 @@ class AsrPool:
             return backend
         backend.legs = max(0, backend.legs - 1)
         target.legs += 1
-        logger.warning("ASR legs move from %s to %s: %s", backend.name, target.name, reason)
         return target
 
     def _best(self, avoid: Backend | None = None) -> Backend:
@@ -203,18 +199,10 @@ class AsrPool:
     def subscribe(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` when a backend's health changes (admission may change with it:
         SIP tells its workers at once)."""
-        self._subscribers.append(callback)
+        self._changed.add(callback)
 
     def unsubscribe(self, callback: Callable[[], None]) -> None:
-        if callback in self._subscribers:
-            self._subscribers.remove(callback)
-
-    def _changed(self) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback()
-            except Exception:  # a subscriber's bug must not stop a leg's failover
-                logger.exception("ASR pool subscriber failed")
+        self._changed.remove(callback)
 
     async def watch(self, stop: asyncio.Event, interval_s: float = PROBE_INTERVAL_S) -> None:
         """Probe every backend every ``interval_s`` until ``stop`` (all at once, each within

@@ -3,10 +3,13 @@ The real thing - two vLLM servers, one killed mid-call - is tests/integration/te
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from bridge.asr.client import AsrEndpoint
+from bridge.asr.client import AsrClient, AsrEndpoint
 from bridge.asr.pool import AsrPool
+from bridge.core.asr_protocol import AsrStream
 
 
 def endpoint(port: int, max_legs: int | None = None, **kw: object) -> AsrEndpoint:
@@ -139,3 +142,16 @@ def test_subscribers_hear_health_changes_once() -> None:
     p.working(a)
     p.working(a)
     assert heard == [False, True]
+
+
+async def test_a_leg_cancelled_before_its_task_ran_is_released_once() -> None:
+    p = pool(2)
+    client = AsrClient(AsrStream("m"), p, lambda event: None)
+    client.place()  # as Leg.start does, before the task first runs
+    task = asyncio.create_task(client.run())
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert p.backends[0].legs == 1  # run() never started: its finally never ran
+    client.release()  # Leg.abort's
+    client.release()
+    assert p.backends[0].legs == 0

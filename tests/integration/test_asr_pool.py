@@ -14,10 +14,11 @@ import asyncio
 import re
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from bridge_cli import bridge
 from test_cli_serve import Serving
@@ -52,6 +53,29 @@ def pool_of(a: VllmServer, a_legs: int, b: VllmServer, b_legs: int) -> AsrPool:
     return AsrPool(endpoints, ["a", "b"])
 
 
+async def run_legs(
+    pool: AsrPool,
+    n: int,
+    audio: np.ndarray,
+    tmp_path: Path,
+    at_second: dict[int, Callable[[], Awaitable[None]]],
+) -> list[LegRun]:
+    """``n`` legs at once in real time, each its own database ``k.db``; the first runs the
+    hooks."""
+    return await asyncio.gather(
+        *(
+            run_leg(
+                tmp_path / f"{k}.db",
+                audio,
+                realtime=True,
+                endpoint=pool,
+                at_second=at_second if k == 0 else None,
+            )
+            for k in range(n)
+        )
+    )
+
+
 def kinds(run: LegRun, kind: str) -> list[str]:
     return [e.detail for e in run.transcript.events if e.kind == kind]
 
@@ -72,18 +96,7 @@ async def test_legs_are_spread_by_free_budget(
         seen["admission"] = capacity_problem(pool)
 
     audio = tone(2.0)
-    runs = await asyncio.gather(
-        *(
-            run_leg(
-                tmp_path / f"{n}.db",
-                audio,
-                realtime=True,
-                endpoint=pool,
-                at_second={1: look} if n == 0 else None,
-            )
-            for n in range(3)
-        )
-    )
+    runs = await run_legs(pool, 3, audio, tmp_path, at_second={1: look})
     # a (2 free) first, then a tie at 1 free each: the one with fewer legs (b), then a.
     assert seen == {
         "legs": [2, 1],
@@ -117,18 +130,7 @@ async def test_a_killed_server_hands_its_legs_to_the_other(
 
     audio = tone(6.0)
     try:
-        runs = await asyncio.gather(
-            *(
-                run_leg(
-                    tmp_path / f"{n}.db",
-                    audio,
-                    realtime=True,
-                    endpoint=pool,
-                    at_second={3: kill} if n == 0 else None,
-                )
-                for n in range(2)
-            )
-        )
+        runs = await run_legs(pool, 2, audio, tmp_path, at_second={3: kill})
         a, b = pool.backends
         assert placed == [[2, 0]]
         assert not a.healthy and a.failures == 1 and a.problem
