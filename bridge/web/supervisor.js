@@ -96,7 +96,8 @@
       let li = chips.get(b.name);
       if (!li) { li = Bridge.el("li", { class: "backend" }); chips.set(b.name, li); asr.append(li); }
       const budget = b.max_legs == null ? "" : "/" + b.max_legs;
-      const state = !b.healthy ? "unhealthy" : b.lagging ? `${b.lagging} behind` : "ok";
+      const why = b.problem && b.problem.length > 90 ? b.problem.slice(0, 89) + "…" : b.problem;
+      const state = !b.healthy ? `unhealthy (${why})` : b.lagging ? `${b.lagging} behind` : "ok";
       li.className = "backend" + (!b.healthy || b.lagging ? " bad" : "");
       li.textContent = `${b.name}: ${state}, ${b.legs}${budget} ${b.legs === 1 && !budget ? "leg" : "legs"}`;
       li.title = b.problem ? `${b.url}: ${b.problem}` : b.url;
