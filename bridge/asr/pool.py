@@ -211,13 +211,19 @@ class AsrPool:
 
         while not stop.is_set():
             problems = await asyncio.gather(
-                *(probe_health(b.endpoint, timeout_s=interval_s) for b in self.backends)
+                *(probe_health(b.endpoint, timeout_s=interval_s) for b in self.backends),
+                return_exceptions=True,  # a server's nonsense must not stop the probes
             )
             for backend, problem in zip(self.backends, problems, strict=True):
                 if problem is None:
                     self.working(backend)
+                elif isinstance(problem, Exception):
+                    logger.exception(
+                        "probe of ASR backend %s failed", backend.name, exc_info=problem
+                    )
+                    self.failed(backend, f"its probe failed: {problem!r}")
                 else:
-                    self.failed(backend, problem)
+                    self.failed(backend, str(problem))
             try:
                 await asyncio.wait_for(stop.wait(), interval_s)
             except TimeoutError:

@@ -70,14 +70,25 @@ def http_base(ws_url: str) -> str:
 
 
 def fetch_models(endpoint: AsrEndpoint, timeout_s: float = 5.0) -> list[ServedModel]:
-    """``GET /v1/models`` as vLLM's OpenAI-compatible server answers it."""
+    """``GET /v1/models`` as vLLM's OpenAI-compatible server answers it.
+
+    Raises:
+        ValueError: the answer is not the OpenAI model list (a JSON object whose ``data`` is a
+            list of objects).
+    """
     request = urllib.request.Request(http_base(endpoint.url) + "/v1/models")
     if endpoint.api_key:
         request.add_header("Authorization", f"Bearer {endpoint.api_key}")
     with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        body = json.load(response)
+        try:
+            body = json.load(response)
+        except ValueError:
+            raise ValueError("not JSON") from None
+    entries = body.get("data", []) if isinstance(body, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"not an OpenAI model list: {json.dumps(body)[:80]}")
     models = []
-    for entry in body.get("data", []):
+    for entry in entries:
         length = entry.get("max_model_len")
         models.append(
             ServedModel(str(entry.get("id")), length if isinstance(length, int) else None)
@@ -119,7 +130,16 @@ async def probe_models(endpoint: AsrEndpoint) -> tuple[list[ServedModel], Models
                 retryable=False,
             ),
         )
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except ValueError as exc:  # JSON that is not the model list (or not JSON at all)
+        return [], ModelsProblem(
+            "/v1/models",
+            f"{exc}: is this a vLLM server?",
+            AsrConnectionError(
+                f"{base}/v1/models: {exc}: is this a vLLM server? Run `bridge check`",
+                retryable=False,
+            ),
+        )
+    except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return [], ModelsProblem(
             "/v1/models",

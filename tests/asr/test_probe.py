@@ -4,6 +4,7 @@ come from the same request (``bridge.asr.probe.probe_models``)."""
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import json
 import socket
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from bridge.asr.client import AsrEndpoint
+from bridge.asr.pool import AsrPool
 from bridge.asr.probe import check_server, preflight, probe_models
 from bridge.errors import AsrConnectionError, ConfigError
 
@@ -164,3 +166,59 @@ async def test_a_server_that_is_down_is_one_line_with_the_fix() -> None:
     )
     with pytest.raises(AsrConnectionError, match=f"cannot reach the ASR server at http://{base}"):
         await preflight(endpoint)
+
+
+class Nonsense(http.server.BaseHTTPRequestHandler):
+    """A server whose /health is fine and whose /v1/models answers ``answer``."""
+
+    protocol_version = "HTTP/1.1"
+    answer = b"[1, 2]"
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = b"" if self.path == "/health" else self.answer
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"[1, 2]", "not an OpenAI model list: [1, 2]"),
+        (b'{"data": [1]}', 'not an OpenAI model list: {"data": [1]}'),
+        (b'{"data": "x"}', "not an OpenAI model list"),
+        (b"<html>", "not JSON"),
+    ],
+)
+async def test_a_server_answering_nonsense_is_unhealthy_and_the_probes_go_on(
+    answer: bytes, said: str
+) -> None:
+    """The pool's probe loop against a server that answers /v1/models with something else:
+    the server is marked with what it said, and the loop keeps probing (it once could raise,
+    and a failed service stops ``bridge serve``)."""
+    Nonsense.answer = answer
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Nonsense)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"ws://127.0.0.1:{httpd.server_address[1]}/v1/realtime"
+    pool = AsrPool([AsrEndpoint(url=url, model=MODEL)])
+    stop = asyncio.Event()
+    watching = asyncio.create_task(pool.watch(stop, interval_s=0.05))
+    try:
+        for _ in range(100):
+            if pool.backends[0].problem:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # a few more rounds
+        assert not watching.done()
+        [backend] = pool.backends
+        assert not backend.healthy and said in (backend.problem or ""), backend.problem
+        assert (backend.problem or "").endswith("is this a vLLM server?")
+    finally:
+        stop.set()
+        await watching
+        httpd.shutdown()
+        httpd.server_close()
