@@ -126,9 +126,9 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 def leg_settings(config: BridgeConfig) -> LegSettings:
     return LegSettings(
         recycle_after_s=config.asr.recycle_after_s,
-        # Voxtral's guards are for a vLLM server (asr.url).  The embedded engine's blank text
-        # over loud non-speech is right, it holds deltas while it decodes by design, and it
-        # admits legs by its own measured budget.
+        # Voxtral's guards are for vLLM servers (asr.url, asr.backends).  The embedded engine's
+        # blank text over loud non-speech is right, it holds deltas while it decodes by design,
+        # and it admits legs by its own measured budget.
         rut_after_s=config.asr.rut_after_s if uses_servers(config) else 0.0,
         max_step_lag_ms=config.asr.max_step_lag_ms if uses_servers(config) else 0.0,
         max_buffer_s=config.asr.max_buffer_s,
