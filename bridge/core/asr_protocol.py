@@ -43,6 +43,7 @@ import json
 from dataclasses import dataclass
 from typing import Final
 
+from bridge.core.state_table import transition
 from bridge.core.step_clock import StepClock
 from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_SAMPLES
 from bridge.errors import AsrProtocolError, AsrServerError, InvalidState
@@ -370,13 +371,8 @@ class AsrStream:
     # -- internals -----------------------------------------------------------------------------
 
     def _advance(self, what: Input) -> None:
-        try:
-            self.state = _TRANSITIONS[(self.state, what)]
-        except KeyError:
-            message = f"{what.value} is not allowed in state {self.state.name}"
-            if what in (Input.SESSION_CREATED, Input.DELTA, Input.DONE):
-                raise AsrProtocolError(f"server sent {message}") from None
-            raise InvalidState(f"Cannot handle {message}") from None
+        by_server = what in (Input.SESSION_CREATED, Input.DELTA, Input.DONE)
+        self.state = transition(_TRANSITIONS, self.state, what, by_server=by_server)
 
     def _receive_delta(self, delta: str) -> None:
         step = self._gen_steps

@@ -38,8 +38,9 @@ import numpy as np
 import soxr
 
 from bridge.core.asr_protocol import AudioDropped, Closed, ServerError, SessionStarted
+from bridge.core.state_table import transition
 from bridge.core.types import ASR_SAMPLE_RATE_HZ
-from bridge.errors import AsrProtocolError, AsrServerError, InvalidState
+from bridge.errors import AsrProtocolError, AsrServerError
 
 #: "Only a 24kHz sample rate is supported" for ``audio/pcm`` (RealtimeAudioFormats).
 WIRE_RATE_HZ: Final = 24_000
@@ -284,13 +285,8 @@ class OpenAiTranscription:
     # -- internals -----------------------------------------------------------------------------
 
     def _advance(self, what: Input) -> None:
-        try:
-            self.state = _TRANSITIONS[(self.state, what)]
-        except KeyError:
-            message = f"{what.value} in state {self.state.value}"
-            if what in (Input.SESSION_CREATED, Input.SESSION_UPDATED, Input.TURN_EVENT):
-                raise AsrProtocolError(f"server sent {message}") from None
-            raise InvalidState(f"Cannot handle {message}") from None
+        by_server = what in (Input.SESSION_CREATED, Input.SESSION_UPDATED, Input.TURN_EVENT)
+        self.state = transition(_TRANSITIONS, self.state, what, by_server=by_server)
 
     def _session_update(self) -> dict[str, Any]:
         transcription: dict[str, Any] = {"model": self.model}

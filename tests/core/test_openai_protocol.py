@@ -317,7 +317,9 @@ def test_what_a_broken_server_sends_is_a_protocol_error(frame: str) -> None:
 def test_events_out_of_order_are_protocol_errors() -> None:
     stream = OpenAiTranscription("m")
     stream.receive_connected()
-    with pytest.raises(AsrProtocolError, match="session.updated in state awaiting_session"):
+    with pytest.raises(
+        AsrProtocolError, match="session.updated is not allowed in state AWAITING_SESSION"
+    ):
         stream.receive_message('{"type": "session.updated", "event_id": "e", "session": {}}')
 
 
