@@ -24,10 +24,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
 from bridge.engine.config import EngineConfig
+from bridge.engine.openai_server import error_frame
+from bridge.engine.openai_session import OpenAiEngineSession
 from bridge.engine.protocol import StepClock
 from bridge.engine.recognizer import Recognizer
 from bridge.engine.routes import EngineRoutes
@@ -75,6 +78,10 @@ class EngineServer:
         self.sessions: set[EngineSession] = set()
 
     async def handle(self, websocket: ServerConnection) -> None:
+        request = websocket.request
+        if request is not None and "intent=transcription" in urlsplit(request.path).query:
+            await self._handle_transcription(websocket)
+            return
         session = EngineSession(self, websocket)
         self.sessions.add(session)
         try:
@@ -83,6 +90,18 @@ class EngineServer:
             self.sessions.discard(session)
             if session.protocol.holds_leg:
                 self.legs.release()
+
+    async def _handle_transcription(self, websocket: ServerConnection) -> None:
+        """An OpenAI transcription session holds one leg for as long as it is open."""
+        if not self.legs.try_acquire():
+            message = f"all {self.legs.limit} legs are in use"
+            await websocket.send(error_frame("capacity_exceeded", message, "server_error").text)
+            await websocket.close(1013, "capacity exceeded")
+            return
+        try:
+            await OpenAiEngineSession(self, websocket).run()
+        finally:
+            self.legs.release()
 
 
 @dataclass
