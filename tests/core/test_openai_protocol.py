@@ -131,6 +131,19 @@ def wire_samples(frames: list[BaseModel]) -> int:
     )
 
 
+def session_with_turns(*seconds: float, model: str = "m") -> tuple[OpenAiTranscription, Wire]:
+    """A configured session that has committed one turn of speech per ``seconds`` (items a, b,
+    ...), none completed."""
+    stream = OpenAiTranscription(model)
+    wire = Wire(stream)
+    wire.open()
+    for n, length in enumerate(seconds):
+        stream.send_audio(speech(length))
+        stream.end_turn()
+        wire.committed("abcdefgh"[n])
+    return stream, wire
+
+
 def test_a_turn_from_session_to_completed_text() -> None:
     stream = OpenAiTranscription("gpt-4o-transcribe", language="de", prompt="Telefonat")
     wire = Wire(stream)
@@ -209,16 +222,8 @@ def test_turns_stream_while_earlier_ones_are_transcribed_and_the_end_waits_for_a
 
 
 def test_a_lost_connection_replays_every_turn_without_text_as_one() -> None:
-    stream = OpenAiTranscription("m")
-    wire = Wire(stream)
-    wire.open()
-    stream.send_audio(speech(1.0))
-    stream.end_turn()
-    wire.committed("a")
-    wire.completed("a", "kept")
-    stream.send_audio(speech(0.5))
-    stream.end_turn()
-    wire.committed("b")  # committed, no text yet
+    stream, wire = session_with_turns(1.0, 0.5)
+    wire.completed("a", "kept")  # b: committed, no text yet
     stream.send_audio(speech(0.25))
     wire.take()
     stream.receive_connection_lost()
@@ -242,12 +247,7 @@ def test_a_lost_connection_replays_every_turn_without_text_as_one() -> None:
 
 
 def test_a_failed_turn_is_a_gap_and_the_server_error_is_reported() -> None:
-    stream = OpenAiTranscription("m")
-    wire = Wire(stream)
-    wire.open()
-    stream.send_audio(speech(1.0))
-    stream.end_turn()
-    wire.committed("a")
+    stream, wire = session_with_turns(1.0)
     wire.send(
         Failed(
             event_id=wire.eid(),
@@ -272,15 +272,7 @@ def test_a_failed_turn_is_a_gap_and_the_server_error_is_reported() -> None:
 
 
 def test_server_timed_segments_land_inside_their_turn() -> None:
-    stream = OpenAiTranscription("gpt-4o-transcribe-diarize")
-    wire = Wire(stream)
-    wire.open()
-    stream.send_audio(speech(2.0))
-    stream.end_turn()
-    wire.committed("a")
-    stream.send_audio(speech(1.0))
-    stream.end_turn()
-    wire.committed("b")
+    stream, wire = session_with_turns(2.0, 1.0, model="gpt-4o-transcribe-diarize")
     wire.send(
         SegmentEvent(
             id="seg_1",
