@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from bridge.asr.client import AsrEndpoint
-from bridge.asr.pool import AsrPool, AsrTarget, default_name
+from bridge.asr.pool import AsrPool, AsrTarget
 from bridge.asr.probe import check_pool
 from bridge.auth import Principal, Role
 from bridge.config import BridgeConfig
-from bridge.config.backends import BackendConfig
+from bridge.config.backends import BackendConfig, default_name
 from bridge.core.transcript import SegmentPolicy
 from bridge.errors import ConfigError, StorageError
 from bridge.health import Health
@@ -45,6 +45,7 @@ def pool_from(config: BridgeConfig, **overrides: float | None) -> AsrPool:
     """The configured servers: ``asr.backends``, or the one ``asr.url``."""
     asr = config.asr
     files = served_model(asr.model_dir, asr.delay_ms)
+    delay_ms = files.clock().transcription_delay_ms if files else asr.delay_ms or 480
     backends = asr.backends or (
         BackendConfig(
             name=default_name(asr.url or ""),
@@ -59,7 +60,7 @@ def pool_from(config: BridgeConfig, **overrides: float | None) -> AsrPool:
             url=b.url,
             model=b.model,
             api_key=b.api_key,
-            delay_ms=files.clock().transcription_delay_ms if files else asr.delay_ms or 480,
+            delay_ms=delay_ms,
             model_files=files,
             language=asr.language,
             stall_timeout_s=asr.stall_timeout_s,

@@ -114,7 +114,6 @@ class AsrClient:
         self.failovers = 0  # times the leg moved to another server of the pool
         self.replayed_samples = 0  # audio the last move sent again to the new server
         self._in_flight = 0  # audio the lost connection had taken without a step
-        self._failed = False  # the last connection ended by a failure of the server
         self._steps = 0  # deltas received, all connections
         self._stalled = 0  # connections in a row that stalled without a step
         self._last_drop = ""  # why the last connection was dropped
@@ -212,7 +211,9 @@ class AsrClient:
             stepped = await self._serve(ws)
             if self.closed:
                 return
-            if self._failed and self._fail_over(self._last_drop):
+            # The stream is not closed, so the drop was the server's doing: a failure, unless it
+            # ended a generation at max_model_len as vLLM does.
+            if self._last_drop != RESET and self._fail_over(self._last_drop):
                 continue
             if stepped:
                 self._delays = backoff_delays()
@@ -282,7 +283,6 @@ class AsrClient:
             self._outbox.clear()
             await ws.close()
         self._last_drop = reason
-        self._failed = reason not in (RESET, "stream closed")
         if self.stream.state is not AsrState.CLOSED:
             self.reconnects += 1
             self._log.warning("ASR connection lost (%s); reconnecting, audio is buffered", reason)

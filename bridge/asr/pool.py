@@ -33,9 +33,9 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from bridge.asr.endpoint import AsrEndpoint
+from bridge.config.backends import default_name
 from bridge.core.step_clock import StepClock
 from bridge.watchers import Watchers
 
@@ -75,11 +75,6 @@ class Backend:
             "lagging": self.lagging,
             "failures": self.failures,
         }
-
-
-def default_name(url: str) -> str:
-    """``ws://gpu-a:8000/v1/realtime`` -> ``gpu-a:8000``."""
-    return urlsplit(url).netloc or url
 
 
 class AsrPool:
@@ -134,9 +129,8 @@ class AsrPool:
     @property
     def max_legs(self) -> int | None:
         """The budget admission counts (None: unlimited): the sum over :meth:`_counted`."""
-        total = sum(b.endpoint.max_legs or 0 for b in self._counted())
-        unlimited = any(b.endpoint.max_legs is None for b in self._counted())
-        return None if unlimited else total
+        budgets = [b.endpoint.max_legs for b in self._counted()]
+        return None if None in budgets else sum(b or 0 for b in budgets)
 
     def summary(self) -> str:
         """``ws://h:p/v1/realtime``, or ``2 ASR servers (gpu-a, gpu-b)``."""

@@ -105,6 +105,11 @@ class ModelsProblem:
     line: str
     error: BridgeError
 
+    @property
+    def reason(self) -> str:
+        """One line for a server marked unhealthy (the pool's log, metrics and page)."""
+        return f"{self.what}: {self.line}"
+
 
 async def probe_models(endpoint: AsrEndpoint) -> tuple[list[ServedModel], ModelsProblem | None]:
     """``GET /v1/models``: the served models, and the problem if it is not serving ours."""
@@ -184,7 +189,7 @@ async def probe_health(endpoint: AsrEndpoint, *, timeout_s: float = 5.0) -> str 
         reason = getattr(exc, "reason", exc) or "timed out"
         return f"cannot reach {http_base(endpoint.url)}/health: {reason}"
     _, problem = await probe_models(endpoint)
-    return None if problem is None else f"{problem.what}: {problem.line}"
+    return None if problem is None else problem.reason
 
 
 async def preflight(target: AsrTarget) -> None:
@@ -201,7 +206,7 @@ async def preflight(target: AsrTarget) -> None:
         )
     for backend, problem in zip(pool.backends, problems, strict=True):
         if problem is not None:
-            pool.failed(backend, f"{problem.what}: {problem.line}")
+            pool.failed(backend, problem.reason)
 
 
 async def check_server(

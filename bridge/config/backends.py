@@ -30,6 +30,11 @@ DIALECTS = ("vllm",)
 _KEYS = ("name", "url", "model", "dialect", "max_legs", "api_key_env")
 
 
+def default_name(url: str) -> str:
+    """A server's name when none is given: ``ws://gpu-a:8000/v1/realtime`` -> ``gpu-a:8000``."""
+    return urlsplit(url).netloc or url
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackendConfig:
     name: str  # default: the URL's host:port
@@ -80,7 +85,7 @@ def build_backends(
         if name is not None and (not isinstance(name, str) or not name.strip()):
             problems.append(f"{where}: name {name!r}: expected a non-empty string")
         if not isinstance(name, str) or not name.strip():
-            name = urlsplit(url).netloc
+            name = default_name(url)
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
             problems.append(f"{where}: max_legs {budget!r}: expected an integer >= 0 (0: no limit)")
             budget = 0

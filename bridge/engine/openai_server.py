@@ -33,12 +33,11 @@ from typing import Any, Final
 import numpy as np
 import soxr
 
-from bridge.engine.protocol import SendFrame
+from bridge.core.openai_protocol import WIRE_RATE_HZ
+from bridge.engine.protocol import SAMPLE_RATE_HZ, SendFrame
 
 __all__ = ["OpenAiServerProtocol", "SendFrame", "TurnCommitted", "error_frame"]
 
-WIRE_RATE_HZ: Final = 24_000
-ENGINE_RATE_HZ: Final = 16_000
 MIN_COMMIT_SAMPLES: Final = WIRE_RATE_HZ // 10  # 100 ms
 
 
@@ -193,7 +192,7 @@ class OpenAiServerProtocol:
             ]
         wire = np.frombuffer(bytes(self._wire), dtype=np.int16)
         self._wire.clear()
-        pcm16 = soxr.resample(wire, WIRE_RATE_HZ, ENGINE_RATE_HZ).astype(np.int16).tobytes()
+        pcm16 = soxr.resample(wire, WIRE_RATE_HZ, SAMPLE_RATE_HZ).astype(np.int16).tobytes()
         item_id = _id("item")
         committed = _frame(
             "input_audio_buffer.committed", item_id=item_id, previous_item_id=self._previous_item

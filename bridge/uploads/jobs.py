@@ -89,6 +89,7 @@ class UploadJobs:
         self.store = store
         self.hub = hub
         self.endpoint = endpoint
+        self.pool = AsrPool.of(endpoint)  # its budget bounds the uploads running
         self.settings = settings
         self.limits = limits or UploadLimits()
         self.on_call_ended = on_call_ended
@@ -158,9 +159,7 @@ class UploadJobs:
         (:meth:`refused` when it can't)."""
         audio = await asyncio.to_thread(open_audio, path)  # bounded, but file I/O: off the loop
         try:
-            self._queue.check_new(
-                audio.channels, AsrPool.of(self.endpoint).max_legs, live_call_legs()
-            )
+            self._queue.check_new(audio.channels, self.pool.max_legs, live_call_legs())
         except UploadRefused as exc:
             raise self.refused(exc) from None
         tee = PublishingStore(self.store, self.hub, agent=agent, on_call_ended=self.on_call_ended)
@@ -203,7 +202,7 @@ class UploadJobs:
 
     def _pump(self) -> None:
         """Start queued uploads, first come first served, while capacity allows."""
-        for upload in self._queue.admit(AsrPool.of(self.endpoint).max_legs, live_call_legs()):
+        for upload in self._queue.admit(self.pool.max_legs, live_call_legs()):
             upload.task = asyncio.create_task(
                 self._run(upload), name=f"upload-{upload.call_id[:8]}"
             )
