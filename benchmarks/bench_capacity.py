@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,22 @@ WARM_UP_S = 3.0
 def tone(seconds: float) -> bytes:
     t = np.arange(int(seconds * RATE)) / RATE
     return (3277.0 * np.sin(2 * np.pi * 440.0 * t)).astype("<i2").tobytes()
+
+
+async def feed_realtime(
+    leg: Leg, audio: bytes, offset_s: float, each: Callable[[Leg], None] | None = None
+) -> None:
+    """Hand ``leg`` its ``audio`` (16 kHz PCM16) in 20 ms frames on a real-time grid starting
+    ``offset_s`` from now; ``each(leg)`` after every frame."""
+    await asyncio.sleep(offset_s)
+    begin = time.monotonic()
+    for k, i in enumerate(range(0, len(audio), 2 * FRAME)):
+        leg.receive_frame(audio[i : i + 2 * FRAME])
+        if each is not None:
+            each(leg)
+        delay = begin + (k + 1) * 0.02 - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -111,18 +128,16 @@ async def run_n(
         lagging = set()
         cpu0, t0 = time.process_time(), time.monotonic()
 
-        async def feed(leg: Leg, offset_s: float) -> None:
-            await asyncio.sleep(offset_s)
-            begin = time.monotonic()
-            for k, i in enumerate(range(0, len(audio), 2 * FRAME)):
-                leg.receive_frame(audio[i : i + 2 * FRAME])
-                if leg.lagging:
-                    lagging.add(leg.info.leg_id)
-                delay = begin + (k + 1) * 0.02 - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+        def note_lagging(leg: Leg) -> None:
+            if leg.lagging:
+                lagging.add(leg.info.leg_id)
 
-        await asyncio.gather(*(feed(leg, off) for leg, off in zip(legs, offsets, strict=True)))
+        await asyncio.gather(
+            *(
+                feed_realtime(leg, audio, off, note_lagging)
+                for leg, off in zip(legs, offsets, strict=True)
+            )
+        )
         cpu_s, wall_s = time.process_time() - cpu0, time.monotonic() - t0
         results = [await leg.finish(timeout_s=120) for leg in legs]
         await store.end_call(call_id, ended_at_ms=int(time.time() * 1000), cause="completed")

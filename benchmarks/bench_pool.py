@@ -45,6 +45,7 @@ for extra in (REPO, REPO / "tests" / "integration", REPO / "benchmarks"):
         sys.path.insert(0, str(extra))
 
 import bench_legs  # noqa: E402
+from bench_capacity import feed_realtime, tone  # noqa: E402
 from vllm_server import VllmServer  # noqa: E402
 from websockets.asyncio.client import connect as websockets_connect  # noqa: E402
 
@@ -64,7 +65,6 @@ from bridge.leg import Leg, LegSettings  # noqa: E402
 from storage import TranscriptStore  # noqa: E402
 
 RATE = 16_000
-FRAME = RATE // 50  # 20 ms
 KILL_AT_S = 3.0
 
 
@@ -126,11 +126,7 @@ def appends_by_url(log: list[tuple[str, float]]) -> Callable[..., Any]:
 async def failover_round(
     pool: AsrPool, a: VllmServer, n: int, seconds: float, db: Path
 ) -> dict[str, Any]:
-    audio = (
-        (3277.0 * np.sin(2 * np.pi * 440.0 * np.arange(int(seconds * RATE)) / RATE))
-        .astype("<i2")
-        .tobytes()
-    )
+    audio = tone(seconds)
     logs: list[list[tuple[str, float]]] = [[] for _ in range(n)]
     killed_at: list[float] = []
     async with await TranscriptStore.open(db) as store:
@@ -156,15 +152,6 @@ async def failover_round(
             legs.append(leg)
         placed = [b.legs for b in pool.backends]
 
-        async def feed(leg: Leg, offset_s: float) -> None:
-            await asyncio.sleep(offset_s)
-            begin = time.monotonic()
-            for k, i in enumerate(range(0, len(audio), 2 * FRAME)):
-                leg.receive_frame(audio[i : i + 2 * FRAME])
-                delay = begin + (k + 1) * 0.02 - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-
         async def kill() -> None:
             await asyncio.sleep(KILL_AT_S)
             killed_at.append(time.monotonic())
@@ -172,7 +159,8 @@ async def failover_round(
 
         offsets = [(i * 37 % 1000) / 1000 for i in range(n)]
         await asyncio.gather(
-            kill(), *(feed(leg, off) for leg, off in zip(legs, offsets, strict=True))
+            kill(),
+            *(feed_realtime(leg, audio, off) for leg, off in zip(legs, offsets, strict=True)),
         )
         results = [await leg.finish(timeout_s=120) for leg in legs]
         await store.end_call(call_id, ended_at_ms=int(time.time() * 1000), cause="completed")
