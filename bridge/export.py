@@ -8,8 +8,8 @@ JSON schema ``call-bridge.transcript/1``::
                "ended_at", "ended_at_ms", "end_cause", "duration_ms"},
       "legs": [{"id", "role", "label", "codec", "source", "started_at_ms", "ended_at_ms",
                 "duration_ms", "offset_ms"}],
-      "segments": [{"leg_id", "role", "seq", "start_ms", "end_ms", "text", "final",
-                    "words": [{"text", "start_ms", "end_ms"}]}],
+      "segments": [{"leg_id", "role", "seq", "start_ms", "end_ms", "text", "final", "timing",
+                    "words": [{"text", "start_ms", "end_ms", "timing"}]}],
       "gaps": [{"leg_id", "start_ms", "duration_ms", "reason"}],
       "events": [{"leg_id", "at_ms", "kind", "detail"}]
     }
@@ -18,6 +18,15 @@ JSON schema ``call-bridge.transcript/1``::
 and gaps are on the leg clock (milliseconds of audio since the leg started); ``offset_ms`` of a
 leg is when it started relative to the call, so ``offset_ms + start_ms`` orders all legs on one
 call timeline (segments are listed in that order).
+
+``timing`` says how a segment's or word's ``start_ms``/``end_ms`` were obtained
+(:class:`~bridge.core.types.Timing`): ``step-clock``, the 80 ms model step that carried the
+text (vLLM realtime), exact to 80 ms; ``server``, a span the ASR server stated (OpenAI
+transcription dialect), several words inside it placed by character count; ``arrival``, no time
+stated, the speech in the audio the bridge committed as one turn, words placed by character
+count.  The
+field was added within ``/1``: readers that ignore unknown fields are unaffected, and a document
+without it means ``step-clock``.
 
 Subtitles: ``vtt`` is WebVTT (https://www.w3.org/TR/webvtt1/) with one cue per segment and the
 speaker's role as a voice span (``<v agent>``, §4.2.2); ``srt`` is SubRip with the role as a
@@ -90,8 +99,10 @@ def segment_json(segment: Segment, role: str) -> dict[str, Any]:
         "end_ms": segment.end_ms,
         "text": segment.text,
         "final": segment.final,
+        "timing": segment.timing.value,
         "words": [
-            {"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in segment.words
+            {"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms, "timing": w.timing.value}
+            for w in segment.words
         ],
     }
 

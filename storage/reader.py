@@ -14,7 +14,17 @@ from typing import Any
 
 import aiosqlite
 
-from bridge.core.types import CallId, Gap, LegEvent, LegId, LegRole, LegSource, Segment, Word
+from bridge.core.types import (
+    CallId,
+    Gap,
+    LegEvent,
+    LegId,
+    LegRole,
+    LegSource,
+    Segment,
+    Timing,
+    Word,
+)
 from bridge.errors import StorageError
 
 from .connection import storage_error
@@ -169,13 +179,13 @@ class CallReader:
             (call_id,),
         )
         words = await conn.execute_fetchall(
-            "SELECT w.leg_id, w.seq, w.text, w.start_ms, w.end_ms FROM words AS w"
+            "SELECT w.leg_id, w.seq, w.text, w.start_ms, w.end_ms, w.timing FROM words AS w"
             " WHERE w.leg_id IN (SELECT leg_id FROM legs WHERE call_id = ?)"
             " ORDER BY w.leg_id, w.seq, w.idx",
             (call_id,),
         )
         segments = await conn.execute_fetchall(
-            "SELECT call_id, leg_id, seq, start_ms, end_ms, text, final FROM segments"
+            "SELECT call_id, leg_id, seq, start_ms, end_ms, text, final, timing FROM segments"
             " WHERE call_id = ? ORDER BY start_ms, leg_id, seq",
             (call_id,),
         )
@@ -237,7 +247,9 @@ def _leg_record(row: sqlite3.Row) -> LegRecord:
 def _segments(rows: Iterable[sqlite3.Row], word_rows: Iterable[sqlite3.Row]) -> tuple[Segment, ...]:
     words: dict[tuple[str, int], list[Word]] = {}
     for w in word_rows:
-        words.setdefault((w[0], w[1]), []).append(Word(str(w[2]), int(w[3]), int(w[4])))
+        words.setdefault((w[0], w[1]), []).append(
+            Word(str(w[2]), int(w[3]), int(w[4]), Timing(w[5]))
+        )
     return tuple(
         Segment(
             call_id=CallId(r[0]),
@@ -248,6 +260,7 @@ def _segments(rows: Iterable[sqlite3.Row], word_rows: Iterable[sqlite3.Row]) -> 
             text=str(r[5]),
             final=bool(r[6]),
             words=tuple(words.get((r[1], r[2]), ())),
+            timing=Timing(r[7]),
         )
         for r in rows
     )

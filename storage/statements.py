@@ -41,11 +41,12 @@ UPDATE calls SET ended_at_ms = :ended_at_ms, end_cause = :cause WHERE call_id = 
 # Idempotent by (leg_id, seq); a final row is never replaced by a partial revision (a partial
 # replayed after the final must not un-finalise it).  A final may replace a final (a replay).
 UPSERT_SEGMENT = """
-INSERT INTO segments (leg_id, seq, call_id, start_ms, end_ms, text, final, updated_at_ms)
-VALUES (:leg_id, :seq, :call_id, :start_ms, :end_ms, :text, :final, :updated_at_ms)
+INSERT INTO segments (leg_id, seq, call_id, start_ms, end_ms, text, final, updated_at_ms, timing)
+VALUES (:leg_id, :seq, :call_id, :start_ms, :end_ms, :text, :final, :updated_at_ms, :timing)
 ON CONFLICT (leg_id, seq) DO UPDATE SET
     call_id = excluded.call_id, start_ms = excluded.start_ms, end_ms = excluded.end_ms,
-    text = excluded.text, final = excluded.final, updated_at_ms = excluded.updated_at_ms
+    text = excluded.text, final = excluded.final, updated_at_ms = excluded.updated_at_ms,
+    timing = excluded.timing
 WHERE excluded.final = 1 OR segments.final = 0
 """
 
@@ -60,8 +61,8 @@ DELETE FROM words WHERE leg_id = :leg_id AND seq = :seq AND NOT ({_KEEPS_WORDS})
 """
 
 INSERT_WORD = f"""
-INSERT INTO words (leg_id, seq, idx, text, start_ms, end_ms)
-SELECT :leg_id, :seq, :idx, :text, :start_ms, :end_ms WHERE NOT ({_KEEPS_WORDS})
+INSERT INTO words (leg_id, seq, idx, text, start_ms, end_ms, timing)
+SELECT :leg_id, :seq, :idx, :text, :start_ms, :end_ms, :timing WHERE NOT ({_KEEPS_WORDS})
 """
 
 INSERT_GAP = """
@@ -144,10 +145,18 @@ def segment_params(
                 "end_ms": s.end_ms,
                 "text": s.text,
                 "updated_at_ms": now_ms,
+                "timing": s.timing.value,
             }
         )
         words.extend(
-            key_params | {"idx": idx, "text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms}
+            key_params
+            | {
+                "idx": idx,
+                "text": w.text,
+                "start_ms": w.start_ms,
+                "end_ms": w.end_ms,
+                "timing": w.timing.value,
+            }
             for idx, w in enumerate(s.words)
         )
     return rows, keys, words

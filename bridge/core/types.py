@@ -83,6 +83,25 @@ class AudioEncoding(enum.Enum):
         return 2 if self in (AudioEncoding.PCM16, AudioEncoding.L16) else 1
 
 
+class Timing(enum.StrEnum):
+    """How a word's or segment's ``start_ms``/``end_ms`` were obtained (stored, exported, pushed).
+
+    Consumers need this to know how far to trust a time: only ``step-clock`` is exact per word.
+    """
+
+    # vLLM realtime (Voxtral): the 80 ms model step that carried the text; exact to 80 ms.
+    STEP_CLOCK = "step-clock"
+    # OpenAI transcription dialect: a span the server stated (a segment's start/end, or word
+    # offsets); several words inside one span are placed in it by character count.
+    SERVER = "server"
+    # OpenAI transcription dialect, no time stated: the speech in the audio the bridge committed
+    # as one turn (its energy detector's span); words are placed inside it by character count.
+    ARRIVAL = "arrival"
+
+
+TIMINGS: tuple[str, ...] = tuple(t.value for t in Timing)  # in schemas and docs, in this order
+
+
 @dataclass(frozen=True, slots=True)
 class Word:
     """One word on the leg clock. ``text`` has no surrounding spaces."""
@@ -90,6 +109,7 @@ class Word:
     text: str
     start_ms: int
     end_ms: int
+    timing: Timing = Timing.STEP_CLOCK
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +128,7 @@ class Segment:
     text: str
     final: bool
     words: tuple[Word, ...] = field(default=())
+    timing: Timing = Timing.STEP_CLOCK  # of start_ms/end_ms; each word says its own
 
 
 @dataclass(frozen=True, slots=True)

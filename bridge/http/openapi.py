@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from bridge import __version__
+from bridge.core.types import TIMINGS
+from bridge.export import SCHEMA
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -50,12 +52,67 @@ _CALL = {
 }
 
 
+# A segment's and a word's shape (bridge/export.py segment_json): the call's transcript, the
+# export and the live API's segment events all use it.
+_TIMING = {
+    "type": "string",
+    "enum": list(TIMINGS),
+    "description": (
+        "how start_ms/end_ms were obtained. step-clock: the 80 ms model step that carried the "
+        "text (vLLM realtime), exact to 80 ms. server: a span the ASR server stated (OpenAI "
+        "transcription dialect); several words in one span are placed in it by character count. "
+        "arrival: the server stated no time; the audio span the bridge committed as one turn, "
+        "words placed in it by character count."
+    ),
+}
+
+_WORD = {
+    "type": "object",
+    "properties": {
+        "text": {"type": "string"},
+        "start_ms": {"type": "integer", "description": "leg clock"},
+        "end_ms": {"type": "integer", "description": "leg clock"},
+        "timing": _TIMING,
+    },
+    "required": ["text", "start_ms", "end_ms", "timing"],
+}
+
+_SEGMENT = {
+    "type": "object",
+    "properties": {
+        "leg_id": {"type": "string"},
+        "role": {"type": "string"},
+        "seq": {"type": "integer"},
+        "start_ms": {"type": "integer", "description": "leg clock"},
+        "end_ms": {"type": "integer", "description": "leg clock"},
+        "text": {"type": "string", "description": "the whole utterance so far"},
+        "final": {"type": "boolean"},
+        "timing": _TIMING,
+        "words": {"type": "array", "items": {"$ref": "#/components/schemas/Word"}},
+    },
+    "required": ["leg_id", "role", "seq", "start_ms", "end_ms", "text", "final", "timing", "words"],
+}
+
+_TRANSCRIPT = {
+    "type": "object",
+    "properties": {
+        "schema": {"type": "string", "const": SCHEMA},
+        "call": {"type": "object"},
+        "legs": {"type": "array", "items": {"type": "object"}},
+        "segments": {"type": "array", "items": {"$ref": "#/components/schemas/Segment"}},
+        "gaps": {"type": "array", "items": {"type": "object"}},
+        "events": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
 _BACKEND = {
     "type": "object",
     "properties": {
         "name": {"type": "string"},
         "url": {"type": "string"},
         "model": {"type": "string"},
+        "dialect": {"type": "string", "enum": ["vllm", "openai"]},
         "healthy": {"type": "boolean"},
         "problem": {"type": ["string", "null"], "description": "why it is not healthy"},
         "legs": {"type": "integer"},
@@ -225,8 +282,8 @@ def openapi_document() -> dict[str, Any]:
                 "parameters": [_ID],
                 "get": {
                     "summary": "One call: legs, segments with words, gaps, events",
-                    "description": "Schema call-bridge.transcript/1 (bridge/export.py).",
-                    "responses": {"200": _json("the call"), **_ERRORS},
+                    "description": f"Schema {SCHEMA} (bridge/export.py).",
+                    "responses": {"200": _json("the call", _TRANSCRIPT), **_ERRORS},
                 },
                 "delete": {
                     "summary": "Delete an ended call and its transcript (supervisors); an upload"
@@ -343,8 +400,9 @@ def openapi_document() -> dict[str, Any]:
                         "event has seq (hub-wide, increasing), type (call.started, call.ended, "
                         "leg.started, leg.ended, segment.partial, segment.final, gap, dtmf, "
                         "asr.health, resync) and call_id; payloads use the export JSON's field "
-                        "names.  A partial may be replaced by a newer revision of the same "
-                        "segment before it is sent; finals are never dropped.  Reconnect with "
+                        "names (a segment is #/components/schemas/Segment).  A partial may be "
+                        "replaced by a newer revision of the same segment before it is sent; "
+                        "finals are never dropped.  Reconnect with "
                         "resume_from=<last seq> to miss nothing; on resync re-read over REST.  "
                         "Closed with 1013 'too-slow' when a client falls behind.  A refused "
                         "upgrade (no or invalid token, another agent's calls, a bad query) is "
@@ -367,6 +425,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Segment": _SEGMENT, "Word": _WORD},
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem details",

@@ -42,6 +42,7 @@ def transcription(leg: LegInfo, segment: Segment) -> dict[str, Any]:
             "final": segment.final,
             "start_ms": segment.start_ms,
             "end_ms": segment.end_ms,
+            "timing": segment.timing.value,
             "text": segment.text,
         },
     }

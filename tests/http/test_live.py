@@ -44,6 +44,7 @@ def test_events_have_increasing_seq_and_export_field_names() -> None:
         "end_ms",
         "text",
         "final",
+        "timing",
         "words",
     }
     assert final["segment"]["role"] == "caller" and final["call_id"] == "call-1"

@@ -83,7 +83,13 @@ def test_transcribe_stereo_then_list_show_and_export(asr: list[str], tmp_path: P
     assert all(leg["duration_ms"] == 3000 for leg in doc["legs"])
     first = doc["segments"][0]
     assert first["text"] == "hello world." and first["final"] is True
-    assert first["words"][0] == {"text": "hello", "start_ms": 560, "end_ms": 960}
+    assert first["timing"] == "step-clock"
+    assert first["words"][0] == {
+        "text": "hello",
+        "start_ms": 560,
+        "end_ms": 960,
+        "timing": "step-clock",
+    }
     assert {s["role"] for s in doc["segments"]} == {"caller", "agent"}
 
     out = tmp_path / "call.txt"

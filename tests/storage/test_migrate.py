@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge.core.types import Timing
 from bridge.errors import StorageError
 from storage import TranscriptStore, latest_version
 from storage.migrate import load_migrations, split_statements
@@ -97,3 +98,49 @@ async def test_refuses_someone_elses_database(db_path: Path) -> None:
         await TranscriptStore.open(db_path)
     assert str(db_path) in str(info.value)
     assert [name for name, _ in _schema(db_path)] == ["inventory"]  # rolled back
+
+
+def _database_at(path: Path, version: int) -> None:
+    """A store file as a bridge of schema ``version`` left it: migrations 1..version applied."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for migration in load_migrations()[:version]:
+            for statement in migration.statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+    finally:
+        conn.close()
+
+
+async def test_a_version_3_store_reads_its_old_rows_as_step_clock(db_path: Path) -> None:
+    _database_at(db_path, 3)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.execute("INSERT INTO calls (call_id, source, started_at_ms) VALUES ('c', 'sip', 0)")
+        conn.execute(
+            "INSERT INTO legs (leg_id, call_id, role, source, started_at_ms)"
+            " VALUES ('l', 'c', 'caller', 'sip', 0)"
+        )
+        conn.execute(
+            "INSERT INTO segments (leg_id, seq, call_id, start_ms, end_ms, text, final,"
+            " updated_at_ms) VALUES ('l', 0, 'c', 80, 400, 'old words', 1, 0)"
+        )
+        conn.execute(
+            "INSERT INTO words (leg_id, seq, idx, text, start_ms, end_ms)"
+            " VALUES ('l', 0, 0, 'old', 80, 240), ('l', 0, 1, 'words', 240, 400)"
+        )
+    finally:
+        conn.close()
+    assert _user_version(db_path) == 3
+
+    async with await TranscriptStore.open(db_path) as store:
+        transcript = await store.get_call("c")
+    assert _user_version(db_path) == latest_version() >= 4
+    assert transcript is not None
+    (segment,) = transcript.segments
+    assert segment.text == "old words" and segment.timing is Timing.STEP_CLOCK
+    assert [(w.text, w.timing) for w in segment.words] == [
+        ("old", Timing.STEP_CLOCK),
+        ("words", Timing.STEP_CLOCK),
+    ]

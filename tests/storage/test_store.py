@@ -17,6 +17,8 @@ from bridge.core.types import (
     LegInfo,
     LegRole,
     LegSource,
+    Segment,
+    Timing,
     Word,
 )
 from bridge.errors import StorageError
@@ -89,6 +91,33 @@ async def test_get_call_returns_everything_in_order(store: TranscriptStore) -> N
     assert [(g.leg_id, g.start_ms) for g in transcript.gaps] == [("leg-a", 900), ("leg-b", 2_000)]
     assert [e.kind for e in transcript.events] == ["asr.recycle", "call.answered"]
     assert transcript.events[1].leg_id is None
+
+
+async def test_timing_of_segments_and_words_round_trips(one_leg: TranscriptStore) -> None:
+    store = one_leg
+    # A partial revision from the step clock, then the final with server-stated times: the
+    # stored row and its words take the final's timing, not the first revision's.
+    store.put_segment(segment("hello wor", seq=0))
+    words = (
+        Word("hello", 1_000, 1_400, Timing.SERVER),
+        Word("world", 1_400, 1_900, Timing.ARRIVAL),
+    )
+    final = Segment(
+        CallId("call-1"), LegId("leg-a"), 0, 1_000, 1_900, "hello world", True, words, Timing.SERVER
+    )
+    store.put_segment(final)
+    plain = segment("step clock", seq=1, start_ms=2_000, final=True)
+    store.put_segment(plain)
+    await store.flush()
+
+    transcript = await store.get_call("call-1")
+    assert transcript is not None
+    assert transcript.segments == (final, plain)
+    stored = transcript.segments[0]
+    assert stored.timing is Timing.SERVER
+    assert [w.timing for w in stored.words] == [Timing.SERVER, Timing.ARRIVAL]
+    assert transcript.segments[1].timing is Timing.STEP_CLOCK
+    assert {w.timing for w in transcript.segments[1].words} == {Timing.STEP_CLOCK}
 
 
 async def test_find_call_id_by_prefix(store: TranscriptStore) -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bridge.core.types import CallId, Gap, LegId, LegRole, LegSource, Segment, Word
+from bridge.core.types import CallId, Gap, LegId, LegRole, LegSource, Segment, Timing, Word
 from bridge.export import fmt_ms, render, to_json, to_txt
 from storage import CallRecord, CallTranscript, LegRecord
 
@@ -59,8 +59,43 @@ def test_json_orders_segments_on_the_call_timeline_with_roles_and_words() -> Non
         ("agent", "how can I help"),
         ("caller", "my order"),
     ]
-    assert doc["segments"][0]["words"][1] == {"text": "there", "start_ms": 1300, "end_ms": 1550}
+    assert doc["segments"][0]["words"][1] == {
+        "text": "there",
+        "start_ms": 1300,
+        "end_ms": 1550,
+        "timing": "step-clock",
+    }
     assert doc["gaps"][0]["duration_ms"] == 1500
+
+
+def test_json_says_how_each_segment_and_word_was_timed() -> None:
+    words = (Word("hi", 500, 700, Timing.SERVER), Word("you", 700, 1_000, Timing.ARRIVAL))
+    server = Segment(CALL, LegId("a"), 7, 500, 1_000, "hi you", True, words, Timing.SERVER)
+    arrival = Segment(CALL, LegId("b"), 8, 4_000, 4_500, "", True, (), Timing.ARRIVAL)
+    transcript = CallTranscript(
+        call=TRANSCRIPT.call,
+        legs=TRANSCRIPT.legs,
+        segments=(*TRANSCRIPT.segments, server, arrival),
+        gaps=(),
+        events=(),
+    )
+    doc = json.loads(to_json(transcript))
+    timings = {(s["leg_id"], s["seq"]): s["timing"] for s in doc["segments"]}
+    assert timings == {
+        ("a", 0): "step-clock",
+        ("b", 0): "step-clock",
+        ("b", 1): "step-clock",
+        ("a", 7): "server",
+        ("b", 8): "arrival",
+    }
+    (timed,) = [s for s in doc["segments"] if s["seq"] == 7]
+    assert [(w["text"], w["timing"]) for w in timed["words"]] == [
+        ("hi", "server"),
+        ("you", "arrival"),
+    ]
+    assert all(
+        w["timing"] == "step-clock" for s in doc["segments"] if s["seq"] < 7 for w in s["words"]
+    )
 
 
 def test_txt_is_speaker_labelled_on_the_call_timeline() -> None:
