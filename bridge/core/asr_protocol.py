@@ -40,13 +40,34 @@ from __future__ import annotations
 import base64
 import enum
 import json
-from dataclasses import dataclass
 from typing import Final
 
+from bridge.core.asr_events import (
+    AsrEvent,
+    AudioDropped,
+    Closed,
+    GenerationEnded,
+    ServerError,
+    SessionStarted,
+    StepText,
+)
 from bridge.core.state_table import transition
 from bridge.core.step_clock import StepClock
 from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_SAMPLES
 from bridge.errors import AsrProtocolError, AsrServerError, InvalidState
+
+__all__ = [  # the events are defined with the OpenAI dialect's, in asr_events
+    "AsrEvent",
+    "AsrState",
+    "AsrStream",
+    "AudioDropped",
+    "Closed",
+    "GenerationEnded",
+    "ServerError",
+    "SessionStarted",
+    "StepText",
+    "expected_steps",
+]
 
 
 class AsrState(enum.Enum):
@@ -105,66 +126,6 @@ for _state in (
     S.RESETTING,
 ):
     _TRANSITIONS[(_state, In.FATAL)] = S.CLOSED
-
-
-# Events for the application -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SessionStarted:
-    session_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class StepText:
-    """One ``transcription.delta``: the text of one 80 ms frame on the leg clock.
-
-    ``frame_start``/``frame_end`` are 16 kHz samples since the leg started; for the steps the
-    server runs on its right padding after a final, they are clamped to the generation's end.
-    """
-
-    generation: int
-    step: int
-    text: str
-    frame_start: int
-    frame_end: int
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationEnded:
-    """A generation finished: ``steps`` deltas for ``samples`` of audio from ``start``."""
-
-    generation: int
-    start: int
-    samples: int
-    steps: int
-    text: str
-    completion_tokens: int | None
-    solicited: bool  # False: the server stopped it (max_model_len) or the connection dropped
-
-
-@dataclass(frozen=True, slots=True)
-class AudioDropped:
-    """Buffered audio had to be dropped (buffer bound reached): a gap on the leg clock."""
-
-    start: int
-    samples: int
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class ServerError:
-    error: AsrServerError
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The leg's ASR stream is over; no more events follow."""
-
-    reason: str
-
-
-AsrEvent = SessionStarted | StepText | GenerationEnded | AudioDropped | ServerError | Closed
 
 
 # The client ---------------------------------------------------------------------------------
@@ -251,6 +212,20 @@ class AsrStream:
         return max(0, self._gen_start + self._gen_sent - self._buf_start)
 
     @property
+    def closed(self) -> bool:
+        return self.state is AsrState.CLOSED
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """Audio the server owes a step for, or the ``done`` of a final: silence is a stall."""
+        return self.samples_unacknowledged > 0 or self.state is AsrState.FINALIZING
+
+    @property
+    def wants_new_session(self) -> bool:
+        """The server ended a generation by itself: the adapter should replace the socket."""
+        return self.state is AsrState.RESETTING
+
+    @property
     def generation_start(self) -> int:
         """Leg-clock sample where the running (or next) generation starts."""
         return self._gen_start
@@ -317,8 +292,9 @@ class AsrStream:
 
     # -- inputs from the application -----------------------------------------------------------
 
-    def send_audio(self, pcm16: bytes) -> None:
-        """Queue 16 kHz PCM16 audio (normally one 80 ms chunk) for the leg."""
+    def send_audio(self, pcm16: bytes, *, speech: bool = True) -> None:
+        """Queue 16 kHz PCM16 audio (normally one 80 ms chunk) for the leg.  (``speech`` is for
+        the OpenAI dialect's turns; the step clock needs no help.)"""
         if len(pcm16) % 2:
             raise ValueError("PCM16 audio must have an even number of bytes")
         if not pcm16:

@@ -18,12 +18,19 @@ the ``openai`` package's typed models state them; docs/asr-dialects.md):
   the leg clock is ours (where we committed), a word's time inside it is the server's only where
   it sends segments (``...segment``: start/end seconds in the turn), else estimated.
 * A commit needs at least 100 ms of audio; shorter turns are carried into the next one.
+* ``input_audio_buffer.clear`` empties the uncommitted buffer: a turn with no speech in it is
+  dropped that way instead of committed (a recognizer given only silence invents text).
+* "The maximum duration of a Realtime session is 60 minutes": a session older than
+  ``max_session_samples`` of audio is renewed at the next turn boundary - new turns wait, the
+  ones in flight complete, then the adapter replaces the socket (:attr:`wants_new_session`),
+  as it does for vLLM's ``max_model_len``.
 
 Rules (as :mod:`bridge.core.asr_protocol`): every transition is in ``_TRANSITIONS``; after every
 input the caller sends ``data_to_send()`` and handles ``events_received()``; no clock, no I/O;
 buffered audio is bounded (``max_buffer_samples``), the excess reported as ``AudioDropped``.
 Audio is kept (16 kHz, the leg clock) from the first turn without a ``completed`` on: a new
-session after a lost connection hears it again, as one turn.
+session after a lost connection hears those turns again, each as the same turn (same number, so
+its partial text is replaced, never doubled).
 """
 
 from __future__ import annotations
@@ -35,19 +42,44 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
-import soxr
 
-from bridge.core.asr_protocol import AudioDropped, Closed, ServerError, SessionStarted
+from bridge.core.asr_events import (
+    AudioDropped,
+    Closed,
+    OpenAiEvent,
+    ServerError,
+    SessionStarted,
+    TurnCompleted,
+    TurnDelta,
+    TurnSegment,
+)
+from bridge.core.openai_wire import APPEND_HEAD as APPEND_HEAD
+from bridge.core.openai_wire import (
+    CLEAR,
+    COMMIT,
+    MIN_TURN_SAMPLES,
+    PCM,
+    SESSION_RENEW_S,
+    WIRE_RATE_HZ,
+    WireAudio,
+    field_seconds,
+    field_text,
+    session_update,
+)
 from bridge.core.state_table import transition
 from bridge.core.types import ASR_SAMPLE_RATE_HZ
 from bridge.errors import AsrProtocolError, AsrServerError
 
-#: "Only a 24kHz sample rate is supported" for ``audio/pcm`` (RealtimeAudioFormats).
-WIRE_RATE_HZ: Final = 24_000
-#: A commit of less audio is refused (input_audio_buffer_commit_empty): carried to the next.
-MIN_TURN_SAMPLES: Final = ASR_SAMPLE_RATE_HZ // 10
-_APPEND_HEAD: Final = '{"type":"input_audio_buffer.append","audio":"'
-_COMMIT: Final = '{"type":"input_audio_buffer.commit"}'
+__all__ = [  # the events are defined with the vLLM dialect's, in asr_events
+    "MIN_TURN_SAMPLES",
+    "WIRE_RATE_HZ",
+    "OpenAiEvent",
+    "OpenAiState",
+    "OpenAiTranscription",
+    "TurnCompleted",
+    "TurnDelta",
+    "TurnSegment",
+]
 
 
 class OpenAiState(enum.Enum):
@@ -65,7 +97,7 @@ class Input(enum.Enum):
     SESSION_UPDATED = "session.updated"
     TURN_EVENT = "turn event"  # committed, delta, completed, failed, segment
     AUDIO = "audio"
-    COMMIT = "commit"  # end the open turn (a pause, or the leg's end)
+    COMMIT = "commit"  # end the open turn (a pause, or the leg's end), or drop it
     FATAL = "fatal"
 
 
@@ -91,47 +123,13 @@ for _state in (S.DISCONNECTED, S.AWAITING_SESSION, S.CONFIGURING, S.STREAMING):
     _TRANSITIONS[(_state, In.FATAL)] = S.CLOSED
 
 
-@dataclass(frozen=True, slots=True)
-class TurnDelta:
-    """More text of turn ``turn`` (leg-clock samples ``start`` to ``end``), as it comes."""
-
-    turn: int
-    delta: str
-    start: int
-    end: int
-
-
-@dataclass(frozen=True, slots=True)
-class TurnSegment:
-    """A span of a turn the server timed itself (``...segment``), on the leg clock."""
-
-    turn: int
-    text: str
-    start: int
-    end: int
-    speaker: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TurnCompleted:
-    """The final text of turn ``turn``: the audio from ``start`` to ``end`` (leg clock)."""
-
-    turn: int
-    text: str
-    start: int
-    end: int
-
-
-OpenAiEvent = (
-    SessionStarted | TurnDelta | TurnSegment | TurnCompleted | AudioDropped | ServerError | Closed
-)
-
-
 @dataclass(slots=True)
 class _Turn:
     number: int
-    start: int
+    start: int  # the turn's audio on the leg clock
     end: int
+    speech: tuple[int, int]  # where the speech in it is (the whole turn when not told)
+    sent: bool = False  # appended and committed on the current session
     item_id: str | None = None
 
 
@@ -142,6 +140,12 @@ class OpenAiTranscription:
         model: the transcription model (``audio.input.transcription.model``).
         language: ISO 639-1 hint; ``prompt``: context for the model.
         max_buffer_samples: bound on the 16 kHz audio kept for replay.
+        max_session_samples: renew the session after this much audio (the 60-minute cap).
+        pause_samples: quiet audio (``send_audio(speech=False)``) that ends a turn: committed
+            when it held speech, cleared when it did not (0: the caller ends turns).
+        max_turn_samples: a turn this long ends at once, pause or not (0: no bound).
+        wire_format: ``audio/pcm`` (24 kHz), or ``audio/pcmu``/``audio/pcma`` for a leg whose
+            source is 8 kHz G.711 (passed through: :class:`~bridge.core.openai_wire.WireAudio`).
     """
 
     def __init__(
@@ -151,11 +155,18 @@ class OpenAiTranscription:
         language: str | None = None,
         prompt: str | None = None,
         max_buffer_samples: int = 60 * ASR_SAMPLE_RATE_HZ,
+        max_session_samples: int = SESSION_RENEW_S * ASR_SAMPLE_RATE_HZ,
+        pause_samples: int = 0,
+        max_turn_samples: int = 0,
+        wire_format: str = PCM,
     ) -> None:
         self.model = model
         self.language = language
         self.prompt = prompt
         self.max_buffer_samples = max_buffer_samples
+        self.max_session_samples = max_session_samples
+        self.pause_samples = pause_samples
+        self.max_turn_samples = max_turn_samples
         self.state = OpenAiState.DISCONNECTED
         self.session_id: str | None = None
         self._out: list[str] = []
@@ -164,10 +175,13 @@ class OpenAiTranscription:
         self._buf_start = 0
         self._sent = 0  # leg-clock sample up to which this session was sent audio
         self._turn_start = 0  # the open turn's first sample
+        self._speech: tuple[int, int] | None = None  # the open turn's speech, first to last
+        self._quiet = 0  # quiet samples since the last speech
         self._turns: list[_Turn] = []  # committed, not completed, oldest first
-        self._unsent_commits: list[int] = []  # turn ends this session has not been sent yet
         self._numbered = 0
-        self._resampler: soxr.ResampleStream | None = None
+        self._wire = WireAudio(wire_format)
+        self._session_start = 0  # leg-clock sample the current session's audio starts at
+        self._renew = False  # the session is past max_session_samples: replace it when idle
         self._ending = False
 
     # -- outputs -------------------------------------------------------------------------------
@@ -186,23 +200,52 @@ class OpenAiTranscription:
 
     @property
     def samples_unacknowledged(self) -> int:
-        """Audio no ``completed`` has accounted for yet (flow control)."""
-        return len(self._buf) // 2
+        """Audio of committed turns the server owes a ``completed`` for (flow control; the open
+        turn is not owed anything until it is committed)."""
+        return sum(t.end - t.start for t in self._turns)
+
+    @property
+    def samples_in_flight(self) -> int:
+        """Audio of turns sent and not completed (heard again if the session is lost)."""
+        return sum(t.end - t.start for t in self._turns if t.sent)
+
+    @property
+    def generation_start(self) -> int:
+        """Where the current session's audio starts on the leg clock."""
+        return self._session_start
+
+    @property
+    def closed(self) -> bool:
+        return self.state is OpenAiState.CLOSED
+
+    @property
+    def awaiting_reply(self) -> bool:
+        """A committed turn has no ``completed`` yet: silence from the server means a stall.
+        (The open turn is not awaited: the server says nothing about audio before a commit.)"""
+        return any(t.sent for t in self._turns)
+
+    @property
+    def wants_new_session(self) -> bool:
+        """The session is due for renewal and idle: the adapter should replace the socket."""
+        idle = not any(t.sent for t in self._turns)
+        return self._renew and idle and self.state is OpenAiState.STREAMING
 
     # -- inputs from the adapter ---------------------------------------------------------------
 
-    def receive_connected(self) -> None:
+    def receive_connected(self, *, model: str | None = None) -> None:
+        """The socket is open (to a server that serves ``model``, when it is another name)."""
         self._advance(Input.CONNECTED)
+        self.model = model or self.model
 
     def receive_connection_lost(self) -> None:
-        """The session and its turns in flight are gone; they are heard again, as one turn."""
+        """The session and its turns in flight are gone; the next one hears them again."""
         self._advance(Input.CONNECTION_LOST)
         self._out.clear()
-        self._turns.clear()
-        self._unsent_commits.clear()
-        self._turn_start = self._buf_start
+        for turn in self._turns:
+            turn.sent, turn.item_id = False, None
         self._sent = self._buf_start
-        self._resampler = None
+        self._wire.reset()
+        self._renew = False
 
     def receive_message(self, text: str) -> None:
         try:
@@ -218,20 +261,23 @@ class OpenAiTranscription:
             self._advance(Input.SESSION_CREATED)
             session = event.get("session")
             self.session_id = str(session.get("id", "")) if isinstance(session, dict) else ""
-            self._out.append(json.dumps(self._session_update()))
+            self._out.append(
+                session_update(self.model, self.language, self.prompt, self._wire.wire)
+            )
         elif kind == "session.updated":
             was = self.state
             self._advance(Input.SESSION_UPDATED)
             if was is OpenAiState.CONFIGURING:
+                self._session_start = self._buf_start
                 self._events.append(SessionStarted(self.session_id or ""))
                 self._send_audio()
                 self._maybe_close()
         elif kind == "input_audio_buffer.committed":
             self._advance(Input.TURN_EVENT)
-            waiting = next((t for t in self._turns if t.item_id is None), None)
+            waiting = next((t for t in self._turns if t.sent and t.item_id is None), None)
             if waiting is None:
                 raise AsrProtocolError("input_audio_buffer.committed for no commit of ours")
-            waiting.item_id = _text(event, "item_id")
+            waiting.item_id = field_text(event, "item_id")
         elif kind.startswith("conversation.item.input_audio_transcription."):
             self._advance(Input.TURN_EVENT)
             self._receive_turn_event(kind.rsplit(".", 1)[1], event)
@@ -240,17 +286,39 @@ class OpenAiTranscription:
 
     # -- inputs from the application -----------------------------------------------------------
 
-    def send_audio(self, pcm16: bytes) -> None:
-        """16 kHz PCM16 on the leg clock (normally one 80 ms chunk)."""
+    def send_audio(self, pcm16: bytes, *, speech: bool = True) -> None:
+        """16 kHz PCM16 on the leg clock (normally one 80 ms chunk); ``speech``: the leg's
+        energy detector heard speech in it (turns end at pauses, word times avoid silence)."""
         if len(pcm16) % 2:
             raise ValueError("PCM16 audio must have an even number of bytes")
         if not pcm16:
             return
         self._advance(Input.AUDIO)
+        start = self.samples_received
         self._buf += pcm16
+        end = self.samples_received
+        if speech:
+            self._speech = (self._speech[0] if self._speech else start, end)
+            self._quiet = 0
+        else:
+            self._quiet += end - start
         self._bound_buffer()
-        if self.state is OpenAiState.STREAMING:
+        if self._live:
             self._send_audio()
+        self._end_turn_by_rule()
+
+    def _end_turn_by_rule(self) -> None:
+        """A pause after speech commits the turn; a pause-long turn of silence is cleared; a
+        turn of ``max_turn_samples`` is committed (or cleared) whatever it holds."""
+        length = self.samples_received - self._turn_start
+        paused = self.pause_samples and self._quiet >= self.pause_samples
+        if (paused and self._speech) or (self.max_turn_samples and length >= self.max_turn_samples):
+            if self._speech and length >= MIN_TURN_SAMPLES:
+                self.end_turn()
+            else:
+                self.drop_turn()
+        elif paused and length >= self.pause_samples:
+            self.drop_turn()
 
     def end_turn(self) -> bool:
         """Commit the open turn (a pause); returns whether there was one to commit."""
@@ -260,6 +328,25 @@ class OpenAiTranscription:
         self._commit(self.samples_received)
         return True
 
+    def drop_turn(self) -> None:
+        """The open turn holds no speech: clear it from the server's buffer, do not commit it
+        (the leg clock goes on; the audio is simply never transcribed)."""
+        self._advance(Input.COMMIT)
+        if self._live:
+            if self._sent > self._turn_start:
+                self._out.append(CLEAR)
+                self._wire.reset()
+            self._sent = self.samples_received
+        self._turn_start = self.samples_received
+        self._speech = None
+        self._trim_completed()
+        self._check_age()
+
+    def recycle(self) -> bool:
+        """Nothing to do: turns end by the pause rule, sessions renew by age (vLLM's recycle
+        ends a generation that grows costly; a turn never grows past ``max_turn_samples``)."""
+        return False
+
     def end_stream(self) -> None:
         """No more audio: commit the last turn, close once every turn has completed."""
         if self.state is OpenAiState.CLOSED:
@@ -267,7 +354,7 @@ class OpenAiTranscription:
         self._ending = True
         self._advance(Input.COMMIT)
         tail = self.samples_received - self._turn_start
-        if tail:
+        if tail and self._speech is not None:  # a tail of silence is not worth a turn
             if tail < MIN_TURN_SAMPLES:  # silence after the end makes it a turn the server takes
                 self._buf += bytes(2 * (MIN_TURN_SAMPLES - tail))
             self._commit(self.samples_received)
@@ -288,63 +375,51 @@ class OpenAiTranscription:
         by_server = what in (Input.SESSION_CREATED, Input.SESSION_UPDATED, Input.TURN_EVENT)
         self.state = transition(_TRANSITIONS, self.state, what, by_server=by_server)
 
-    def _session_update(self) -> dict[str, Any]:
-        transcription: dict[str, Any] = {"model": self.model}
-        if self.language:
-            transcription["language"] = self.language
-        if self.prompt:
-            transcription["prompt"] = self.prompt
-        return {
-            "type": "session.update",
-            "session": {
-                "type": "transcription",
-                "audio": {
-                    "input": {
-                        "format": {"type": "audio/pcm", "rate": WIRE_RATE_HZ},
-                        "transcription": transcription,
-                        "turn_detection": None,
-                        "noise_reduction": None,
-                    }
-                },
-            },
-        }
+    @property
+    def _live(self) -> bool:
+        """Audio and commits go out now (else they wait for the next session)."""
+        return self.state is OpenAiState.STREAMING and not self._renew
 
     def _send_audio(self) -> None:
         """Append what this session has not had, committing the turns that ended meanwhile."""
-        for end in self._unsent_commits:
-            self._append_upto(end, last=True)
-            self._out.append(_COMMIT)
-        self._unsent_commits.clear()
+        for turn in self._turns:
+            if not turn.sent:
+                self._sent = max(self._sent, turn.start)  # skip audio of dropped turns
+                self._append_upto(turn.end, last=True)
+                self._out.append(COMMIT)
+                turn.sent = True
+        self._sent = max(self._sent, self._turn_start)
         if self.samples_received > self._sent:
             self._append_upto(self.samples_received, last=False)
 
     def _append_upto(self, end: int, *, last: bool) -> None:
         begin = (self._sent - self._buf_start) * 2
         pcm = np.frombuffer(bytes(self._buf[begin : (end - self._buf_start) * 2]), dtype=np.int16)
-        if self._resampler is None:
-            self._resampler = soxr.ResampleStream(
-                ASR_SAMPLE_RATE_HZ, WIRE_RATE_HZ, 1, dtype="int16"
-            )
-        wire = self._resampler.resample_chunk(pcm, last=last)
-        if last:
-            self._resampler = None  # a turn's audio is complete: the next starts clean
+        wire = self._wire.encode(pcm, self._sent, last=last)
         self._sent = end
-        if len(wire):
-            audio = base64.b64encode(wire.tobytes()).decode("ascii")
-            self._out.append(_APPEND_HEAD + audio + '"}')
+        if wire:
+            audio = base64.b64encode(wire).decode("ascii")
+            self._out.append(APPEND_HEAD + audio + '"}')
 
     def _commit(self, end: int) -> None:
         self._numbered += 1
-        self._turns.append(_Turn(self._numbered, self._turn_start, end))
+        turn = _Turn(self._numbered, self._turn_start, end, self._speech or (self._turn_start, end))
+        self._turns.append(turn)
         self._turn_start = end
-        if self.state is OpenAiState.STREAMING:
+        self._speech = None
+        if self._live:
             self._append_upto(end, last=True)
-            self._out.append(_COMMIT)
-        else:
-            self._unsent_commits.append(end)
+            self._out.append(COMMIT)
+            turn.sent = True
+        self._check_age()
+
+    def _check_age(self) -> None:
+        """At a turn boundary: renew a session that has had ``max_session_samples``."""
+        if self._turn_start - self._session_start >= self.max_session_samples:
+            self._renew = self.state is OpenAiState.STREAMING
 
     def _turn(self, event: dict[str, Any]) -> _Turn:
-        item = _text(event, "item_id")
+        item = field_text(event, "item_id")
         turn = next((t for t in self._turns if t.item_id == item), None)
         if turn is None:
             raise AsrProtocolError(f"transcription event for item {item!r} of no turn of ours")
@@ -354,13 +429,13 @@ class OpenAiTranscription:
         turn = self._turn(event)
         if what == "delta":
             delta = event.get("delta") or ""
-            self._events.append(TurnDelta(turn.number, str(delta), turn.start, turn.end))
+            self._events.append(TurnDelta(turn.number, str(delta), *turn.speech))
         elif what == "segment":
-            start, end = _seconds(event, "start"), _seconds(event, "end")
+            start, end = field_seconds(event, "start"), field_seconds(event, "end")
             self._events.append(
                 TurnSegment(
                     turn.number,
-                    _text(event, "text"),
+                    field_text(event, "text"),
                     min(turn.start + int(start * ASR_SAMPLE_RATE_HZ), turn.end),
                     min(turn.start + int(end * ASR_SAMPLE_RATE_HZ), turn.end),
                     event.get("speaker") if isinstance(event.get("speaker"), str) else None,
@@ -370,15 +445,14 @@ class OpenAiTranscription:
             self._turns.remove(turn)
             if what == "completed":
                 self._events.append(
-                    TurnCompleted(turn.number, _text(event, "transcript"), turn.start, turn.end)
+                    TurnCompleted(turn.number, field_text(event, "transcript"), *turn.speech)
                 )
             else:
                 error = event.get("error")
                 message = error.get("message") if isinstance(error, dict) else None
                 reason = f"transcription failed: {message or 'no reason given'}"
                 self._events.append(AudioDropped(turn.start, turn.end - turn.start, reason))
-            oldest = min((t.start for t in self._turns), default=turn.end)
-            self._trim(min(oldest, self._turn_start))
+            self._trim_completed()
             self._maybe_close()
 
     def _receive_error(self, error: object) -> None:
@@ -396,6 +470,10 @@ class OpenAiTranscription:
             self.state = OpenAiState.CLOSED
             self._events.append(Closed("leg ended"))
 
+    def _trim_completed(self) -> None:
+        """Keep audio only from the oldest turn without ``completed`` (or the open turn) on."""
+        self._trim(min([t.start for t in self._turns] + [self._turn_start]))
+
     def _trim(self, upto: int) -> None:
         drop = min(upto - self._buf_start, len(self._buf) // 2)
         if drop > 0:
@@ -407,20 +485,8 @@ class OpenAiTranscription:
         if excess > 0:
             start = self._buf_start
             self._trim(start + excess)
+            # A turn whose audio is all gone is not committed (it would be empty).
+            self._turns = [t for t in self._turns if t.sent or t.end > self._buf_start]
             self._sent = max(self._sent, self._buf_start)
             self._turn_start = max(self._turn_start, self._buf_start)
             self._events.append(AudioDropped(start, excess, "ASR backlog over the buffer bound"))
-
-
-def _text(event: dict[str, Any], key: str) -> str:
-    value = event.get(key)
-    if not isinstance(value, str):
-        raise AsrProtocolError(f"{event.get('type')} without a string {key}: {str(event)[:80]}")
-    return value
-
-
-def _seconds(event: dict[str, Any], key: str) -> float:
-    value = event.get(key)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise AsrProtocolError(f"{event.get('type')} without {key} seconds: {str(event)[:80]}")
-    return float(value)

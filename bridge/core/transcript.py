@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bridge.core.asr_protocol import GenerationEnded, StepText
+from bridge.core.asr_events import AsrEvent, GenerationEnded, OpenAiEvent, StepText
 from bridge.core.types import CallId, LegId, Segment, Word, samples_to_ms
 
 _PIECES = re.compile(r"\s+|\S+")
@@ -62,6 +62,14 @@ class TranscriptAssembler:
         self._words: list[_OpenWord] = []
         self._word_open = False  # the last word may still grow (no space after it yet)
         self._empty_steps = 0
+
+    def receive(self, event: AsrEvent | OpenAiEvent) -> list[Segment]:
+        """The segments an event changed (none for events that carry no text)."""
+        if isinstance(event, StepText):
+            return self.receive_step(event)
+        if isinstance(event, GenerationEnded):
+            return self.receive_generation_end(event)
+        return []
 
     def receive_step(self, step: StepText) -> list[Segment]:
         """Add one step's text; returns the segments that changed, oldest first."""

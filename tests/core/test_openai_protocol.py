@@ -36,7 +36,9 @@ from openai.types.realtime import (
 )
 from pydantic import BaseModel, TypeAdapter
 
+from bridge.core import g711
 from bridge.core.asr_protocol import AudioDropped, Closed, ServerError, SessionStarted
+from bridge.core.audio import LegAudio
 from bridge.core.openai_protocol import (
     MIN_TURN_SAMPLES,
     OpenAiState,
@@ -45,6 +47,7 @@ from bridge.core.openai_protocol import (
     TurnDelta,
     TurnSegment,
 )
+from bridge.core.types import AudioEncoding
 from bridge.errors import AsrProtocolError
 
 CLIENT: TypeAdapter[Any] = TypeAdapter(RealtimeClientEvent)
@@ -203,8 +206,8 @@ def test_turns_stream_while_earlier_ones_are_transcribed_and_the_end_waits_for_a
     wire.take()
     wire.committed("a")
     wire.committed("b")
-    wire.completed("b", "second")  # out of order: the first turn's audio is still kept
-    assert stream.samples_unacknowledged == 24_000
+    wire.completed("b", "second")  # out of order: the first turn's text is still owed
+    assert stream.samples_unacknowledged == SECOND
     stream.send_audio(speech(0.04))  # a 40 ms tail: padded to the 100 ms a commit needs
     stream.end_stream()
     wire.take()
@@ -214,16 +217,19 @@ def test_turns_stream_while_earlier_ones_are_transcribed_and_the_end_waits_for_a
     wire.completed("c", "")
     assert stream.state is OpenAiState.CLOSED
     ends = [(e.text, e.start, e.end) for e in wire.events if isinstance(e, TurnCompleted)]
-    tail_end = 24_000 + MIN_TURN_SAMPLES
-    assert ends == [("second", 16_000, 24_000), ("first", 0, 16_000), ("", 24_000, tail_end)]
+    # The tail's text is placed on its 40 ms of speech, not on the silence that pads it.
+    assert ends == [("second", 16_000, 24_000), ("first", 0, 16_000), ("", 24_000, 24_640)]
+    # ... and padded with silence to the 100 ms a commit needs: 1.5 s + 0.1 s at 24 kHz.
+    assert wire_samples(wire.sent) == 36_000 + MIN_TURN_SAMPLES * 3 // 2
     assert wire.events[-1] == Closed("leg ended")
     commits = [f for f in wire.sent if isinstance(f, InputAudioBufferCommitEvent)]
     assert len(commits) == 3
 
 
-def test_a_lost_connection_replays_every_turn_without_text_as_one() -> None:
+def test_a_lost_connection_replays_every_turn_without_text_as_the_same_turn() -> None:
     stream, wire = session_with_turns(1.0, 0.5)
-    wire.completed("a", "kept")  # b: committed, no text yet
+    wire.delta("b", "par")  # b: committed, a partial shown, no final text yet
+    wire.completed("a", "kept")
     stream.send_audio(speech(0.25))
     wire.take()
     stream.receive_connection_lost()
@@ -231,19 +237,104 @@ def test_a_lost_connection_replays_every_turn_without_text_as_one() -> None:
     sent_before = len(wire.sent)
     wire.open()
     replay = wire.sent[sent_before:]
-    # The new session hears everything after the completed turn again, as one open turn: no
-    # commit until the next pause, and then exactly that 1 s (0.5 + 0.25 + 0.25).
-    assert [type(f) for f in replay[:1]] == [SessionUpdateEvent]
-    assert replay[1:] and all(isinstance(f, InputAudioBufferAppendEvent) for f in replay[1:])
+    # The new session hears turn b again and commits it at once, then the open turn's 0.5 s.
+    kinds = [type(f).__name__ for f in replay]
+    assert kinds[0] == "SessionUpdateEvent" and kinds.count("InputAudioBufferCommitEvent") == 1
+    wire.committed("b2")
+    wire.completed("b2", "partial")
     stream.end_turn()
     wire.take()
+    # 0.5 s of b, then the 0.5 s that was open: nothing heard twice.
     assert wire_samples(wire.sent[sent_before:]) == 24_000
     wire.committed("c")
     wire.completed("c", "replayed")
-    assert [(e.text, e.start, e.end) for e in wire.events if isinstance(e, TurnCompleted)] == [
-        ("kept", 0, SECOND),
-        ("replayed", SECOND, 2 * SECOND),
+    completed = [
+        (e.turn, e.text, e.start, e.end) for e in wire.events if isinstance(e, TurnCompleted)
     ]
+    # b keeps its number (2): its partial is replaced by its final, never shown twice.
+    assert completed == [
+        (1, "kept", 0, SECOND),
+        (2, "partial", SECOND, 3 * SECOND // 2),
+        (3, "replayed", 3 * SECOND // 2, 2 * SECOND),
+    ]
+
+
+def chunks(stream: OpenAiTranscription, seconds: float, *, voiced: bool) -> None:
+    """``seconds`` of tone (``voiced``) or silence in 80 ms chunks, as a leg sends them."""
+    audio = speech(seconds) if voiced else bytes(2 * int(seconds * SECOND))
+    for i in range(0, len(audio), 2560):
+        stream.send_audio(audio[i : i + 2560], speech=voiced)
+
+
+def test_a_pause_after_speech_ends_the_turn_and_silence_alone_is_cleared_not_committed() -> None:
+    stream = OpenAiTranscription("m", pause_samples=SECOND // 2, max_turn_samples=2 * SECOND)
+    wire = Wire(stream)
+    wire.open()
+    chunks(stream, 0.32, voiced=False)
+    chunks(stream, 1.0, voiced=True)
+    chunks(stream, 0.48, voiced=False)  # not yet a pause
+    assert not any(isinstance(f, InputAudioBufferCommitEvent) for f in wire.take())
+    chunks(stream, 0.08, voiced=False)  # 560 ms quiet: the turn ends
+    assert isinstance(wire.take()[-1], InputAudioBufferCommitEvent)
+    chunks(stream, 0.56, voiced=False)  # a turn of silence as long as a pause: cleared
+    assert [type(f).__name__ for f in wire.take()][-1] == "InputAudioBufferClearEvent"
+    chunks(stream, 2.4, voiced=True)  # no pause: the turn ends at its longest, 2 s
+    wire.take()
+    assert sum(isinstance(f, InputAudioBufferCommitEvent) for f in wire.sent) == 2
+    chunks(stream, 0.16, voiced=False)
+    stream.end_stream()  # 0.4 s of speech and 0.16 s quiet left: one last turn
+    wire.take()
+    for item in ("a", "b", "c"):
+        wire.committed(item)
+        wire.completed(item, item)
+    spans = [(e.start, e.end) for e in wire.events if isinstance(e, TurnCompleted)]
+    # Each turn's text is placed on its speech, not on the quiet around it.
+    start_b = int(2.44 * SECOND)  # after the cleared silence
+    assert spans == [
+        (int(0.32 * SECOND), int(1.32 * SECOND)),
+        (start_b, start_b + 2 * SECOND),
+        (start_b + 2 * SECOND, start_b + int(2.4 * SECOND)),
+    ]
+    assert stream.state is OpenAiState.CLOSED
+
+
+def test_a_tail_of_silence_is_not_committed_at_the_end() -> None:
+    stream = OpenAiTranscription("m", pause_samples=SECOND)
+    wire = Wire(stream)
+    wire.open()
+    chunks(stream, 0.4, voiced=False)
+    stream.end_stream()
+    wire.take()
+    assert not any(isinstance(f, InputAudioBufferCommitEvent) for f in wire.sent)
+    assert stream.state is OpenAiState.CLOSED
+
+
+def test_a_session_is_renewed_at_a_turn_boundary_once_its_turns_are_done() -> None:
+    stream = OpenAiTranscription("m", max_session_samples=2 * SECOND)
+    wire = Wire(stream)
+    wire.open()
+    for item, seconds in (("a", 1.0), ("b", 1.5)):
+        stream.send_audio(speech(seconds))
+        stream.end_turn()
+        wire.committed(item)
+    # 2.5 s in: due.  New audio and turns wait; the one in flight completes first.
+    stream.send_audio(speech(0.5))
+    stream.end_turn()
+    sent = len(wire.sent)
+    wire.completed("a", "one")
+    assert not stream.wants_new_session
+    wire.completed("b", "two")
+    assert stream.wants_new_session and wire.sent[sent:] == []
+    stream.receive_connection_lost()
+    assert not stream.wants_new_session
+    wire.open()
+    # The new session hears only the waiting turn: 0.5 s, committed.
+    assert wire_samples(wire.sent[sent:]) == 12_000
+    wire.committed("c")
+    wire.completed("c", "three")
+    starts = [e.start for e in wire.events if isinstance(e, TurnCompleted)]
+    assert starts == [0, SECOND, 5 * SECOND // 2]
+    assert [e for e in wire.events if isinstance(e, SessionStarted)] == [SessionStarted("")] * 2
 
 
 def test_a_failed_turn_is_a_gap_and_the_server_error_is_reported() -> None:
@@ -321,4 +412,43 @@ def test_the_buffer_is_bounded() -> None:
     assert stream.events_received() == [
         AudioDropped(0, SECOND // 2, "ASR backlog over the buffer bound")
     ]
-    assert stream.samples_unacknowledged == SECOND and stream.samples_received == 24_000
+    assert stream.samples_received == 24_000
+    wire = Wire(stream)
+    wire.open()  # the second that is left is what a session hears
+    stream.end_turn()
+    wire.take()
+    assert wire_samples(wire.sent) == 24_000
+
+
+@pytest.mark.parametrize(
+    ("encoding", "wire"), [(AudioEncoding.PCMU, "audio/pcmu"), (AudioEncoding.PCMA, "audio/pcma")]
+)
+def test_g711_from_the_phone_is_passed_through_bit_for_bit(
+    encoding: AudioEncoding, wire: str
+) -> None:
+    # Two seconds of what a phone sends, 20 ms packets, as bytes G.711 can produce (mu-law
+    # has two codes for zero; the encoder writes one of them).
+    codes = np.random.default_rng(7).integers(0, 256, 16_000, dtype=np.uint8).tobytes()
+    decode = g711.decode_ulaw if encoding is AudioEncoding.PCMU else g711.decode_alaw
+    encode = g711.encode_ulaw if encoding is AudioEncoding.PCMU else g711.encode_alaw
+    sent = encode(decode(codes))
+    audio = LegAudio(8000, encoding)
+    stream = OpenAiTranscription("m", wire_format=wire)
+    wire_side = Wire(stream)
+    wire_side.open()
+    assert json.loads(wire_side.raw[0])["session"]["audio"]["input"]["format"] == {"type": wire}
+    for i in range(0, len(sent), 160):
+        audio.receive_frame(sent[i : i + 160])
+        for chunk in audio.chunks_ready():
+            stream.send_audio(chunk)
+    stream.end_turn()
+    wire_side.take()
+    on_wire = b"".join(
+        base64.b64decode(f.audio)
+        for f in wire_side.sent
+        if isinstance(f, InputAudioBufferAppendEvent)
+    )
+    # The half-band filter's 19 samples (2.4 ms) of delay are silence at the start; the bytes
+    # the phone sent follow, unchanged, up to what the filter still holds.
+    silence = encode(np.zeros(19, dtype=np.int16))
+    assert on_wire == silence + sent[: len(sent) - 19]
