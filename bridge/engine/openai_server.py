@@ -9,12 +9,14 @@ answer with :meth:`~OpenAiServerProtocol.turn_text`).  Behaviour, as OpenAI's ev
 states it:
 
 * ``session.created`` first; ``session.update`` with a *transcription* session is answered by
-  ``session.updated`` with the effective configuration.  Input must be ``audio/pcm`` at 24 kHz
-  (the only PCM rate); the engine's recognizer takes 16 kHz, so appends are resampled here.
+  ``session.updated`` with the effective configuration.  Input is ``audio/pcm`` at 24 kHz (the
+  only PCM rate) or G.711 (``audio/pcmu``, ``audio/pcma``) at 8 kHz; the engine's recognizer
+  takes 16 kHz, so each turn is decoded and resampled here.
   ``turn_detection`` must be off (``null``): the engine has no server VAD.
 * ``input_audio_buffer.append`` adds audio; ``input_audio_buffer.commit`` turns the buffer into
-  an item: ``input_audio_buffer.committed {item_id}``, then (from the shell) deltas and one
-  ``...completed`` per item; ``input_audio_buffer.clear`` empties the buffer
+  an item: ``input_audio_buffer.committed {item_id}``, then (from the shell) per word a delta
+  and a ``...segment`` with its start/end seconds in the item (the recognizer's word times), and
+  one ``...completed`` per item; ``input_audio_buffer.clear`` empties the buffer
   (``input_audio_buffer.cleared``).  A commit of less than 100 ms is refused
   (``input_audio_buffer_commit_empty``).
 * Errors are ``{"type": "error", "event_id", "error": {"type", "code", "message"}}``; the socket
@@ -33,12 +35,14 @@ from typing import Any, Final
 import numpy as np
 import soxr
 
-from bridge.core.openai_protocol import WIRE_RATE_HZ
+from bridge.core import g711
+from bridge.core.openai_wire import FORMATS, PCM, PCMA, PCMU, WIRE_RATE_HZ, audio_format
+from bridge.engine.align import TimedWord
 from bridge.engine.protocol import SAMPLE_RATE_HZ, SendFrame
 
 __all__ = ["OpenAiServerProtocol", "SendFrame", "TurnCommitted", "error_frame"]
 
-MIN_COMMIT_SAMPLES: Final = WIRE_RATE_HZ // 10  # 100 ms
+G711_RATE_HZ: Final = 8_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,8 @@ class OpenAiServerProtocol:
         self.model = model_names[0]
         self.language: str | None = None
         self.configured = False
-        self._wire = bytearray()  # 24 kHz PCM16 of the open turn
+        self.format = PCM  # the input format (session.update's audio.input.format)
+        self._wire = bytearray()  # the open turn's audio, as appended
         self._previous_item: str | None = None
 
     def connection_made(self) -> SendFrame:
@@ -105,13 +110,28 @@ class OpenAiServerProtocol:
             return [_frame("input_audio_buffer.cleared")]
         return [error_frame("unknown_event", f"unknown or unsupported event type {kind!r}")]
 
-    def turn_text(self, item_id: str, words: list[str]) -> list[SendFrame]:
-        """The frames for a transcribed turn: one delta per word, then ``completed``."""
+    def turn_text(self, item_id: str, words: list[TimedWord]) -> list[SendFrame]:
+        """The frames for a transcribed turn: per word a delta and a ``segment`` stating its
+        span in the turn (the recognizer's word times, in seconds), then ``completed``."""
         kind = "conversation.item.input_audio_transcription"
-        frames = [
-            _frame(f"{kind}.delta", item_id=item_id, content_index=0, delta=word) for word in words
-        ]
-        transcript = "".join(words).strip()
+        frames = []
+        for word in words:
+            frames.append(
+                _frame(f"{kind}.delta", item_id=item_id, content_index=0, delta=word.text)
+            )
+            frames.append(
+                _frame(
+                    f"{kind}.segment",
+                    item_id=item_id,
+                    content_index=0,
+                    id=_id("seg"),
+                    text=word.text.strip(),
+                    start=word.start_samples / SAMPLE_RATE_HZ,
+                    end=word.end_samples / SAMPLE_RATE_HZ,
+                    speaker="",
+                )
+            )
+        transcript = "".join(w.text for w in words).strip()
         usage = {"type": "duration", "seconds": 0}
         frames.append(
             _frame(
@@ -135,7 +155,7 @@ class OpenAiServerProtocol:
             "id": self.session_id,
             "audio": {
                 "input": {
-                    "format": {"type": "audio/pcm", "rate": WIRE_RATE_HZ},
+                    "format": audio_format(self.format),
                     "transcription": transcription,
                     "turn_detection": None,
                     "noise_reduction": None,
@@ -152,9 +172,13 @@ class OpenAiServerProtocol:
         given = audio.get("input") if isinstance(audio, dict) else None
         spec: dict[str, Any] = given if isinstance(given, dict) else {}
         fmt = spec.get("format")
-        if fmt is not None and fmt != {"type": "audio/pcm", "rate": WIRE_RATE_HZ}:
+        known = {f: audio_format(f) for f in FORMATS}
+        if fmt is not None and fmt not in known.values():
             return [
-                error_frame("unsupported_format", f"input format {fmt!r}: only audio/pcm 24000")
+                error_frame(
+                    "unsupported_format",
+                    f"input format {fmt!r}: audio/pcm at 24000, audio/pcmu or audio/pcma",
+                )
             ]
         if spec.get("turn_detection") is not None:
             return [error_frame("unsupported_turn_detection", "turn_detection must be null here")]
@@ -166,6 +190,8 @@ class OpenAiServerProtocol:
             self.model = str(model)
             language = transcription.get("language")
             self.language = language if isinstance(language, str) else None
+        if fmt is not None:
+            self.format = next(f for f, shape in known.items() if shape == fmt)
         self.configured = True
         return [_frame("session.updated", session=self._session())]
 
@@ -176,23 +202,30 @@ class OpenAiServerProtocol:
             pcm = base64.b64decode(audio, validate=True)
         except (binascii.Error, ValueError):
             return [error_frame("invalid_audio", "audio is not base64")]
-        if len(pcm) % 2:
+        if len(pcm) % 2 and self.format == PCM:
             return [error_frame("invalid_audio", "PCM16 audio must have an even number of bytes")]
         self._wire += pcm
         return []
 
     def _commit(self) -> list[Event]:
-        samples = len(self._wire) // 2
-        if samples < MIN_COMMIT_SAMPLES:
+        g711_in = self.format != PCM
+        rate = G711_RATE_HZ if g711_in else WIRE_RATE_HZ
+        samples = len(self._wire) if g711_in else len(self._wire) // 2
+        if samples < rate // 10:
             return [
                 error_frame(
                     "input_audio_buffer_commit_empty",
-                    f"buffer too small: {samples * 1000 // WIRE_RATE_HZ} ms, need 100 ms",
+                    f"buffer too small: {samples * 1000 // rate} ms, need 100 ms",
                 )
             ]
-        wire = np.frombuffer(bytes(self._wire), dtype=np.int16)
+        if self.format == PCMU:
+            wire = g711.decode_ulaw(self._wire)
+        elif self.format == PCMA:
+            wire = g711.decode_alaw(self._wire)
+        else:
+            wire = np.frombuffer(bytes(self._wire), dtype=np.int16)
         self._wire.clear()
-        pcm16 = soxr.resample(wire, WIRE_RATE_HZ, SAMPLE_RATE_HZ).astype(np.int16).tobytes()
+        pcm16 = soxr.resample(wire, rate, SAMPLE_RATE_HZ).astype(np.int16).tobytes()
         item_id = _id("item")
         committed = _frame(
             "input_audio_buffer.committed", item_id=item_id, previous_item_id=self._previous_item

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from bridge.engine.align import TimedWord
 from bridge.engine.openai_server import OpenAiServerProtocol, SendFrame, TurnCommitted
 
 if TYPE_CHECKING:
@@ -73,13 +74,13 @@ class OpenAiEngineSession:
             finally:
                 self._turns.task_done()
 
-    async def _recognize(self, pcm16: bytes) -> list[str]:
+    async def _recognize(self, pcm16: bytes) -> list[TimedWord]:
         stream = self.engine.recognizer.open_stream(self.protocol.language)
         stream.accept_audio(pcm16)
         stream.end_audio()
-        words: list[str] = []
+        words: list[TimedWord] = []
         while not stream.finished:
             await self.engine.scheduler.run(stream.decode, urgent=lambda: True)
-            words += [w.text for w in stream.take_words()]
-        words += [w.text for w in stream.take_words()]
+            words += stream.take_words()
+        words += stream.take_words()
         return words

@@ -16,7 +16,12 @@ from pydantic import TypeAdapter
 from websockets.asyncio.client import ClientConnection, connect
 
 from bridge.core.asr_protocol import Closed, SessionStarted
-from bridge.core.openai_protocol import OpenAiState, OpenAiTranscription, TurnCompleted
+from bridge.core.openai_protocol import (
+    OpenAiState,
+    OpenAiTranscription,
+    TurnCompleted,
+    TurnSegment,
+)
 from bridge.engine import EngineConfig, RunningEngine, start_engine_server
 from bridge.engine.recognizer import ScriptedRecognizer, TimedWord
 
@@ -83,6 +88,31 @@ async def test_turns_come_back_as_items_with_their_text(engine: RunningEngine) -
     assert events[-1] == Closed("leg ended")
     assert kinds.count("input_audio_buffer.committed") == 2
     assert kinds.count("conversation.item.input_audio_transcription.delta") == 4
+    # Each word's span in its turn, from the recognizer's word times.
+    segments = [e for e in events if isinstance(e, TurnSegment)]
+    assert [(e.text, e.start, e.end) for e in segments[:2]] == [
+        ("hello", 4000, 8000),
+        ("world.", 8000, 12000),
+    ]
+
+
+@pytest.mark.parametrize("wire", ["audio/pcmu", "audio/pcma"])
+async def test_g711_turns_are_decoded_to_the_recognizers_rate(
+    engine: RunningEngine, wire: str
+) -> None:
+    stream = OpenAiTranscription(engine.model, wire_format=wire)
+    async with connect(engine.url + "?intent=transcription") as ws:
+        stream.receive_connected()
+        await receive(ws, stream)
+        updated = await receive(ws, stream)
+        assert updated["session"]["audio"]["input"]["format"] == {"type": wire}
+        stream.send_audio(bytes(2 * SECOND))
+        stream.end_stream()
+        await pump(ws, stream)
+        while stream.state is not OpenAiState.CLOSED:
+            await receive(ws, stream)
+    [done] = [e for e in stream.events_received() if isinstance(e, TurnCompleted)]
+    assert (done.text, done.start, done.end) == ("hello world.", 0, SECOND)
 
 
 async def test_what_the_engine_refuses_it_says_and_keeps_the_socket(engine: RunningEngine) -> None:
@@ -102,7 +132,8 @@ async def test_what_the_engine_refuses_it_says_and_keeps_the_socket(engine: Runn
         }
         early = await answer(append)
         assert early["error"]["code"] == "session_not_configured"
-        wrong = {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu"}}}}
+        pcm16k = {"type": "audio/pcm", "rate": 16000}  # 24 kHz is the only PCM rate
+        wrong = {"type": "transcription", "audio": {"input": {"format": pcm16k}}}
         refused = await answer({"type": "session.update", "session": wrong})
         assert refused["error"]["code"] == "unsupported_format"
         vad = {
