@@ -53,12 +53,14 @@ def pool_from(config: BridgeConfig, **overrides: float | None) -> AsrPool:
             model=asr.model,
             api_key=asr.api_key,
             max_legs=asr.max_legs,
+            dialect=asr.dialect,
         ),
     )
     endpoints = [
         AsrEndpoint(
             url=b.url,
             model=b.model,
+            dialect=b.dialect,
             api_key=b.api_key,
             delay_ms=delay_ms,
             model_files=files,
@@ -125,14 +127,19 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 
 def leg_settings(config: BridgeConfig) -> LegSettings:
+    # Voxtral's guards need its step clock: vLLM servers, not the OpenAI dialect's turns.
+    backends = config.asr.backends
+    dialect = backends[0].dialect if backends else config.asr.dialect
+    voxtral = uses_servers(config) and dialect == "vllm"
     return LegSettings(
         recycle_after_s=config.asr.recycle_after_s,
         # Voxtral's guards are for vLLM servers (asr.url, asr.backends).  The embedded engine's
         # blank text over loud non-speech is right, it holds deltas while it decodes by design,
         # and it admits legs by its own measured budget.
-        rut_after_s=config.asr.rut_after_s if uses_servers(config) else 0.0,
-        max_step_lag_ms=config.asr.max_step_lag_ms if uses_servers(config) else 0.0,
+        rut_after_s=config.asr.rut_after_s if voxtral else 0.0,
+        max_step_lag_ms=config.asr.max_step_lag_ms if voxtral else 0.0,
         max_buffer_s=config.asr.max_buffer_s,
+        g711_passthrough=config.asr.g711_passthrough,
         segments=SegmentPolicy(
             pause_steps=max(1, config.segments.pause_ms // 80),
             max_segment_ms=int(config.segments.max_segment_s * 1000),

@@ -3,8 +3,9 @@
 ::
 
     frames (G.711 / PCM16, any rate)  -> LegAudio: decode, resample to 16 kHz, 80 ms chunks
-      -> AsrStream / AsrClient         realtime session, recycled at pauses
-      -> TranscriptAssembler           steps -> words -> segments
+      -> AsrStream / AsrClient         realtime session, recycled at pauses (vLLM dialect)
+         or OpenAiTranscription        turns committed at pauses (OpenAI dialect)
+      -> TranscriptAssembler           steps -> words -> segments (or TurnAssembler: turns)
       -> TranscriptStore + listeners   SQLite (one writer for all legs) and live views
 
 ``receive_frame`` is synchronous and cheap: it is what ingest adapters call for every 20 ms
@@ -27,6 +28,7 @@ from websockets.asyncio.client import connect
 
 from bridge.asr.client import AsrClient, AsrEndpoint
 from bridge.asr.pool import AsrPool, Backend
+from bridge.core.asr_events import OpenAiEvent, TurnCompleted
 from bridge.core.asr_protocol import (
     AsrEvent,
     AsrState,
@@ -39,10 +41,15 @@ from bridge.core.asr_protocol import (
     StepText,
 )
 from bridge.core.audio import LegAudio
+from bridge.core.openai_protocol import OpenAiTranscription
+from bridge.core.openai_wire import PCM, PCMA, PCMU
 from bridge.core.rut import RutGuard
 from bridge.core.transcript import SegmentPolicy, TranscriptAssembler
+from bridge.core.turns import TurnAssembler
 from bridge.core.types import (
     ASR_SAMPLE_RATE_HZ,
+    CHUNK_SAMPLES,
+    AudioEncoding,
     Gap,
     LegEvent,
     LegInfo,
@@ -72,6 +79,12 @@ class LegSettings:
     max_step_lag_ms: float = 0.0
     quiet_dbfs: float = -45.0  # RMS below this is quiet
     max_buffer_s: float = 60.0  # audio kept while the server is unreachable
+    # OpenAI dialect: a session is renewed after this much audio ("The maximum duration of a
+    # Realtime session is 60 minutes"), at a turn boundary.
+    session_max_s: float = 55 * 60.0
+    # OpenAI dialect: an 8 kHz G.711 leg sends its own bytes (audio/pcmu, audio/pcma), not
+    # 24 kHz PCM; off for a server that takes only PCM.
+    g711_passthrough: bool = True
     segments: SegmentPolicy = SegmentPolicy()
 
 
@@ -186,17 +199,9 @@ class Leg:
         self.listener = listener
         self.log = leg_logger(logger, info.call_id, info.leg_id, info.role.value)
         pool = AsrPool.of(endpoint)
-        self.stream = AsrStream(
-            pool.first.model,  # each connection says its own server's (receive_connected)
-            delay_ms=pool.delay_ms,
-            max_buffer_samples=int(self.settings.max_buffer_s * ASR_SAMPLE_RATE_HZ),
-            language=pool.language,
-        )
+        self.stream, self.assembler = self._session(pool)
         self.client = AsrClient(
             self.stream, pool, self._on_event, connect_fn=connect_fn, log=self.log
-        )
-        self.assembler = TranscriptAssembler(
-            info.call_id, info.leg_id, policy=self.settings.segments
         )
         # Pause detection for recycling: mean square of a chunk below this is quiet.
         full_scale = 32768.0 * 10 ** (self.settings.quiet_dbfs / 20)
@@ -219,6 +224,35 @@ class Leg:
         self._backend: str | None = None  # the server of the last session (for asr.failover)
         self._waiting_since: float | None = None  # first chunk sent since the last step
         self._task: asyncio.Task[None] | None = None
+
+    def _session(
+        self, pool: AsrPool
+    ) -> tuple[AsrStream | OpenAiTranscription, TranscriptAssembler | TurnAssembler]:
+        """The session object of the pool's dialect, and the assembler for its events."""
+        settings, info = self.settings, self.info
+        buffer = int(settings.max_buffer_s * ASR_SAMPLE_RATE_HZ)
+        if pool.dialect == "openai":
+            # Turns end where segments do: a pause of the segment policy's length, or its
+            # longest segment.
+            g711 = {AudioEncoding.PCMU: PCMU, AudioEncoding.PCMA: PCMA}.get(self.audio.encoding)
+            passthrough = settings.g711_passthrough and self.audio.in_rate_hz == 8000
+            session = OpenAiTranscription(
+                pool.first.model,  # each connection says its own server's (receive_connected)
+                wire_format=g711 if g711 and passthrough else PCM,
+                language=pool.language,
+                max_buffer_samples=buffer,
+                max_session_samples=int(settings.session_max_s * ASR_SAMPLE_RATE_HZ),
+                pause_samples=settings.segments.pause_steps * CHUNK_SAMPLES,
+                max_turn_samples=settings.segments.max_segment_ms * ASR_SAMPLE_RATE_HZ // 1000,
+            )
+            return session, TurnAssembler(info.call_id, info.leg_id)
+        stream = AsrStream(
+            pool.first.model,
+            delay_ms=pool.delay_ms,
+            max_buffer_samples=buffer,
+            language=pool.language,
+        )
+        return stream, TranscriptAssembler(info.call_id, info.leg_id, policy=settings.segments)
 
     # -- audio in ------------------------------------------------------------------------------
 
@@ -244,7 +278,7 @@ class Leg:
             # The ASR side gave up: the rest of the leg is a gap, not silently dropped.
             self._extend_gap(self.audio.samples_out - len(pcm), len(pcm), self.client.failure)
             return
-        self.client.send_audio(chunk)
+        self.client.send_audio(chunk, speech=not quiet)
         now = self._clock()
         self._sent_at.append((self.stream.samples_received, now))
         if self._waiting_since is None:
@@ -320,7 +354,9 @@ class Leg:
 
     # -- ASR events ----------------------------------------------------------------------------
 
-    def _on_event(self, event: AsrEvent) -> None:
+    def _on_event(self, event: AsrEvent | OpenAiEvent) -> None:
+        for segment in self.assembler.receive(event):
+            self._publish(segment)
         match event:
             case StepText():
                 COUNTERS.deltas += 1
@@ -330,12 +366,10 @@ class Leg:
                     self._measure_step_lag(event.frame_start + self._first_step)
                     self._waiting_since = None
                     self._check_lag(self._clock())
-                for segment in self.assembler.receive_step(event):
-                    self._publish(segment)
+            case TurnCompleted():
+                self._generations += 1
             case GenerationEnded():
                 self._generations += 1
-                for segment in self.assembler.receive_generation_end(event):
-                    self._publish(segment)
                 self._put_event(
                     event.start,
                     "asr.generation",

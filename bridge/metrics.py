@@ -15,7 +15,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from bridge.asr.pool import AsrPool
-from bridge.core.asr_protocol import AsrState
 from bridge.health import Health
 from bridge.leg import COUNTERS, live_legs
 from bridge.live import LiveHub
@@ -112,7 +111,7 @@ class BridgeCollector(Collector):
         yield GaugeMetricFamily(
             "bridge_asr_legs_reconnecting",
             "Live legs whose ASR connection is down (audio buffered)",
-            value=sum(1 for leg in legs if leg.stream.state is AsrState.DISCONNECTED),
+            value=sum(1 for leg in legs if not leg.client.connected),
         )
         yield from self._backends()
         yield GaugeMetricFamily(

@@ -1,7 +1,9 @@
-"""websockets adapter that drives one leg's ``AsrStream`` against a vLLM ``/v1/realtime`` server.
+"""websockets adapter that drives one leg's ASR session against a ``/v1/realtime`` server: the
+vLLM dialect (:class:`~bridge.core.asr_protocol.AsrStream`) or OpenAI's transcription session
+(:class:`~bridge.core.openai_protocol.OpenAiTranscription`), one shell for both.
 
-It only moves data: frames from ``AsrStream.data_to_send()`` to the socket, frames from the
-socket into ``AsrStream.receive_message()``, and ``events_received()`` to the leg's callback.
+It only moves data: frames from ``data_to_send()`` to the socket, frames from the socket into
+``receive_message()``, and ``events_received()`` to the leg's callback.
 Policy that needs a clock lives here: reconnect with backoff (the stream buffers audio meanwhile,
 up to its bound), a stall timeout, and giving up.  Which server it connects to is the pool's
 (:mod:`bridge.asr.pool`): a failed connection is reported there, and the next one goes where
@@ -22,17 +24,27 @@ from websockets.exceptions import InvalidStatus, InvalidURI
 
 from bridge.asr.endpoint import AsrEndpoint
 from bridge.asr.pool import AsrPool, Backend
-from bridge.core.asr_protocol import AsrEvent, AsrState, AsrStream, ServerError, StepText
+from bridge.core.asr_events import (
+    AsrEvent,
+    AsrSession,
+    OpenAiEvent,
+    ServerError,
+    StepText,
+    TurnCompleted,
+    TurnDelta,
+)
 from bridge.core.types import ASR_SAMPLE_RATE_HZ
 from bridge.errors import AsrProtocolError
 
-__all__ = ["AsrClient", "AsrEndpoint", "backoff_delays", "describe_connect_error"]
+__all__ = ["AsrClient", "AsrEndpoint", "AsrSession", "backoff_delays", "describe_connect_error"]
 
 logger = logging.getLogger(__name__)
 
+# Text from the server: the session works (a failed server is healthy again).
+_PROGRESS = (StepText, TurnDelta, TurnCompleted)
 STALL = "no event for"  # how a stalled connection's drop reason starts
 # The one drop that is not the server's failure: it ended a generation at max_model_len.
-RESET = "the server ended the generation by itself (max_model_len); new session"
+RESET = "the session is due for a new one (vLLM's max_model_len, OpenAI's 60 minutes)"
 
 
 def backoff_delays(
@@ -78,7 +90,7 @@ class AsrClient:
     """Runs one leg's realtime session until the stream closes.
 
     Args:
-        stream: the leg's protocol state (owned by the leg; the client only drives it).
+        stream: the leg's session of its dialect (owned by the leg; the client only drives it).
         endpoint: the server (address and timeouts), or the pool of servers to run on.
         on_event: called with every ``AsrEvent`` in order, on the event loop.
         connect_fn: ``websockets.asyncio.client.connect`` or a stand-in.
@@ -88,9 +100,9 @@ class AsrClient:
 
     def __init__(
         self,
-        stream: AsrStream,
+        stream: AsrSession,
         endpoint: AsrEndpoint | AsrPool,
-        on_event: Callable[[AsrEvent], None],
+        on_event: Callable[[AsrEvent | OpenAiEvent], None],
         *,
         connect_fn: Callable[..., Any] = connect,
         delays: Iterator[float] | None = None,
@@ -109,12 +121,13 @@ class AsrClient:
         self._wake = asyncio.Event()
         self._outbox: list[str] = []  # frames for the writer, taken from the stream in order
         self._progress = asyncio.Event()  # set on every server message (flow control)
+        self.connected = False  # a socket is open
         self.failure: str | None = None  # why the client gave up, if it did
         self.reconnects = 0
         self.failovers = 0  # times the leg moved to another server of the pool
         self.replayed_samples = 0  # audio the last move sent again to the new server
         self._in_flight = 0  # audio the lost connection had taken without a step
-        self._steps = 0  # deltas received, all connections
+        self._steps = 0  # texts received (vLLM steps, OpenAI deltas), all connections
         self._stalled = 0  # connections in a row that stalled without a step
         self._last_drop = ""  # why the last connection was dropped
 
@@ -138,15 +151,16 @@ class AsrClient:
             self.pool.release(self.backend)
             self._placed = False
 
-    def send_audio(self, pcm16: bytes) -> None:
-        """Queue one chunk of 16 kHz PCM16 (the stream buffers; the writer sends)."""
-        if self.stream.state is AsrState.CLOSED:
+    def send_audio(self, pcm16: bytes, *, speech: bool = True) -> None:
+        """Queue one chunk of 16 kHz PCM16 (the stream buffers; the writer sends); ``speech``:
+        the leg heard speech in it (the OpenAI dialect ends turns at pauses)."""
+        if self.stream.closed:
             return
-        self.stream.send_audio(pcm16)
+        self.stream.send_audio(pcm16, speech=speech)
         self._dispatch()
 
     def recycle(self) -> bool:
-        """End the running generation at a pause; returns whether one was ended."""
+        """At a pause: end the running generation (vLLM) or commit the turn (OpenAI)."""
         if not self.stream.recycle():
             return False
         self._dispatch()
@@ -154,23 +168,20 @@ class AsrClient:
 
     def end(self) -> None:
         """No more audio: finish the running generation and close after ``done``."""
-        if self.stream.state is not AsrState.CLOSED:
+        if not self.stream.closed:
             self.stream.end_stream()
             self._dispatch()
 
     async def wait_for_window(self, max_unacknowledged_samples: int) -> None:
         """Flow control for files: wait until the server has caught up to within the window."""
-        while (
-            self.stream.samples_unacknowledged > max_unacknowledged_samples
-            and self.stream.state is not AsrState.CLOSED
-        ):
+        while self.stream.samples_unacknowledged > max_unacknowledged_samples and not self.closed:
             self._progress.clear()
             await self._progress.wait()
 
     @property
     def closed(self) -> bool:
         """The leg's stream is over (finished, or given up)."""
-        return self.stream.state is AsrState.CLOSED
+        return self.stream.closed
 
     # -- the connection loop -------------------------------------------------------------------
 
@@ -184,7 +195,7 @@ class AsrClient:
 
     async def _run(self) -> None:
         down_since: float | None = None
-        while self.stream.state is not AsrState.CLOSED:
+        while not self.closed:
             try:
                 ws = await self._open()
             except (
@@ -211,11 +222,11 @@ class AsrClient:
             stepped = await self._serve(ws)
             if self.closed:
                 return
-            # The stream is not closed, so the drop was the server's doing: a failure, unless it
-            # ended a generation at max_model_len as vLLM does.
+            # The stream is not closed, so the drop was the server's doing: a failure, unless the
+            # session was due for a new one (vLLM's max_model_len, OpenAI's 60 minutes).
             if self._last_drop != RESET and self._fail_over(self._last_drop):
                 continue
-            if stepped:
+            if stepped or self._last_drop == RESET:
                 self._delays = backoff_delays()
                 self._stalled = 0
                 continue
@@ -257,7 +268,7 @@ class AsrClient:
         if self.endpoint.api_key:
             headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
         ws: ClientConnection = await self._connect(
-            self.endpoint.url,
+            self.endpoint.session_url,
             additional_headers=headers,
             open_timeout=self.endpoint.open_timeout_s,
             max_size=16 * 2**20,
@@ -273,9 +284,11 @@ class AsrClient:
         self._log.info("ASR connected to %s (%s)", self.endpoint.url, self.backend.name)
         writer = asyncio.create_task(self._write(ws))
         reason = "closed"
+        self.connected = True
         try:
             reason = await self._read(ws)
         finally:
+            self.connected = False
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             # Frames this connection did not send belong to its session: the next connection
@@ -283,7 +296,7 @@ class AsrClient:
             self._outbox.clear()
             await ws.close()
         self._last_drop = reason
-        if self.stream.state is not AsrState.CLOSED:
+        if not self.closed:
             self.reconnects += 1
             self._log.warning("ASR connection lost (%s); reconnecting, audio is buffered", reason)
             self._in_flight = self.stream.samples_in_flight
@@ -293,10 +306,8 @@ class AsrClient:
 
     async def _read(self, ws: ClientConnection) -> str:
         """Feed server frames to the stream; returns why the connection should be dropped."""
-        while self.stream.state is not AsrState.CLOSED:
-            waiting = self.stream.samples_unacknowledged > 0 or (
-                self.stream.state is AsrState.FINALIZING
-            )
+        while not self.closed:
+            waiting = self.stream.awaiting_reply
             try:
                 # Not waiting for anything yet: wake up anyway after the same time and look
                 # again, since the writer may have sent audio meanwhile (with no timeout here a
@@ -309,6 +320,8 @@ class AsrClient:
                     continue
                 return f"{STALL} {self.endpoint.stall_timeout_s:g} s"
             except websockets.ConnectionClosed as exc:
+                if self.stream.wants_new_session:
+                    return RESET  # the writer closed it for a new session
                 return f"closed by the server ({exc})"
             if not isinstance(message, str):
                 return "the server sent a binary frame"
@@ -321,7 +334,7 @@ class AsrClient:
             drop = self._dispatch()
             if drop:
                 return drop
-            if self.stream.state is AsrState.RESETTING:
+            if self.stream.wants_new_session:
                 return RESET
         return "stream closed"
 
@@ -332,9 +345,10 @@ class AsrClient:
             frames, self._outbox = self._outbox, []
             for frame in frames:
                 await ws.send(frame)
-            if self.stream.state is AsrState.CLOSED:
+            if self.closed or self.stream.wants_new_session:
                 # The reader may be waiting on a server with nothing left to say (a leg that
-                # ends before any audio reached it): closing ends that wait.
+                # ends before any audio reached it, an idle session due for renewal): closing
+                # ends that wait.
                 await ws.close()
                 return
 
@@ -345,11 +359,11 @@ class AsrClient:
         frames = self.stream.data_to_send()
         if frames:
             self._outbox += frames
-        if frames or self.stream.state is AsrState.CLOSED:
+        if frames or self.closed or self.stream.wants_new_session:
             self._wake.set()
         drop = None
         for event in self.stream.events_received():
-            if isinstance(event, StepText):
+            if isinstance(event, _PROGRESS):
                 self._steps += 1
                 if not self.backend.healthy:
                     self.pool.working(self.backend)
@@ -367,7 +381,7 @@ class AsrClient:
     def _give_up(self, message: str) -> None:
         self._log.error("ASR giving up: %s", message)
         self.failure = message
-        if self.stream.state is not AsrState.CLOSED:
+        if not self.closed:
             self.stream.fail(message)
             self._dispatch()
         self._progress.set()

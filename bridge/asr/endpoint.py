@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bridge.core.step_clock import StepClock
 from bridge.model_files import ModelAudio
@@ -14,6 +15,9 @@ class AsrEndpoint:
 
     url: str  # ws://host:port/v1/realtime
     model: str
+    # "vllm": vLLM's realtime session (Voxtral's step clock); "openai": OpenAI's transcription
+    # session (docs/asr-dialects.md).
+    dialect: str = "vllm"
     api_key: str | None = None
     delay_ms: int = 480
     language: str | None = None  # hint for engines that use it; Voxtral detects the language
@@ -35,6 +39,18 @@ class AsrEndpoint:
     def __post_init__(self) -> None:
         if self.model_files and self.clock.transcription_delay_ms != self.delay_ms:
             raise ValueError("delay_ms differs from the model files' transcription delay")
+
+    @property
+    def session_url(self) -> str:
+        """The URL a session connects to: the OpenAI dialect asks for a transcription session
+        with ``?intent=transcription`` (kept as given when the URL already names an intent)."""
+        if self.dialect != "openai":
+            return self.url
+        parts = urlsplit(self.url)
+        query = parse_qsl(parts.query)
+        if any(key == "intent" for key, _ in query):
+            return self.url
+        return urlunsplit(parts._replace(query=urlencode([*query, ("intent", "transcription")])))
 
     @property
     def clock(self) -> StepClock:

@@ -68,6 +68,7 @@ class Backend:
             "name": self.name,
             "url": self.endpoint.url,
             "model": self.endpoint.model,
+            "dialect": self.endpoint.dialect,
             "healthy": self.healthy,
             "problem": self.problem,
             "legs": self.legs,
@@ -81,7 +82,8 @@ class AsrPool:
     """The backends, their budgets and health, and where each leg runs.
 
     Args:
-        endpoints: the servers, in the order ties are broken.  They must share a step clock
+        endpoints: the servers, in the order ties are broken.  They must share a dialect (a
+            leg's session object is of one, and it moves between them) and a step clock
             (``delay_ms`` and the model files): word times are computed with it.
         names: one per endpoint for logs, metrics and the supervisor view (default host:port).
     """
@@ -94,6 +96,11 @@ class AsrPool:
             raise ValueError("one name per ASR backend")
         first = endpoints[0]
         for endpoint in endpoints[1:]:
+            if endpoint.dialect != first.dialect:
+                raise ValueError(
+                    f"ASR backend {endpoint.url} speaks the {endpoint.dialect} dialect and "
+                    f"{first.url} the {first.dialect} one: every backend of a pool must speak one"
+                )
             if (endpoint.delay_ms, endpoint.model_files) != (first.delay_ms, first.model_files):
                 raise ValueError(
                     f"ASR backend {endpoint.url} has another step clock than {first.url}: every "
@@ -121,6 +128,10 @@ class AsrPool:
     @property
     def delay_ms(self) -> int:
         return self.first.delay_ms
+
+    @property
+    def dialect(self) -> str:
+        return self.first.dialect
 
     @property
     def language(self) -> str | None:

@@ -7,7 +7,8 @@ what to do when it fails:
 2. the configured model is among them;
 3. ``/v1/realtime`` - one second of silence through a real session: ``session.created``, one
    ``transcription.delta`` per 80 ms step as Voxtral Realtime produces them, and
-   ``transcription.done``.
+   ``transcription.done`` (for the OpenAI dialect a transcription session and one turn:
+   :mod:`bridge.asr.probe_openai`); a server of the other dialect is named as such.
 
 The first two are :func:`probe_models`, which is also the pre-flight of the commands that need
 the server (:func:`preflight`): one request, one verdict, told as a report line or as an error.
@@ -28,6 +29,7 @@ from websockets.asyncio.client import connect
 
 from bridge.asr.client import AsrEndpoint, describe_connect_error
 from bridge.asr.pool import AsrPool, AsrTarget
+from bridge.asr.probe_openai import dialect_mismatch, probe_transcription
 from bridge.core.asr_protocol import AsrState, AsrStream, ServerError, StepText
 from bridge.core.step_clock import StepClock
 from bridge.core.types import ASR_SAMPLE_RATE_HZ, CHUNK_MS, CHUNK_SAMPLES
@@ -224,7 +226,10 @@ async def check_server(
         report.add(False, problem.what, problem.line)
         return report
     report.add(True, "model", endpoint.model)
-    await _probe_realtime(endpoint, probe_s, timeout_s, report)
+    if endpoint.dialect == "openai":
+        await probe_transcription(endpoint, timeout_s, report)
+    else:
+        await _probe_realtime(endpoint, probe_s, timeout_s, report)
     return report
 
 
@@ -273,7 +278,12 @@ async def _probe_realtime(
                 endpoint.url, additional_headers=headers, open_timeout=endpoint.open_timeout_s
             ) as ws:
                 stream.receive_connected()
-                stream.receive_message(str(await ws.recv()))  # session.created
+                created = str(await ws.recv())
+                mismatch = dialect_mismatch(created, "vllm")
+                if mismatch:
+                    report.add(False, "/v1/realtime", mismatch)
+                    return
+                stream.receive_message(created)
                 while first_chunk is None and chunks < 40:  # 40 chunks > the 2400 ms delay
                     stream.send_audio(chunk)
                     chunks += 1

@@ -38,6 +38,7 @@ def config_from(args: argparse.Namespace) -> BridgeConfig:
     overrides = {
         ("asr", "url"): getattr(args, "asr_url", None),
         ("asr", "model"): getattr(args, "model", None),
+        ("asr", "dialect"): getattr(args, "asr_dialect", None),
         ("asr", "api_key"): getattr(args, "api_key", None),
         ("asr", "language"): getattr(args, "language", None),
         ("asr", "delay_ms"): getattr(args, "delay_ms", None),

@@ -62,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     def asr_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--asr-url", help="ws://host:port/v1/realtime (env BRIDGE_ASR_URL)")
         p.add_argument("--model", help="served model name (env BRIDGE_ASR_MODEL)")
+        p.add_argument(
+            "--asr-dialect", choices=("vllm", "openai"),
+            help="the server's protocol: vLLM's realtime session (default) or OpenAI's "
+            "transcription session (env BRIDGE_ASR_DIALECT)",
+        )  # fmt: skip
         p.add_argument("--api-key", help="server API key (prefer env BRIDGE_ASR_API_KEY)")
         p.add_argument(
             "--delay-ms", type=int,

@@ -6,7 +6,7 @@ In the file, one table per server (``asr.url`` is the pool of one; set one or th
     name = "gpu-a"                 # logs, metrics, the supervisor view (default host:port)
     url = "ws://10.0.0.11:8000/v1/realtime"
     max_legs = 24                  # legs this server takes at once (0/absent: no limit)
-    # model: default asr.model; dialect: "vllm" (the only one so far)
+    # model: default asr.model; dialect: default asr.dialect ("vllm" or "openai"; one per pool)
     # api_key_env = "GPU_A_KEY"    # the variable holding its key (default: asr.api_key)
 
     [[asr.backends]]
@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from bridge.config.reader import Read
 
-DIALECTS = ("vllm",)
+DIALECTS = ("vllm", "openai")
 _KEYS = ("name", "url", "model", "dialect", "max_legs", "api_key_env")
 
 
@@ -50,6 +50,7 @@ def build_backends(
     environ: Mapping[str, str],
     *,
     model: str,
+    dialect: str = "vllm",
     api_key: str | None,
     max_legs: int,
 ) -> tuple[BackendConfig, ...]:
@@ -75,7 +76,7 @@ def build_backends(
             )
         url, name = entry.get("url"), entry.get("name")
         budget = entry.get("max_legs", max_legs)
-        dialect = entry.get("dialect", "vllm")
+        spoken = entry.get("dialect", dialect)
         key_env = entry.get("api_key_env")
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
             problems.append(
@@ -89,8 +90,8 @@ def build_backends(
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
             problems.append(f"{where}: max_legs {budget!r}: expected an integer >= 0 (0: no limit)")
             budget = 0
-        if dialect not in DIALECTS:
-            problems.append(f"{where}: dialect {dialect!r}: expected one of {', '.join(DIALECTS)}")
+        if spoken not in DIALECTS:
+            problems.append(f"{where}: dialect {spoken!r}: expected one of {', '.join(DIALECTS)}")
         key = api_key
         if key_env is not None:
             if not isinstance(key_env, str) or not environ.get(key_env):
@@ -103,10 +104,17 @@ def build_backends(
             served = model
         backends.append(
             BackendConfig(
-                name=name, url=url, model=served, api_key=key, max_legs=budget, dialect=str(dialect)
+                name=name, url=url, model=served, api_key=key, max_legs=budget, dialect=str(spoken)
             )
         )
     _check_unique(backends, origin, problems)
+    spoken_by = {b.dialect for b in backends} & set(DIALECTS)  # a bad one is told above
+    if len(spoken_by) > 1:
+        # A leg's session is of one dialect and moves between the servers when one fails.
+        problems.append(
+            f"{origin}: the servers speak {' and '.join(sorted(spoken_by))}: every server of the "
+            "pool must speak one dialect"
+        )
     return tuple(backends)
 
 

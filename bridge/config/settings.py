@@ -7,6 +7,9 @@ Example ``bridge.toml``::
     [asr]
     url = "ws://127.0.0.1:8000/v1/realtime"   # BRIDGE_ASR_URL
     model = "mistralai/Voxtral-Mini-4B-Realtime-2602"  # BRIDGE_ASR_MODEL
+    dialect = "vllm"             # BRIDGE_ASR_DIALECT: "openai" for an OpenAI transcription
+    #                            # session (Dynamo, vLLM-Omni, Speaches, Riva NIM, OpenAI)
+    g711_passthrough = true      # OpenAI dialect: 8 kHz G.711 legs send audio/pcmu or pcma
     # api_key: set BRIDGE_ASR_API_KEY instead of writing secrets into files
     delay_ms = 480               # the server's transcription delay (tekken.json)
     # model_dir = "/srv/models/voxtral-realtime"  # BRIDGE_ASR_MODEL_DIR: the served model's
@@ -45,7 +48,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bridge.auth import Principal, parse_tokens
-from bridge.config.backends import BackendConfig, build_backends
+from bridge.config.backends import DIALECTS, BackendConfig, build_backends
 from bridge.config.ingest import SCHEMA as INGEST_SCHEMA
 from bridge.config.ingest import (
     AriConfig,
@@ -72,6 +75,8 @@ def default_db_path(environ: Mapping[str, str]) -> Path:
 class AsrConfig:
     url: str | None = None  # None: the embedded CPU engine, once available
     model: str = DEFAULT_MODEL
+    dialect: str = "vllm"  # the servers' protocol (config/backends.py DIALECTS)
+    g711_passthrough: bool = True  # OpenAI dialect: 8 kHz G.711 legs send their own bytes
     api_key: str | None = None
     language: str | None = None  # ISO 639-1 hint, for engines that use it
     delay_ms: int | None = None  # None: the model directory's, else 480
@@ -136,6 +141,8 @@ SCHEMA: Schema = {
     "asr": {
         "url": Setting("BRIDGE_ASR_URL"),
         "model": Setting("BRIDGE_ASR_MODEL"),
+        "dialect": Setting("BRIDGE_ASR_DIALECT"),
+        "g711_passthrough": Setting("BRIDGE_ASR_G711_PASSTHROUGH", bool),
         "api_key": Setting("BRIDGE_ASR_API_KEY"),
         "language": Setting("BRIDGE_ASR_LANGUAGE"),
         "delay_ms": Setting("BRIDGE_ASR_DELAY_MS", int),
@@ -204,6 +211,8 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
     asr = AsrConfig(
         url=get("asr", "url", None),
         model=get("asr", "model", DEFAULT_MODEL),
+        dialect=get("asr", "dialect", "vllm"),
+        g711_passthrough=get("asr", "g711_passthrough", True),
         api_key=get("asr", "api_key", None),
         language=get("asr", "language", None),
         delay_ms=get("asr", "delay_ms", None),
@@ -218,13 +227,23 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
     asr = replace(
         asr,
         backends=build_backends(
-            read, environ, model=asr.model, api_key=asr.api_key, max_legs=max(asr.max_legs, 0)
+            read,
+            environ,
+            model=asr.model,
+            dialect=asr.dialect,
+            api_key=asr.api_key,
+            max_legs=max(asr.max_legs, 0),
         ),
     )
     if asr.backends and asr.url is not None:
         problems.append(
             f"{read.origin('asr', 'url')} and {read.origin('asr', 'backends')}: set one (asr.url "
             "is the pool of one server)"
+        )
+    if asr.dialect not in DIALECTS:
+        problems.append(
+            f"{read.origin('asr', 'dialect')}: dialect {asr.dialect!r}: expected one of "
+            f"{', '.join(DIALECTS)}"
         )
     if asr.max_legs < 0:
         problems.append(f"ASR max_legs must be >= 0 (0: no limit), got {asr.max_legs}")

@@ -53,9 +53,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path, {"BRIDGE_PORT": "eighty"})
     assert info.value.problems == [
-        f"{path}: unknown setting asr.modle (known: api_key, backends, delay_ms, language, "
-        "max_buffer_s, max_legs, max_step_lag_ms, model, model_dir, recycle_after_s, rut_after_s, "
-        "stall_timeout_s, url)",
+        f"{path}: unknown setting asr.modle (known: api_key, backends, delay_ms, dialect, "
+        "g711_passthrough, language, max_buffer_s, max_legs, max_step_lag_ms, model, model_dir, "
+        "recycle_after_s, rut_after_s, stall_timeout_s, url)",
         f"{path}: unknown setting nope.x (unknown section)",
         "BRIDGE_PORT='eighty': expected int",
         "ASR url 'http://x': expected ws://host:port/v1/realtime (or wss://)",
@@ -210,9 +210,61 @@ def test_every_backend_problem_is_reported_at_once(tmp_path: Path) -> None:
         f"{where} #4: unknown key(s) port (known: name, url, model, dialect, max_legs, "
         "api_key_env)",
         f"{where} #4: max_legs -1: expected an integer >= 0 (0: no limit)",
-        f"{where} #4: dialect 'grpc': expected one of vllm",
+        f"{where} #4: dialect 'grpc': expected one of vllm, openai",
         f"{where} #4: api_key_env 'UNSET' names no variable that is set",
         f"{where}: url 'ws://a:1/v1/realtime' is listed twice",
         f"{where}: name 'a:1' is listed twice (a name defaults to the URL's host:port)",
         f"{path}: asr.url and {path}: asr.backends: set one (asr.url is the pool of one server)",
+    ]
+
+
+def test_the_dialect_is_one_per_pool_and_asr_dialect_is_every_servers_default(
+    tmp_path: Path,
+) -> None:
+    from bridge.app import leg_settings, pool_from
+
+    path = tmp_path / "bridge.toml"
+    path.write_text(
+        '[asr]\ndialect = "openai"\n'
+        '[[asr.backends]]\nurl = "ws://a:1/v1/realtime"\n'
+        '[[asr.backends]]\nurl = "ws://b:1/v1/realtime?intent=transcription"\n'
+    )
+    config = load_config(path, {"HOME": "/h"})
+    pool = pool_from(config)
+    assert [b.endpoint.session_url for b in pool.backends] == [
+        "ws://a:1/v1/realtime?intent=transcription",
+        "ws://b:1/v1/realtime?intent=transcription",
+    ]
+    # Voxtral's guards read its step clock: off for the OpenAI dialect's turns.
+    settings = leg_settings(config)
+    assert (settings.rut_after_s, settings.max_step_lag_ms) == (0.0, 0.0)
+    one = load_config(
+        None,
+        {"HOME": "/h", "BRIDGE_ASR_URL": "ws://a:1/v1/realtime", "BRIDGE_ASR_DIALECT": "openai"},
+    )
+    assert pool_from(one).dialect == "openai"
+    assert leg_settings(one).g711_passthrough
+    off = {"HOME": "/h", "BRIDGE_ASR_G711_PASSTHROUGH": "no"}
+    assert not leg_settings(load_config(None, off)).g711_passthrough
+
+    path.write_text(
+        '[asr]\ndialect = "sip"\n'
+        '[[asr.backends]]\nurl = "ws://a:1/v1/realtime"\n'
+        '[[asr.backends]]\nurl = "ws://b:1/v1/realtime"\ndialect = "openai"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"HOME": "/h"})
+    assert info.value.problems == [
+        f"{path}: asr.backends #1: dialect 'sip': expected one of vllm, openai",
+        f"{path}: asr.dialect: dialect 'sip': expected one of vllm, openai",
+    ]
+    path.write_text(
+        '[[asr.backends]]\nurl = "ws://a:1/v1/realtime"\n'
+        '[[asr.backends]]\nurl = "ws://b:1/v1/realtime"\ndialect = "openai"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"HOME": "/h"})
+    assert info.value.problems == [
+        f"{path}: asr.backends: the servers speak openai and vllm: every server of the pool "
+        "must speak one dialect"
     ]
