@@ -268,15 +268,19 @@ class Leg:
         for chunk in self.audio.chunks_ready():
             self._send_chunk(chunk)
 
-    def _send_chunk(self, chunk: bytes) -> None:
+    def _quiet(self, chunk: bytes) -> bool:
+        """Mean square below ``quiet_dbfs``: a pause, not speech."""
         pcm = np.frombuffer(chunk, dtype=np.int16).astype(np.float32)
-        power = float(np.dot(pcm, pcm)) / max(len(pcm), 1)
-        quiet = power < self._quiet_power
-        self._quiet_samples = self._quiet_samples + len(pcm) if quiet else 0
-        self._rut.audio(len(pcm), speech=not quiet)
+        return float(np.dot(pcm, pcm)) / max(len(pcm), 1) < self._quiet_power
+
+    def _send_chunk(self, chunk: bytes) -> None:
+        samples = len(chunk) // 2
+        quiet = self._quiet(chunk)
+        self._quiet_samples = self._quiet_samples + samples if quiet else 0
+        self._rut.audio(samples, speech=not quiet)
         if self.client.failure:
             # The ASR side gave up: the rest of the leg is a gap, not silently dropped.
-            self._extend_gap(self.audio.samples_out - len(pcm), len(pcm), self.client.failure)
+            self._extend_gap(self.audio.samples_out - samples, samples, self.client.failure)
             return
         self.client.send_audio(chunk, speech=not quiet)
         now = self._clock()
@@ -318,7 +322,7 @@ class Leg:
                 self.audio.samples_out - len(tail) // 2, len(tail) // 2, self.client.failure
             )
         elif tail:
-            self.client.send_audio(tail)
+            self.client.send_audio(tail, speech=not self._quiet(tail))
         self.client.end()
         if self._task is not None:
             try:
