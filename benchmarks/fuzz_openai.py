@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 from tests.engine import test_openai_fuzz as fuzz  # noqa: E402
 
@@ -34,9 +33,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     report = {}
-    for name, test, extra in (
-        ("engine", fuzz.test_the_engine_answers_anything_with_openai_events, ()),
-        ("client", fuzz.test_the_client_raises_only_protocol_errors, (st.integers(0, 3),)),
+    for name, test, strategy in (
+        ("engine", fuzz.test_the_engine_answers_anything_with_openai_events, fuzz.ENGINE_FRAMES),
+        ("client", fuzz.test_the_client_raises_only_protocol_errors, fuzz.CLIENT_STEPS),
     ):
         inner = test.hypothesis.inner_test  # type: ignore[attr-defined]
         run = seed(args.seed)(
@@ -45,7 +44,7 @@ def main() -> None:
                 deadline=None,
                 database=None,
                 suppress_health_check=list(HealthCheck),
-            )(given(st.lists(fuzz.events(), max_size=12), *extra)(inner))
+            )(given(strategy)(inner))
         )
         started = time.monotonic()
         run()

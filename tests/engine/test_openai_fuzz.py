@@ -78,8 +78,12 @@ def events(draw: st.DrawFn) -> str:
     return json.dumps(event)
 
 
+#: The engine's input: a client's frames.
+ENGINE_FRAMES = st.lists(events(), max_size=12)
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(events(), max_size=12))
+@given(ENGINE_FRAMES)
 def test_the_engine_answers_anything_with_openai_events(frames: list[str]) -> None:
     protocol = OpenAiServerProtocol(["whisper-base"])
     json.loads(protocol.connection_made().text)
@@ -92,29 +96,58 @@ def test_the_engine_answers_anything_with_openai_events(frames: list[str]) -> No
                 assert isinstance(event, TurnCommitted) and len(event.pcm16) % 2 == 0
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(events(), max_size=12), st.integers(0, 3))
-def test_the_client_raises_only_protocol_errors(frames: list[str], turns: int) -> None:
-    stream = OpenAiTranscription("m")
-    stream.receive_connected()
-    script = [
-        '{"type": "session.created", "event_id": "e", "session": {"type": "transcription"}}',
-        '{"type": "session.updated", "event_id": "e", "session": {"type": "transcription"}}',
-    ]
-    for text in script:
-        stream.receive_message(text)
-    for _ in range(turns):
-        stream.send_audio(bytes(3200))
+#: What the leg and the adapter do between the server's frames: speech, quiet, a turn ended or
+#: dropped by hand, the socket lost and opened again (``reopen``), the leg's end.
+ACTIONS = ["speech", "quiet", "end_turn", "drop_turn", "reopen", "end"]
+SCRIPT = [
+    '{"type": "session.created", "event_id": "e", "session": {"type": "transcription"}}',
+    '{"type": "session.updated", "event_id": "e", "session": {"type": "transcription"}}',
+]
+
+
+def act(stream: OpenAiTranscription, action: str) -> None:
+    if action in ("speech", "quiet"):
+        loud = action == "speech"
+        stream.send_audio(b"\x10\x27" * 1280 if loud else bytes(2560), speech=loud)
+    elif action == "end_turn":
         stream.end_turn()
-    for frame in frames:
-        if stream.state is OpenAiState.CLOSED:  # a permanent error: the adapter stops here
+    elif action == "drop_turn":
+        stream.drop_turn()
+    elif action == "end":
+        stream.end_stream()
+    else:
+        stream.receive_connection_lost()
+        stream.receive_connected()
+        for text in SCRIPT:
+            stream.receive_message(text)
+
+
+#: The client's input: the server's frames and the leg's doings, interleaved.
+CLIENT_STEPS = st.lists(st.one_of(events(), st.sampled_from(ACTIONS)), max_size=24)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(CLIENT_STEPS)
+def test_the_client_raises_only_protocol_errors(steps: list[str]) -> None:
+    # Short pauses, turns and sessions, so the pause rule, clears and renewals all happen.
+    stream = OpenAiTranscription(
+        "m", pause_samples=2560, max_turn_samples=12_800, max_session_samples=16_000
+    )
+    stream.receive_connected()
+    for text in SCRIPT:
+        stream.receive_message(text)
+    for step in steps:
+        if stream.state is OpenAiState.CLOSED:  # a permanent error, or the end: the adapter stops
             return
         try:
-            stream.receive_message(frame)
+            if step in ACTIONS:
+                act(stream, step)
+            else:
+                stream.receive_message(step)
         except AsrProtocolError:
-            stream.receive_connection_lost()  # what the adapter does: drop and start again
-            stream.receive_connected()
-            for text in script:
-                stream.receive_message(text)
+            act(stream, "reopen")  # what the adapter does: drop and start again
         stream.data_to_send()
         stream.events_received()
+        # What the adapter relies on holds in every state.
+        assert stream.samples_unacknowledged >= 0 and stream.samples_in_flight >= 0
+        assert not (stream.wants_new_session and stream.awaiting_reply)
