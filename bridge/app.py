@@ -109,6 +109,7 @@ async def asr_pool(config: BridgeConfig, **overrides: float | None) -> AsyncIter
     embedded = AsrEndpoint(
         url=engine.url,
         model=engine.model,
+        dialect=config.asr.dialect,  # the engine speaks both
         language=config.asr.language,
         stall_timeout_s=config.asr.stall_timeout_s,
         give_up_after_s=overrides.get("give_up_after_s"),
