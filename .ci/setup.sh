@@ -6,7 +6,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 log() { printf '[setup] %s\n' "$*"; }
 
 . .ci/apt.sh
-apt_install sox flite chromium  # chromium: the dashboard and WebRTC tests (Playwright drives it)
+apt_install sox flite espeak-ng chromium  # chromium: the dashboard and WebRTC tests (Playwright
+# drives it); espeak-ng: Spanish, French and German speech for the redaction tests
 bash scripts/install.sh test   # with the embedded engine's Whisper weights
 bash .ci/setup-sip.sh          # sipp, baresip, pjsua2 for the SIP tests
 bash .ci/setup-vllm.sh

@@ -141,6 +141,7 @@ def leg_settings(config: BridgeConfig) -> LegSettings:
         max_step_lag_ms=config.asr.max_step_lag_ms if voxtral else 0.0,
         max_buffer_s=config.asr.max_buffer_s,
         g711_passthrough=config.asr.g711_passthrough,
+        redaction=config.redaction,
         segments=SegmentPolicy(
             pause_steps=max(1, config.segments.pause_ms // 80),
             max_segment_ms=int(config.segments.max_segment_s * 1000),

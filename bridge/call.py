@@ -155,7 +155,9 @@ class Call:
         )
 
     def dtmf(self, leg: Leg, digit: str, detail: str, at_ms: int, duration_ms: int) -> None:
-        """A DTMF digit on ``leg``'s clock (``at_ms``): stored as a ``dtmf`` event, published."""
+        """A DTMF digit on ``leg``'s clock (``at_ms``): stored as a ``dtmf`` event, published -
+        as ``*`` unless the redaction policy keeps digits."""
+        digit, detail = leg.settings.redaction.dtmf_digit(digit, detail)
         event = LegEvent(self.call_id, leg.info.leg_id, at_ms, "dtmf", detail)
         self.sink.put_dtmf(event, digit, duration_ms)
 

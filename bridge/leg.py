@@ -28,11 +28,11 @@ from websockets.asyncio.client import connect
 
 from bridge.asr.client import AsrClient, AsrEndpoint
 from bridge.asr.pool import AsrPool, Backend
+from bridge.asr.sessions import open_session
 from bridge.core.asr_events import OpenAiEvent, TurnCompleted
 from bridge.core.asr_protocol import (
     AsrEvent,
     AsrState,
-    AsrStream,
     AudioDropped,
     Closed,
     GenerationEnded,
@@ -41,15 +41,11 @@ from bridge.core.asr_protocol import (
     StepText,
 )
 from bridge.core.audio import LegAudio
-from bridge.core.openai_protocol import OpenAiTranscription
-from bridge.core.openai_wire import PCM, PCMA, PCMU
+from bridge.core.redact import RedactionPolicy, Redactor
 from bridge.core.rut import RutGuard
-from bridge.core.transcript import SegmentPolicy, TranscriptAssembler
-from bridge.core.turns import TurnAssembler
+from bridge.core.transcript import SegmentPolicy
 from bridge.core.types import (
     ASR_SAMPLE_RATE_HZ,
-    CHUNK_SAMPLES,
-    AudioEncoding,
     Gap,
     LegEvent,
     LegInfo,
@@ -85,6 +81,8 @@ class LegSettings:
     # OpenAI dialect: an 8 kHz G.711 leg sends its own bytes (audio/pcmu, audio/pcma), not
     # 24 kHz PCM; off for a server that takes only PCM.
     g711_passthrough: bool = True
+    # What never leaves the leg unredacted (bridge/core/redact): cards and CVVs by default.
+    redaction: RedactionPolicy = RedactionPolicy()
     segments: SegmentPolicy = SegmentPolicy()
 
 
@@ -199,10 +197,11 @@ class Leg:
         self.listener = listener
         self.log = leg_logger(logger, info.call_id, info.leg_id, info.role.value)
         pool = AsrPool.of(endpoint)
-        self.stream, self.assembler = self._session(pool)
+        self.stream, self.assembler = open_session(pool, self.settings, audio, info)
         self.client = AsrClient(
             self.stream, pool, self._on_event, connect_fn=connect_fn, log=self.log
         )
+        self.redactor = Redactor(self.settings.redaction)
         # Pause detection for recycling: mean square of a chunk below this is quiet.
         full_scale = 32768.0 * 10 ** (self.settings.quiet_dbfs / 20)
         self._quiet_power = full_scale * full_scale
@@ -224,35 +223,6 @@ class Leg:
         self._backend: str | None = None  # the server of the last session (for asr.failover)
         self._waiting_since: float | None = None  # first chunk sent since the last step
         self._task: asyncio.Task[None] | None = None
-
-    def _session(
-        self, pool: AsrPool
-    ) -> tuple[AsrStream | OpenAiTranscription, TranscriptAssembler | TurnAssembler]:
-        """The session object of the pool's dialect, and the assembler for its events."""
-        settings, info = self.settings, self.info
-        buffer = int(settings.max_buffer_s * ASR_SAMPLE_RATE_HZ)
-        if pool.dialect == "openai":
-            # Turns end where segments do: a pause of the segment policy's length, or its
-            # longest segment.
-            g711 = {AudioEncoding.PCMU: PCMU, AudioEncoding.PCMA: PCMA}.get(self.audio.encoding)
-            passthrough = settings.g711_passthrough and self.audio.in_rate_hz == 8000
-            session = OpenAiTranscription(
-                pool.first.model,  # each connection says its own server's (receive_connected)
-                wire_format=g711 if g711 and passthrough else PCM,
-                language=pool.language,
-                max_buffer_samples=buffer,
-                max_session_samples=int(settings.session_max_s * ASR_SAMPLE_RATE_HZ),
-                pause_samples=settings.segments.pause_steps * CHUNK_SAMPLES,
-                max_turn_samples=settings.segments.max_segment_ms * ASR_SAMPLE_RATE_HZ // 1000,
-            )
-            return session, TurnAssembler(info.call_id, info.leg_id)
-        stream = AsrStream(
-            pool.first.model,
-            delay_ms=pool.delay_ms,
-            max_buffer_samples=buffer,
-            language=pool.language,
-        )
-        return stream, TranscriptAssembler(info.call_id, info.leg_id, policy=settings.segments)
 
     # -- audio in ------------------------------------------------------------------------------
 
@@ -337,6 +307,8 @@ class Leg:
                 await asyncio.gather(self._task, return_exceptions=True)
         for segment in self.assembler.finish():
             self._publish(segment)
+        for segment in self.redactor.finish():
+            self._store(segment)
         self._flush_gap()
         self._set_lagging(False)
         LIVE.discard(self)
@@ -491,6 +463,11 @@ class Leg:
             self.listener(self.info, gap)
 
     def _publish(self, segment: Segment) -> None:
+        """A revision from the assembler: out once redacted (maybe later, maybe cut)."""
+        for redacted in self.redactor.receive(segment):
+            self._store(redacted)
+
+    def _store(self, segment: Segment) -> None:
         if segment.final:
             self._finals += 1
         self.store.put_segment(segment)

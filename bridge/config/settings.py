@@ -1,6 +1,7 @@
-"""The bridge's settings: ``[asr]``, ``[storage]``, ``[segments]``, ``[serve]``, ``[http]`` and
-``[webrtc]`` of the TOML file, their ``BRIDGE_*`` variables and command-line options, read by
-:mod:`bridge.config.reader` and checked here (``[sip]``: :mod:`sip_config`).
+"""The bridge's settings: ``[asr]``, ``[storage]``, ``[segments]``, ``[redaction]``
+(:mod:`bridge.config.redaction`), ``[serve]``, ``[http]`` and ``[webrtc]`` of the TOML file,
+their ``BRIDGE_*`` variables and command-line options, read by :mod:`bridge.config.reader` and
+checked here (``[sip]``: :mod:`sip_config`).
 
 Example ``bridge.toml``::
 
@@ -59,6 +60,9 @@ from bridge.config.ingest import (
     build_fork_socket,
 )
 from bridge.config.reader import Read, Schema, Setting, config_path, read_settings
+from bridge.config.redaction import SCHEMA as REDACTION_SCHEMA
+from bridge.config.redaction import build_redaction
+from bridge.core.redact import RedactionPolicy
 from bridge.errors import ConfigError
 
 DEFAULT_MODEL = "mistralai/Voxtral-Mini-4B-Realtime-2602"
@@ -128,6 +132,7 @@ class BridgeConfig:
     asr: AsrConfig = field(default_factory=AsrConfig)
     db_path: Path = Path("transcripts.db")
     segments: SegmentConfig = field(default_factory=SegmentConfig)
+    redaction: RedactionPolicy = field(default_factory=RedactionPolicy)
     serve: ServeConfig = field(default_factory=ServeConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
@@ -177,6 +182,7 @@ SCHEMA: Schema = {
         "public_address": Setting("BRIDGE_WEBRTC_PUBLIC_ADDRESS"),
     },
     **INGEST_SCHEMA,
+    **REDACTION_SCHEMA,
 }
 SIP_SECTION = "sip"  # [sip] is read by sip_config.load_sip_settings
 
@@ -317,6 +323,7 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
         asr=asr,
         db_path=db_path,
         segments=segments,
+        redaction=build_redaction(read),
         serve=serve,
         http=http,
         webrtc=webrtc,

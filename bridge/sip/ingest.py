@@ -259,9 +259,9 @@ class SipIngest:
         (``duration_ms=0``: its end was never seen)."""
         detail = f"digit={dtmf.digit} method={dtmf.method} duration_ms={dtmf.duration_ms}"
         at_ms = dtmf.position * 1000 // leg.audio.in_rate_hz
-        # Keyed digits are often card numbers: which one is logged at DEBUG only.
+        # Keyed digits are often card numbers: which one is never logged (the stored event
+        # follows the redaction policy: Call.dtmf).
         logger.info("call %s: DTMF digit (%s)", call.started.sip_call_id, dtmf.method)
-        logger.debug("call %s: DTMF %s", call.started.sip_call_id, detail)
         try:
             call.call.dtmf(leg, dtmf.digit, detail, at_ms, dtmf.duration_ms)
         except BridgeError as exc:

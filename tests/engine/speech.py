@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import soxr
 
 SAMPLE_RATE_HZ = 16_000
 FLITE = shutil.which("flite")
@@ -74,6 +75,23 @@ def flite(text: str, voice: str = "slt") -> npt.NDArray[np.float32]:
         audio = _read_wav(out)
     loud = np.nonzero(np.abs(audio) > 0.01)[0]
     return audio[loud[0] : loud[-1] + 1]
+
+
+ESPEAK = shutil.which("espeak-ng")
+
+
+def espeak(text: str, language: str) -> npt.NDArray[np.float32]:
+    """``text`` spoken by espeak-ng in ``language`` (es, fr, de, ...), at 16 kHz, trimmed."""
+    assert ESPEAK, "espeak-ng is not installed (apt-get install espeak-ng)"
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "say.wav"
+        subprocess.run([ESPEAK, "-v", language, "-s", "150", "-w", str(raw), text], check=True)
+        with wave.open(str(raw)) as wav:
+            rate = wav.getframerate()
+            audio = np.frombuffer(wav.readframes(wav.getnframes()), "<i2") / 32768.0
+    audio = soxr.resample(audio.astype(np.float32), rate, SAMPLE_RATE_HZ)
+    loud = np.nonzero(np.abs(audio) > 0.01)[0]
+    return audio[loud[0] : loud[-1] + 1].astype(np.float32)
 
 
 def build(parts: list[str | float], *, voice: str = "slt", by_word: bool = False) -> Speech:

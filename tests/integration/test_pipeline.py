@@ -41,7 +41,7 @@ from bridge.core.types import (
     Segment,
     Word,
 )
-from bridge.leg import COUNTERS, Leg, LegResult, LegSettings, live_legs
+from bridge.leg import COUNTERS, Leg, LegResult, LegSettings, Listener, live_legs
 from storage import CallTranscript, TranscriptStore
 
 pytestmark = pytest.mark.integration
@@ -112,6 +112,7 @@ async def run_leg(
     rate: int = RATE,
     at_second: dict[int, Callable[[], Awaitable[None]]] | None = None,
     endpoint: AsrTarget,
+    listener: Listener | None = None,
 ) -> LegRun:
     """Feed ``pcm`` (int16 at ``rate``) through one leg in 20 ms frames, like an ingest would."""
     call_id = CallId(uuid.uuid4().hex)
@@ -122,7 +123,9 @@ async def run_leg(
             call_id, LegId(uuid.uuid4().hex), LegRole.CALLER, "test", "x", LegSource.FILE, now
         )
         await store.add_leg(info)
-        leg = Leg(info, LegAudio(rate, encoding), endpoint, store, settings=settings)
+        leg = Leg(
+            info, LegAudio(rate, encoding), endpoint, store, settings=settings, listener=listener
+        )
         leg.start()
         frame = rate // 50
         started = time.monotonic()

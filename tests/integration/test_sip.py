@@ -30,6 +30,7 @@ from bridge.asr.client import AsrEndpoint
 from bridge.core.g711 import encode_alaw, encode_ulaw
 from bridge.core.types import LegRole, LegSource, Word
 from bridge.errors import TransportError
+from bridge.leg import LegSettings
 from bridge.sip.ingest import SipIngest, run_sip_ingest
 from sip_config import SipSettings
 from storage import CallTranscript, TranscriptStore
@@ -119,10 +120,17 @@ def stderr_to(path: Path | None) -> Iterator[None]:
 
 @contextlib.asynccontextmanager
 async def open_bridge(
-    tmp_path: Path, server: VllmServer, settings: SipSettings, *, worker_log: Path | None = None
+    tmp_path: Path,
+    server: VllmServer,
+    settings: SipSettings,
+    *,
+    worker_log: Path | None = None,
+    leg_settings: LegSettings | None = None,
 ) -> AsyncIterator[Bridge]:
     async with await TranscriptStore.open(tmp_path / "t.db") as store:
-        ingest = SipIngest(settings, store=store, endpoint=endpoint_for(server))
+        ingest = SipIngest(
+            settings, store=store, endpoint=endpoint_for(server), leg_settings=leg_settings
+        )
         with stderr_to(worker_log):
             await ingest.start()
         try:

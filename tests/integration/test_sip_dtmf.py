@@ -25,8 +25,10 @@ import pytest
 from vllm_server import VllmServer
 
 from bridge.asr.client import AsrEndpoint
+from bridge.core.redact import RedactionPolicy
 from bridge.core.types import LegSource
 from bridge.export import to_json
+from bridge.leg import LegSettings
 from bridge.live import LiveHub
 from bridge.live.tee import PublishingStore
 from bridge.sip.ingest import SipIngest
@@ -61,8 +63,10 @@ def sent_digits(result: SippResult) -> tuple[float, list[tuple[str, float]]]:
 
 
 async def dtmf_call(
-    tmp_path: Path, server: VllmServer, scenario: str
+    tmp_path: Path, server: VllmServer, scenario: str, *, mask: bool = False
 ) -> tuple[CallTranscript, SippResult, LiveHub]:
+    """A sipp call that keys digits; ``mask``: redaction's default (stored as ``*``), else the
+    digits are kept so the tests can check each one."""
     hub = LiveHub()
     settings = sip_settings()
     endpoint = AsrEndpoint(
@@ -70,7 +74,10 @@ async def dtmf_call(
     )
     async with await TranscriptStore.open(tmp_path / "t.db") as store:
         tee = PublishingStore(store, hub)
-        ingest = SipIngest(settings, store=cast(TranscriptStore, tee), endpoint=endpoint)
+        keep = LegSettings(redaction=RedactionPolicy(dtmf=mask))
+        ingest = SipIngest(
+            settings, store=cast(TranscriptStore, tee), endpoint=endpoint, leg_settings=keep
+        )
         await ingest.start()
         try:
             result = await asyncio.to_thread(
@@ -146,3 +153,21 @@ async def test_sip_info_digits_are_answered_and_stored(
     assert len(re.findall(r"^SIP/2\.0 200 OK", result.messages, re.M)) == 5
     expect = [("5", "info", 160), ("*", "info", 250), ("0", "info", 100)]
     check_dtmf(transcript, result, hub, expect)
+
+
+async def test_keyed_digits_are_stored_pushed_exported_and_logged_as_stars_by_default(
+    tmp_path: Path, vllm_server: VllmServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redaction's default (issue 17): a keyed digit is as likely a card number as a menu
+    choice, so no digit leaves the call - not the store, the live push, the export or the log."""
+    caplog.set_level(logging.DEBUG, "bridge")
+    transcript, result, hub = await dtmf_call(tmp_path, vllm_server, "uac_dtmf_rfc4733", mask=True)
+    assert [d for d, _ in sent_digits(result)[1]] == list("123#")
+    events = [e for e in transcript.events if e.kind == "dtmf"]
+    assert [e.detail for e in events] == ["digit=* method=rfc4733 duration_ms=280"] * 4
+    live = [e.data["dtmf"]["digit"] for e in hub.events_since(0) if e.type == "dtmf"]
+    assert live == ["*"] * 4
+    exported = json.loads(to_json(transcript))["events"]
+    assert [e["detail"] for e in exported if e["kind"] == "dtmf"] == [e.detail for e in events]
+    keyed = re.compile(r"digit=[0-9#]|DTMF [0-9#]")
+    assert not [r.getMessage() for r in caplog.records if keyed.search(r.getMessage())]

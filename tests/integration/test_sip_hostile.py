@@ -34,6 +34,8 @@ from test_sip import (
 )
 from vllm_server import VllmServer
 
+from bridge.core.redact import RedactionPolicy
+from bridge.leg import LegSettings
 from bridge.sip.ingest import SipIngest
 from storage import TranscriptStore
 from tests.sip.fuzz import Case, Generator, Message, Outcome, RawUac, campaign
@@ -117,7 +119,10 @@ async def test_a_stranger_gets_403_for_every_request_and_no_call_slot(blocked: B
 @pytest.fixture
 async def bridge(tmp_path: Path, vllm_server: VllmServer) -> AsyncIterator[Bridge]:
     settings = sip_settings(transports=("udp", "tcp"), retry_after_s=7)
-    async with open_bridge(tmp_path, vllm_server, settings) as bridge:
+    # The INFO bodies' digits are checked as parsed: stored as keyed (redaction's default
+    # masks them: test_sip_dtmf.py).
+    keep = LegSettings(redaction=RedactionPolicy(dtmf=False))
+    async with open_bridge(tmp_path, vllm_server, settings, leg_settings=keep) as bridge:
         yield bridge
 
 

@@ -268,3 +268,32 @@ def test_the_dialect_is_one_per_pool_and_asr_dialect_is_every_servers_default(
         f"{path}: asr.backends: the servers speak openai and vllm: every server of the pool "
         "must speak one dialect"
     ]
+
+
+def test_redaction_defaults_to_cards_and_codes_and_every_problem_is_told(tmp_path: Path) -> None:
+    from bridge.app import leg_settings
+
+    default = load_config(None, {"HOME": "/h"}).redaction
+    assert (default.entities, default.dtmf) == (("card", "cvv"), True)
+    assert leg_settings(load_config(None, {"HOME": "/h"})).redaction == default
+    environ = {
+        "HOME": "/h",
+        "BRIDGE_REDACTION_ENTITIES": "card,cvv,email,phone",
+        "BRIDGE_REDACTION_LANGUAGES": "es",
+        "BRIDGE_REDACTION_MASK_DTMF": "false",
+    }
+    chosen = load_config(None, environ).redaction
+    assert (chosen.entities, chosen.languages, chosen.dtmf) == (
+        ("card", "cvv", "email", "phone"),
+        ("es",),
+        False,
+    )
+    path = tmp_path / "bad.toml"
+    path.write_text('[redaction]\nentities = ["cards", "email"]\nlanguages = ["xx"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {"HOME": "/h"})
+    assert info.value.problems == [
+        f"{path}: redaction.entities: unknown 'cards' (known: card, cvv, iban, national_id, "
+        "phone, bank_account, email, dob)",
+        f"{path}: redaction.languages: unknown 'xx' (known: en, es, fr, de)",
+    ]
