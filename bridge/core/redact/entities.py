@@ -48,6 +48,17 @@ _CARD_LENGTHS: Final = (16, 15, 14, 13, 19, 18, 17)
 _NEAR_CARD_WORDS: Final = 15  # a CVV or expiry this many words after a card is the card's
 _CUE_WORDS: Final = 8  # what a cue announces comes within this many words
 _EMAIL: Final = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+#: German writes numbers as one word: "einundvierzig", "dreihundertzwölf".
+_GERMAN_NUMBER: Final = re.compile(r"(und|hundert|tausend)\w*(zig|ßig|zehn|eins|zwei|drei|vier|"
+                                   r"fünf|sechs|sieben|acht|neun|elf|zwölf)$")  # fmt: skip
+#: One telling word of each cue (its longest: "born" of "i was born"), to decide cheaply
+#: whether a stretch of speech may hold one.
+_CUE_WORDS_SEEN: Final = frozenset(
+    max(cue.split(), key=len)
+    for cues in (lexicon.CVV_CUES, lexicon.EXPIRY_CUES, lexicon.BIRTH_CUES, lexicon.ACCOUNT_CUES,
+                 lexicon.NATIONAL_ID_CUES)
+    for cue in cues
+) | lexicon.EMAIL_CUES  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +93,36 @@ class _Run:
 
 def find(words: Sequence[str], enabled: Iterable[str], languages: Sequence[str]) -> list[Found]:
     """Every entity of the ``enabled`` kinds in ``words``, in any of ``languages``."""
-    kinds = set(enabled)
+    return scan(words, enabled, languages, ended=True)[0]
+
+
+def scan(
+    words: Sequence[str],
+    enabled: Iterable[str],
+    languages: Sequence[str],
+    *,
+    growing: bool = False,
+    ended: bool = False,
+) -> tuple[list[Found], int | None]:
+    """The entities in ``words`` (as :func:`find`), and where the words stop being safe to show
+    while more may follow: the first word of a run of digits or letters that reaches the end
+    (it may grow into a card), or of an e-mail address or a date still being said (None: the
+    end is in the middle of nothing, or ``ended``).
+
+    ``growing``: the last word may be a piece of one (a partial's last step: "ei" of "eins"),
+    so a run that reaches the word before it is open too.  Each language's reading of the
+    words is made once; speech with no number word, no cue and no "at" is not read at all.
+    """
     cleaned = [clean(w) for w in words]
+    if not any(map(worth_reading, cleaned)):
+        return [], None
+    kinds = set(enabled)
     found: list[Found] = []
+    starts: list[int] = []
+    read_all: list[Unit] = []
     for lang in languages:
         read = units(words, lang)
+        read_all += read
         runs = _runs(read)
         cards = _cards(runs) if kinds & {"card", "cvv"} else []
         found += [f for f in cards if "card" in kinds]
@@ -100,41 +136,33 @@ def find(words: Sequence[str], enabled: Iterable[str], languages: Sequence[str])
             found += _phones(runs, lang, cleaned)
         if "bank_account" in kinds:
             found += _after_cue(runs, cleaned, lexicon.ACCOUNT_CUES, 6, "bank_account")
+        if runs and runs[-1].units[-1].last >= _last_content(read, len(words) - growing):
+            starts.append(runs[-1].units[0].first)
     if "email" in kinds:
         found += _emails(words, cleaned)
     if "dob" in kinds:
-        found += _birth_dates(cleaned, [u for lang in languages for u in units(words, lang)])
-    return found
-
-
-def open_tail(
-    words: Sequence[str], languages: Sequence[str], *, growing: bool = False
-) -> int | None:
-    """Where the words stop being safe to show while more may follow: the first word of a run
-    of digits or letters that reaches the end (it may grow into a card), or of an e-mail address
-    or date still being said.  None: the end is not in the middle of anything.
-
-    ``growing``: the last word may be a piece of one (a partial's last step: "ei" of "eins"), so
-    a run that reaches the word before it is open too.
-    """
-    if not words:
-        return None
-    if growing:
-        before = open_tail(words[:-1], languages)
-        here = open_tail(words, languages)
-        return min((i for i in (before, here) if i is not None), default=None)
-    starts: list[int] = []
-    for lang in languages:
-        read = units(words, lang)
-        runs = _runs(read)
-        if runs and runs[-1].units[-1].last >= _last_content(read):
-            starts.append(runs[-1].units[0].first)
-    cleaned = [clean(w) for w in words]
-    recent = range(max(0, len(cleaned) - _CUE_WORDS), len(cleaned))
+        found += _birth_dates(cleaned, read_all)
+    if ended:
+        return found, None
     mail = _address_being_said(cleaned)
     starts += [mail] if mail is not None else []
+    recent = range(max(0, len(cleaned) - _CUE_WORDS), len(cleaned))
     starts += [i for i in recent if _cue_at(cleaned, i, lexicon.BIRTH_CUES)]
-    return min(starts) if starts else None
+    return found, min(starts) if starts else None
+
+
+def worth_reading(word: str) -> bool:
+    """A word that can be part of an entity or announce one."""
+    return (
+        any(c.isdigit() for c in word)
+        or word in lexicon.NUMBER_WORDS
+        or word in lexicon.EMAIL_AT
+        or word in lexicon.MONTHS
+        or word in _CUE_WORDS_SEEN
+        or "@" in word
+        or any(part in lexicon.NUMBER_WORDS for part in word.split("-")[1:])
+        or _GERMAN_NUMBER.search(word) is not None
+    )
 
 
 def _address_being_said(cleaned: list[str]) -> int | None:
@@ -183,8 +211,10 @@ def _runs(read: list[Unit]) -> list[_Run]:
     return runs
 
 
-def _last_content(read: list[Unit]) -> int:
-    return max((u.last for u in read if not u.filler), default=-1)
+def _last_content(read: list[Unit], words: int) -> int:
+    """The last word (of the first ``words``) that is not a hesitation."""
+    return max((min(u.last, words - 1) for u in read if not u.filler and u.first < words),
+               default=-1)  # fmt: skip
 
 
 def _digit_spans(text: str) -> list[tuple[int, int]]:

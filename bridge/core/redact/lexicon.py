@@ -99,3 +99,28 @@ PHONE_REGIONS: Final[dict[str, tuple[str, ...]]] = {
     "fr": ("FR", "BE", "CH", "CA"),
     "de": ("DE", "AT", "CH"),
 }
+
+#: Number words that are articles or pronouns as often (not reason enough to read a stretch of
+#: speech, but a number that ends in one may go on).
+AMBIGUOUS_NUMBER_WORDS: Final = frozenset({"one", "un", "une", "una", "ein", "eine", "o", "oh"})
+
+#: Number words that are worth reading a stretch of speech for (text2num has the full grammar;
+#: this only decides whether to call it).  Left out on purpose: the words that are articles or
+#: pronouns as often as numbers ("one", "un", "una", "ein", "eine", "o"): every entity has some
+#: other digit.
+NUMBER_WORDS: Final = frozenset(
+    """zero two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
+    sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety
+    hundred thousand double triple
+    cero uno dos tres cuatro cinco seis siete ocho nueve diez once doce trece catorce quince
+    dieciséis dieciseis diecisiete dieciocho diecinueve veinte veintiuno veintidós veintidos
+    veintitrés veintitres veinticuatro veinticinco veintiséis veintiseis veintisiete
+    veintiocho veintinueve treinta cuarenta cincuenta sesenta setenta ochenta noventa cien
+    ciento doscientos trescientos cuatrocientos quinientos seiscientos setecientos ochocientos
+    novecientos mil doble
+    zéro deux trois quatre cinq six sept huit neuf dix onze douze treize quatorze quinze seize
+    vingt trente quarante cinquante soixante cent cents mille
+    null eins zwei zwo drei vier fünf sechs sieben acht neun zehn elf zwölf dreizehn vierzehn
+    fünfzehn sechzehn siebzehn achtzehn neunzehn zwanzig dreißig dreissig vierzig fünfzig
+    sechzig siebzig achtzig neunzig hundert tausend doppel""".split()
+)

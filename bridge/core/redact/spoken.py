@@ -109,7 +109,8 @@ def _merge(units_: list[Unit], multipliers: set[int]) -> list[Unit]:
         if unit.chars and unit.first - 1 in multipliers:
             unit = Unit(unit.first - 1, unit.last, unit.chars)
         out.append(unit)
-    # A multiplier's own word: part of its number when one followed, else a plain word.
+    # A multiplier's own word: part of its number when one followed, else like a hesitation
+    # (it does not end a number: "one double" may go on "six six" in the next segment).
     covered = {i for u in out if u.chars for i in range(u.first, u.last + 1)}
-    words = [Unit(i, i, "") for i in multipliers if i not in covered]
+    words = [Unit(i, i, "", filler=True) for i in multipliers if i not in covered]
     return sorted(out + words, key=lambda u: u.first)

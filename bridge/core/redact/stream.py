@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from bridge.core.redact.entities import ENTITIES, Found, find, open_tail
-from bridge.core.redact.lexicon import LANGUAGES
+from bridge.core.redact.entities import ENTITIES, Found, scan, worth_reading
+from bridge.core.redact.lexicon import AMBIGUOUS_NUMBER_WORDS, LANGUAGES
+from bridge.core.redact.spoken import clean
 from bridge.core.types import Segment, Word
 
 _PUNCTUATION = ".?!,;:。？！"
@@ -64,6 +65,9 @@ class Redactor:
     def __init__(self, policy: RedactionPolicy) -> None:
         self.policy = policy
         self._held: list[Segment] = []  # finals not passed on yet, oldest first
+        # The last words passed on: read again with what follows (a card whose last group
+        # comes in the next segment), never passed on again.
+        self._context: list[str] = []
         self.redacted = 0  # entities redacted so far (each counted in the revision it left in)
 
     def receive(self, segment: Segment) -> list[Segment]:
@@ -83,15 +87,15 @@ class Redactor:
 
     def _release(self, partial: Segment | None, *, ended: bool = False) -> list[Segment]:
         segments = [*self._held, *([partial] if partial else [])]
-        words = [w.text for s in segments for w in s.words]
-        found = find(words, self.policy.entities, self.policy.languages)
+        words = [*self._context, *(w.text for s in segments for w in s.words)]
         growing = partial is not None and bool(partial.words)
-        tail = None if ended else open_tail(words, self.policy.languages, growing=growing)
+        policy = self.policy
+        found, tail = scan(words, policy.entities, policy.languages, growing=growing, ended=ended)
         if tail is not None and len(words) - tail > MAX_OPEN_WORDS:
             tail = None
         labels = _labels(found, len(words))
         out: list[Segment] = []
-        at = 0
+        at = len(self._context)
         keep: list[Segment] = []
         for segment in self._held:
             end = at + len(segment.words)
@@ -99,8 +103,17 @@ class Redactor:
                 keep.append(segment)  # it reaches into what may still grow: wait
             else:
                 out.append(self._apply(segment, labels[at:end]))
+                self._context = [*self._context, *(w.text for w in segment.words)]
             at = end
         self._held = keep
+        # Only a number that reaches the end of what was passed on can go on in what follows.
+        last = clean(self._context[-1]) if self._context else ""
+        ends_open = (
+            worth_reading(last)
+            or last in AMBIGUOUS_NUMBER_WORDS
+            or (len(last) == 1 and last.isalpha())  # an IBAN's "D E"
+        )
+        self._context = self._context[-MAX_OPEN_WORDS:] if ends_open else []
         if partial is not None:
             shown = len(partial.words) if tail is None else max(0, tail - at)
             if shown == len(partial.words):
