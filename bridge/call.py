@@ -9,6 +9,7 @@ protocol; what a call *is* lives here, once::
     leg.receive_frame(...)                              # the source feeds its legs
     call.event("sip.hold", "side=caller")               # a call event, stored and published
     call.dtmf(leg, "5", 160, at_ms)                     # a digit on a leg's clock
+    call.pause("agent:alice"); call.resume("dtmf")      # a payment step: nothing transcribed
     await call.close(EndCause.BYE_REMOTE)               # legs finish (finals stored), call ends
 
 Data flows one way: source -> call -> legs -> sink.  The *sink* is where a call's facts go: a
@@ -23,6 +24,7 @@ import asyncio
 import logging
 import time
 import uuid
+import weakref
 from typing import Protocol
 
 from bridge.asr.pool import AsrTarget
@@ -43,7 +45,16 @@ from bridge.log import leg_logger
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Call", "EndCause", "TranscriptSink", "target_cause"]
+__all__ = ["Call", "EndCause", "TranscriptSink", "live_call", "target_cause"]
+
+#: The calls open in this process, by id (for the REST pause/resume; weakly held).
+_LIVE: weakref.WeakValueDictionary[str, Call] = weakref.WeakValueDictionary()
+
+
+def live_call(call_id: str) -> Call | None:
+    """The call ``call_id`` if it is open here and has not ended."""
+    call = _LIVE.get(call_id)
+    return call if call is not None and call.cause is None else None
 
 
 class TranscriptSink(LegSink, Protocol):
@@ -88,6 +99,8 @@ class Call:
         self._closing: asyncio.Task[None] | None = None
         self._finishing: asyncio.Task[list[LegResult]] | None = None
         self.log = leg_logger(logger, info.call_id, "-", info.source.value)
+        self.paused = False  # a payment step: nothing of the call is transcribed (pause)
+        self._keys = ""  # the last DTMF keys, to see pause_keys / resume_keys
 
     @classmethod
     def new(
@@ -115,6 +128,7 @@ class Call:
     async def open(self) -> None:
         """Store the call (published once stored)."""
         await self.sink.add_call(self.info)
+        _LIVE[self.call_id] = self
 
     async def add_leg(
         self,
@@ -145,6 +159,8 @@ class Call:
             listener=self.listener,
         )
         leg.start()
+        if self.paused:
+            leg.pause()
         self.legs.append(leg)
         return leg
 
@@ -157,9 +173,41 @@ class Call:
     def dtmf(self, leg: Leg, digit: str, detail: str, at_ms: int, duration_ms: int) -> None:
         """A DTMF digit on ``leg``'s clock (``at_ms``): stored as a ``dtmf`` event, published -
         as ``*`` unless the redaction policy keeps digits."""
-        digit, detail = leg.settings.redaction.dtmf_digit(digit, detail)
+        policy = leg.settings.redaction
+        self._keys = (self._keys + digit)[-8:]
+        if policy.resume_keys and self._keys.endswith(policy.resume_keys):
+            self.resume("dtmf")
+        elif policy.pause_keys and self._keys.endswith(policy.pause_keys):
+            self.pause("dtmf")
+        if self.paused:
+            return  # nothing of a paused call is stored, keys included
+        digit, detail = policy.dtmf_digit(digit, detail)
         event = LegEvent(self.call_id, leg.info.leg_id, at_ms, "dtmf", detail)
         self.sink.put_dtmf(event, digit, duration_ms)
+
+    def pause(self, by: str) -> bool:
+        """A payment step (PCI DSS): until :meth:`resume`, nothing of the call is transcribed,
+        stored or pushed - each leg's audio stays in the bridge, its span a ``paused`` gap.
+        ``by``: who asked (``agent:alice``, ``dtmf``, ``fork``); returns whether it changed."""
+        if self.paused:
+            return False
+        self.paused = True
+        for leg in self.legs:
+            leg.pause()
+        self.event("call.paused", f"by={by}")
+        self.log.info("paused by %s", by)
+        return True
+
+    def resume(self, by: str) -> bool:
+        """Transcribe again after :meth:`pause`; returns whether it changed."""
+        if not self.paused:
+            return False
+        self.paused = False
+        for leg in self.legs:
+            leg.resume()
+        self.event("call.resumed", f"by={by}")
+        self.log.info("resumed by %s", by)
+        return True
 
     def end(self, cause: EndCause | str, *, finish_timeout_s: float = 60.0) -> None:
         """End the call once (later causes are ignored); returns at once."""

@@ -57,6 +57,8 @@ from bridge.watchers import Watchers
 
 logger = logging.getLogger(__name__)
 
+PAUSED = "paused"  # the reason of a gap while a call is paused (a payment step)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LegSettings:
@@ -223,7 +225,8 @@ class Leg:
         self._backend: str | None = None  # the server of the last session (for asr.failover)
         self._waiting_since: float | None = None  # first chunk sent since the last step
         self._task: asyncio.Task[None] | None = None
-
+        self.paused = False  # a payment step: audio is not transcribed (pause/resume)
+        self._position = 0  # leg-clock sample of the next chunk
     # -- audio in ------------------------------------------------------------------------------
 
     def receive_frame(self, payload: bytes, position: int | None = None) -> None:
@@ -243,15 +246,32 @@ class Leg:
         pcm = np.frombuffer(chunk, dtype=np.int16).astype(np.float32)
         return float(np.dot(pcm, pcm)) / max(len(pcm), 1) < self._quiet_power
 
+    def pause(self) -> None:
+        """A payment step (``Call.pause``): the audio stays here - silence goes to ASR in its
+        place, the leg clock goes on - and the span is a ``paused`` gap."""
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self._flush_gap()  # stored and pushed now
+
+    def _censor(self, chunk: bytes, start: int) -> bytes:
+        if not self.paused:
+            return chunk
+        self._extend_gap(start, len(chunk) // 2, PAUSED)
+        return bytes(len(chunk))
+
     def _send_chunk(self, chunk: bytes) -> None:
-        samples = len(chunk) // 2
+        samples, start = len(chunk) // 2, self._position
+        self._position += samples
+        if self.client.failure:
+            # The ASR side gave up: the rest of the leg is a gap, not silently dropped.
+            self._extend_gap(start, samples, self.client.failure)
+            return
+        chunk = self._censor(chunk, start)
         quiet = self._quiet(chunk)
         self._quiet_samples = self._quiet_samples + samples if quiet else 0
         self._rut.audio(samples, speech=not quiet)
-        if self.client.failure:
-            # The ASR side gave up: the rest of the leg is a gap, not silently dropped.
-            self._extend_gap(self.audio.samples_out - samples, samples, self.client.failure)
-            return
         self.client.send_audio(chunk, speech=not quiet)
         now = self._clock()
         self._sent_at.append((self.stream.samples_received, now))
@@ -288,10 +308,9 @@ class Leg:
         for chunk in self.audio.chunks_ready():  # completed by the resampler's flush
             self._send_chunk(chunk)
         if tail and self.client.failure:
-            self._extend_gap(
-                self.audio.samples_out - len(tail) // 2, len(tail) // 2, self.client.failure
-            )
+            self._extend_gap(self._position, len(tail) // 2, self.client.failure)
         elif tail:
+            tail = self._censor(tail, self._position)
             self.client.send_audio(tail, speech=not self._quiet(tail))
         self.client.end()
         if self._task is not None:

@@ -16,6 +16,7 @@ Routes (all JSON errors are RFC 9457 problem documents; ``problems.py``)::
     GET  /api/v1/calls/{id}                    the call: legs, segments, words, gaps, events
     GET  /api/v1/calls/{id}/export             json|txt|vtt|srt, streamed
     DELETE /api/v1/calls/{id}                  supervisors only
+    POST /api/v1/calls/{id}/pause, /resume     a payment step: nothing transcribed (``pause.py``)
     GET  /api/v1/live/snapshot                 active calls, latest lines, ASR health, seq
     WS   /api/v1/live                          live events (``bridge.live``)
     POST /api/v1/whip, DELETE /api/v1/whip/{s}  WebRTC ingest (WHIP; ``whip.py``)
@@ -60,6 +61,7 @@ from .auth import new_call_of
 from .live_ws import refuse_handshake, serve_subscription
 from .openapi import openapi_document
 from .params import int_param, shown, text_param, time_param
+from .pause import pause_call, resume_call
 from .problems import HttpProblem, bridge_error, http_exception, problem_handler
 from .session import end_session, get_session, page, presented, principal_of, start_session
 from .uploads import (
@@ -428,6 +430,8 @@ def create_app(
         Route("/api/v1/calls/{call_id}", get_call, methods=["GET"]),
         Route("/api/v1/calls/{call_id}", delete_call, methods=["DELETE"]),
         Route("/api/v1/calls/{call_id}/export", export_call, methods=["GET"]),
+        Route("/api/v1/calls/{call_id}/pause", pause_call, methods=["POST"]),
+        Route("/api/v1/calls/{call_id}/resume", resume_call, methods=["POST"]),
         Route("/api/v1/live/snapshot", live_snapshot),
         Route("/api/v1/asr/backends", asr_backends, methods=["GET"]),
         WebSocketRoute("/api/v1/live", live_socket),

@@ -106,6 +106,16 @@ _TRANSCRIPT = {
 }
 
 
+_PAUSED = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "paused": {"type": "boolean"},
+        "changed": {"type": "boolean", "description": "whether this request changed the state"},
+    },
+}
+
+
 _BACKEND = {
     "type": "object",
     "properties": {
@@ -318,6 +328,32 @@ def openapi_document() -> dict[str, Any]:
                         **_ERRORS,
                     },
                 },
+            },
+            **{
+                f"/api/v1/calls/{{call_id}}/{action}": {
+                    "parameters": [_ID],
+                    "post": {
+                        "summary": summary,
+                        "description": (
+                            "A payment step (PCI DSS): while a call is paused nothing of it is "
+                            "transcribed, stored or pushed; each leg's span is a gap with reason "
+                            "'paused'.  The call's agent or a supervisor; 409 when the call is "
+                            "not in progress.  Idempotent: 'changed' says whether this request "
+                            "changed the state."
+                        ),
+                        "responses": {
+                            "200": {
+                                "description": "the call's state",
+                                "content": {"application/json": {"schema": _PAUSED}},
+                            },
+                            **_ERRORS,
+                        },
+                    },
+                }
+                for action, summary in (
+                    ("pause", "Pause a live call's transcription (a payment step)"),
+                    ("resume", "Resume a paused call's transcription"),
+                )
             },
             "/api/v1/whip": {
                 "post": {

@@ -150,7 +150,7 @@ class ForkStream:
         than the leg reached is filled with silence, audio it already has is dropped
         (:meth:`LegAudio.receive_frame`), so the peer's clock places every word."""
         if self.paused_at is not None:
-            self.resume()
+            self.resume(position)
         self._positioned = True
         if len(payload) % self._width:
             raise RemoteProtocolError(
@@ -165,16 +165,32 @@ class ForkStream:
         self.call.dtmf(leg, digit, f"digit={digit}", at_ms, 0)
 
     def pause(self) -> None:
-        """The peer stopped sending on purpose (a payment step): the time is kept as silence."""
+        """The peer stopped sending on purpose (a payment step): the time is kept as silence,
+        and the call is paused (a ``paused`` gap, nothing transcribed) until it resumes."""
         if self.paused_at is None:
             self.paused_at = time.monotonic()
             self.call.event("fork.pause", "")
+            self.call.pause("fork")
 
-    def resume(self) -> None:
-        """Audio comes again; the time paused was filled as it passed (:meth:`feed`)."""
-        if self.paused_at is not None:
-            self.paused_at = None
-            self.call.event("fork.resume", "")
+    def resume(self, position: int | None = None) -> None:
+        """Audio comes again.  The time paused goes in as silence while the call is still
+        paused, so each leg's ``paused`` gap covers it, then the call resumes.  ``position``:
+        where the peer's clock says the audio goes on (:meth:`feed_at`), else the wall clock
+        (all but :data:`KEEP_S`, as :meth:`keep_up` fills)."""
+        if self.paused_at is None:
+            return
+        if position is not None:
+            for origin, leg in zip(self._origins, self.legs, strict=True):
+                missing = origin + position - leg.audio.next_position
+                if missing > 0:
+                    leg.receive_silence(missing)
+        elif not self._positioned:
+            behind = int((time.monotonic() - self.started_at) * self._rate) - self._samples
+            if behind > KEEP_S * self._rate:
+                self._fill(behind - KEEP_S * self._rate)
+        self.paused_at = None
+        self.call.event("fork.resume", "")
+        self.call.resume("fork")
 
     def keep_up(self) -> None:
         """Audio later than the wall clock by more than :data:`CATCH_UP_S` (a pause, a stall):

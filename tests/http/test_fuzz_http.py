@@ -642,6 +642,8 @@ def routes(server: FuzzServer) -> dict[str, st.SearchStrategy[Req]]:
         "GET /api/v1/calls/{id}": call_route("GET", ""),
         "DELETE /api/v1/calls/{id}": call_route("DELETE", ""),
         "GET /api/v1/calls/{id}/export": call_route("GET", "/export", "format", "leg"),
+        "POST /api/v1/calls/{id}/pause": call_route("POST", "/pause"),
+        "POST /api/v1/calls/{id}/resume": call_route("POST", "/resume"),
         "GET /api/v1/live/snapshot": get("/api/v1/live/snapshot", "call", "agent"),
         "GET /api/v1/asr/backends": get("/api/v1/asr/backends"),
         "GET /api/v1/session": session_route("GET"),

@@ -85,6 +85,12 @@ async def test_stereo_pcmu_is_customer_and_agent_with_words_on_time_across_a_pau
     assert metadata["participant"]["ani"] == "+4930123456"
     assert metadata["customConfig"] == {"queue": "billing"} and metadata["language"] == "en-US"
     assert {"fork.pause", "fork.resume"} <= {e["kind"] for e in doc["events"]}
+    # Genesys's pause is a payment step: the call is paused, each leg has a "paused" gap.
+    calls = [(e["kind"], e["detail"]) for e in doc["events"] if e["kind"].startswith("call.")]
+    assert calls == [("call.paused", "by=fork"), ("call.resumed", "by=fork")]
+    paused = [g for g in doc["gaps"] if g["reason"] == "paused"]
+    assert {g["leg_id"] for g in paused} == {leg["id"] for leg in legs.values()}
+    assert all(700 <= g["duration_ms"] <= 1500 for g in paused), paused
 
 
 async def test_a_paused_stream_feeds_its_asr_sessions_as_the_time_passes(

@@ -63,10 +63,15 @@ def sent_digits(result: SippResult) -> tuple[float, list[tuple[str, float]]]:
 
 
 async def dtmf_call(
-    tmp_path: Path, server: VllmServer, scenario: str, *, mask: bool = False
+    tmp_path: Path,
+    server: VllmServer,
+    scenario: str,
+    *,
+    mask: bool = False,
+    leg_settings: LegSettings | None = None,
 ) -> tuple[CallTranscript, SippResult, LiveHub]:
     """A sipp call that keys digits; ``mask``: redaction's default (stored as ``*``), else the
-    digits are kept so the tests can check each one."""
+    digits are kept so the tests can check each one; ``leg_settings`` instead of either."""
     hub = LiveHub()
     settings = sip_settings()
     endpoint = AsrEndpoint(
@@ -74,7 +79,7 @@ async def dtmf_call(
     )
     async with await TranscriptStore.open(tmp_path / "t.db") as store:
         tee = PublishingStore(store, hub)
-        keep = LegSettings(redaction=RedactionPolicy(dtmf=mask))
+        keep = leg_settings or LegSettings(redaction=RedactionPolicy(dtmf=mask))
         ingest = SipIngest(
             settings, store=cast(TranscriptStore, tee), endpoint=endpoint, leg_settings=keep
         )

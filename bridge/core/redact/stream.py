@@ -29,6 +29,7 @@ from bridge.core.redact.spoken import clean
 from bridge.core.types import Segment, Word
 
 _PUNCTUATION = ".?!,;:。？！"
+DTMF_KEYS = "0123456789*#ABCD"
 #: A run of this many characters is over, whatever follows (the longest entity is an IBAN of
 #: 34); holding longer would hold a leg's text for good.
 MAX_OPEN_WORDS = 48
@@ -37,16 +38,26 @@ MAX_OPEN_WORDS = 48
 @dataclass(frozen=True, slots=True)
 class RedactionPolicy:
     """What is redacted (``entities``, from :data:`ENTITIES`) in which ``languages``; ``dtmf``:
-    keyed digits are stored and pushed as ``*`` (a card is keyed as often as it is said)."""
+    keyed digits are stored and pushed as ``*`` (a card is keyed as often as it is said);
+    ``pause_keys``/``resume_keys``: DTMF sequences that pause and resume the call."""
 
     entities: tuple[str, ...] = ("card", "cvv")
     languages: tuple[str, ...] = LANGUAGES
     dtmf: bool = True
+    # Keys an IVR or agent presses to pause the call's transcription for a payment step, and
+    # to resume it ("": none); see bridge.call.Call.pause.
+    pause_keys: str = ""
+    resume_keys: str = ""
 
     def __post_init__(self) -> None:
         unknown = set(self.entities) - set(ENTITIES)
         if unknown:
             raise ValueError(f"unknown entity type(s) {sorted(unknown)}: expected {ENTITIES}")
+        for keys in (self.pause_keys, self.resume_keys):
+            if len(keys) > 8 or set(keys) - set(DTMF_KEYS):
+                raise ValueError(f"DTMF keys {keys!r}: up to 8 of {DTMF_KEYS}")
+        if self.pause_keys and self.pause_keys == self.resume_keys:
+            raise ValueError("pause_keys and resume_keys must differ")
 
     @property
     def enabled(self) -> bool:
