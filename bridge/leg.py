@@ -227,6 +227,7 @@ class Leg:
         self._task: asyncio.Task[None] | None = None
         self.paused = False  # a payment step: audio is not transcribed (pause/resume)
         self._position = 0  # leg-clock sample of the next chunk
+
     # -- audio in ------------------------------------------------------------------------------
 
     def receive_frame(self, payload: bytes, position: int | None = None) -> None:
