@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import phonenumbers  # noqa: E402
 from stdnum import iban, luhn  # noqa: E402
 
 from bridge.core.redact import ENTITIES, RedactionPolicy, Redactor  # noqa: E402
@@ -91,6 +92,18 @@ def spoken(digits: str, lang: str, rng: random.Random, *, style: str) -> str:
     return " ".join(out)
 
 
+def phone_number(lang: str, rng: random.Random) -> str:
+    """A number that is allocated in the language's first region (libphonenumber's plan: the
+    test set holds numbers that can be dialled, as callers give them)."""
+    region = {"en": "US", "es": "ES", "fr": "FR", "de": "DE"}[lang]
+    rest = {"en": 7, "es": 8, "fr": 8, "de": 8}[lang]
+    for _ in range(10_000):
+        number = rng.choice(PHONES[lang]) + "".join(rng.choice("0123456789") for _ in range(rest))
+        if phonenumbers.is_valid_number(phonenumbers.parse(number, region)):
+            return number
+    raise AssertionError(f"no valid {region} number with prefix {PHONES[lang]}")
+
+
 def card_number(rng: random.Random) -> str:
     body = rng.choice("45") + "".join(rng.choice("0123456789") for _ in range(14))
     return body + luhn.calc_check_digit(body)
@@ -110,10 +123,7 @@ def entity(kind: str, lang: str, rng: random.Random, style: str) -> tuple[str, l
         said = "D E " + spoken(number[2:], lang, rng, style=style)
         return FRAMES[kind][lang].format(said), said.split()[2:]
     if kind == "phone":
-        prefix = rng.choice(PHONES[lang])
-        rest = {"en": 7, "es": 8, "fr": 8, "de": 7}[lang]
-        number = prefix + rng.choice("23456789") + "".join(rng.choice("0123456789") for _ in
-                                                             range(rest - 1))  # fmt: skip
+        number = phone_number(lang, rng)
         said = spoken(number, lang, rng, style=style)
         return FRAMES[kind][lang].format(said), said.split()
     if kind == "email":
