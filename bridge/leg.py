@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,8 +51,22 @@ from bridge.core.types import (
     Segment,
     samples_to_ms,
 )
+from bridge.legs import COUNTERS, LIVE, LegCounters, LegRegistry, live_legs
 from bridge.log import leg_logger
-from bridge.watchers import Watchers
+
+__all__ = [
+    "COUNTERS",
+    "LIVE",
+    "Leg",
+    "LegCounters",
+    "LegRegistry",
+    "LegResult",
+    "LegSettings",
+    "LegSink",
+    "Listener",
+    "capacity_problem",
+    "live_legs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -113,62 +126,6 @@ class LegSink(Protocol):
     def put_event(self, event: LegEvent) -> None: ...
 
     async def end_leg(self, leg_id: str, *, ended_at_ms: int, duration_ms: int) -> None: ...
-
-
-@dataclass
-class LegCounters:
-    """Process-wide totals for ``/metrics`` (counters only grow; gauges come from live legs)."""
-
-    deltas: int = 0  # transcription.delta events received, all legs
-    samples_dropped: int = 0  # input samples the legs' audio paths dropped (overlaps, dups)
-
-
-COUNTERS = LegCounters()
-
-
-class LegRegistry:
-    """The legs started and not yet finished (weakly held: a leg dropped unfinished leaves too),
-    and who wants to know when that changes: SIP admission tells its workers at once when the
-    ASR side fills up or frees, with no polling.  One per process: :data:`LIVE`."""
-
-    def __init__(self) -> None:
-        self._legs: weakref.WeakSet[Leg] = weakref.WeakSet()
-        self._changed = Watchers("leg registry")
-
-    def __len__(self) -> int:
-        return len(self._legs)
-
-    def legs(self) -> list[Leg]:
-        return list(self._legs)
-
-    def add(self, leg: Leg) -> None:
-        if leg not in self._legs:
-            self._legs.add(leg)
-            self._changed()
-
-    def discard(self, leg: Leg) -> None:
-        if leg in self._legs:
-            self._legs.discard(leg)
-            self._changed()
-
-    def changed(self) -> None:
-        """A leg's state that admission depends on changed (it started or stopped lagging)."""
-        self._changed()
-
-    def watch(self, watcher: Callable[[], None]) -> None:
-        """Call ``watcher()`` (on the loop, synchronously) after every change."""
-        self._changed.add(watcher)
-
-    def unwatch(self, watcher: Callable[[], None]) -> None:
-        self._changed.remove(watcher)
-
-
-LIVE = LegRegistry()
-
-
-def live_legs() -> list[Leg]:
-    """Legs started and not yet finished, in this process."""
-    return LIVE.legs()
 
 
 def capacity_problem(asr: AsrEndpoint | AsrPool, new_legs: int = 1) -> str | None:
