@@ -65,6 +65,7 @@ def pool_from(config: BridgeConfig, **overrides: float | None) -> AsrPool:
             delay_ms=delay_ms,
             model_files=files,
             language=asr.language,
+            prompt=asr.prompt,
             stall_timeout_s=asr.stall_timeout_s,
             give_up_after_s=overrides.get("give_up_after_s"),
             max_legs=b.max_legs or None,

@@ -21,6 +21,8 @@ class AsrEndpoint:
     api_key: str | None = None
     delay_ms: int = 480
     language: str | None = None  # hint for engines that use it; Voxtral detects the language
+    # OpenAI dialect: context for the transcription model (names, words of the trade).
+    prompt: str | None = None
     open_timeout_s: float = 10.0
     # No message for this long while audio is outstanding: the session is stuck; reconnect.
     stall_timeout_s: float = 30.0

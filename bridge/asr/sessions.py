@@ -35,6 +35,7 @@ def open_session(
             model,
             wire_format=g711 if g711 and passthrough else PCM,
             language=pool.language,
+            prompt=pool.first.prompt,
             max_buffer_samples=buffer,
             max_session_samples=int(settings.session_max_s * ASR_SAMPLE_RATE_HZ),
             pause_samples=settings.segments.pause_steps * CHUNK_SAMPLES,

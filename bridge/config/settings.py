@@ -83,6 +83,7 @@ class AsrConfig:
     g711_passthrough: bool = True  # OpenAI dialect: 8 kHz G.711 legs send their own bytes
     api_key: str | None = None
     language: str | None = None  # ISO 639-1 hint, for engines that use it
+    prompt: str | None = None  # OpenAI dialect: context for the transcription model
     delay_ms: int | None = None  # None: the model directory's, else 480
     model_dir: Path | None = None  # the served model's files (tekken.json), read at start-up
     recycle_after_s: float = 120.0
@@ -150,6 +151,7 @@ SCHEMA: Schema = {
         "g711_passthrough": Setting("BRIDGE_ASR_G711_PASSTHROUGH", bool),
         "api_key": Setting("BRIDGE_ASR_API_KEY"),
         "language": Setting("BRIDGE_ASR_LANGUAGE"),
+        "prompt": Setting("BRIDGE_ASR_PROMPT"),
         "delay_ms": Setting("BRIDGE_ASR_DELAY_MS", int),
         "model_dir": Setting("BRIDGE_ASR_MODEL_DIR"),
         "recycle_after_s": Setting("BRIDGE_ASR_RECYCLE_AFTER_S", float),
@@ -221,6 +223,7 @@ def _build(read: Read, environ: Mapping[str, str]) -> BridgeConfig:
         g711_passthrough=get("asr", "g711_passthrough", True),
         api_key=get("asr", "api_key", None),
         language=get("asr", "language", None),
+        prompt=get("asr", "prompt", None),
         delay_ms=get("asr", "delay_ms", None),
         model_dir=_path(get("asr", "model_dir", None)),
         recycle_after_s=get("asr", "recycle_after_s", 120.0),

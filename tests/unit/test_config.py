@@ -55,7 +55,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert info.value.problems == [
         f"{path}: unknown setting asr.modle (known: api_key, backends, delay_ms, dialect, "
         "g711_passthrough, language, max_buffer_s, max_legs, max_step_lag_ms, model, model_dir, "
-        "recycle_after_s, rut_after_s, stall_timeout_s, url)",
+        "prompt, recycle_after_s, rut_after_s, stall_timeout_s, url)",
         f"{path}: unknown setting nope.x (unknown section)",
         "BRIDGE_PORT='eighty': expected int",
         "ASR url 'http://x': expected ws://host:port/v1/realtime (or wss://)",
@@ -240,9 +240,15 @@ def test_the_dialect_is_one_per_pool_and_asr_dialect_is_every_servers_default(
     assert (settings.rut_after_s, settings.max_step_lag_ms) == (0.0, 0.0)
     one = load_config(
         None,
-        {"HOME": "/h", "BRIDGE_ASR_URL": "ws://a:1/v1/realtime", "BRIDGE_ASR_DIALECT": "openai"},
+        {
+            "HOME": "/h",
+            "BRIDGE_ASR_URL": "ws://a:1/v1/realtime",
+            "BRIDGE_ASR_DIALECT": "openai",
+            "BRIDGE_ASR_PROMPT": "Acme Telecom, fibre, router",
+        },
     )
     assert pool_from(one).dialect == "openai"
+    assert pool_from(one).first.prompt == "Acme Telecom, fibre, router"
     assert leg_settings(one).g711_passthrough
     off = {"HOME": "/h", "BRIDGE_ASR_G711_PASSTHROUGH": "no"}
     assert not leg_settings(load_config(None, off)).g711_passthrough
