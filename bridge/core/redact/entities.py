@@ -22,17 +22,13 @@ kept.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import phonenumbers
-from stdnum import iban, luhn
-from stdnum.de import idnr
-from stdnum.es import dni
-from stdnum.fr import nir
-from stdnum.us import ssn
 
 from bridge.core.redact import lexicon
 from bridge.core.redact.spoken import Unit, clean, units
@@ -221,6 +217,22 @@ def _digit_spans(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in re.finditer(r"\d+", text)]
 
 
+def _check(scheme: str, number: str) -> bool:
+    """python-stdnum's check of ``number`` by ``scheme`` ("luhn", "iban", "es.dni", ...).
+
+    stdnum is imported on first use, not with this module: ``stdnum.util`` imports ``socket``
+    (for its online checks), and the pure SIP modules import the configuration, which imports
+    this package (tests/sip/test_sip_imports.py keeps them free of I/O modules).
+    """
+    module = _SCHEMES.get(scheme)
+    if module is None:
+        module = _SCHEMES[scheme] = importlib.import_module(f"stdnum.{scheme}")
+    return bool(module.is_valid(number))
+
+
+_SCHEMES: dict[str, Any] = {}
+
+
 # -- detectors ---------------------------------------------------------------------------------
 
 
@@ -237,7 +249,7 @@ def _cards(runs: list[_Run]) -> list[Found]:
                         for n in _CARD_LENGTHS
                         if at + n <= end
                         and text[at] in "23456"
-                        and luhn.is_valid(text[at : at + n])
+                        and _check("luhn", text[at : at + n])
                     ),
                     0,
                 )
@@ -273,7 +285,7 @@ def _ibans(runs: list[_Run]) -> list[Found]:
             if not text[start : start + 2].isalpha():
                 continue
             for end in range(min(len(text), start + 34), start + 14, -1):
-                if iban.is_valid(text[start:end]):
+                if _check("iban", text[start:end]):
                     found.append(Found(*run.words(start, end), "iban", "IBAN"))
                     break
     return found
@@ -285,11 +297,11 @@ def _national_ids(runs: list[_Run], cleaned: list[str]) -> list[Found]:
         text = run.text
         first, last = run.words(0, len(text))
         checked = (
-            (len(text) == 9 and text[:8].isdigit() and dni.is_valid(text))  # 8 digits + letter
-            or (len(text) == 15 and text.isdigit() and nir.is_valid(text))
-            or (len(text) == 11 and text.isdigit() and idnr.is_valid(text))
+            (len(text) == 9 and text[:8].isdigit() and _check("es.dni", text))  # + a letter
+            or (len(text) == 15 and text.isdigit() and _check("fr.nir", text))
+            or (len(text) == 11 and text.isdigit() and _check("de.idnr", text))
         )
-        cued = len(text) == 9 and text.isdigit() and ssn.is_valid(text)
+        cued = len(text) == 9 and text.isdigit() and _check("us.ssn", text)
         if _cue_before(cleaned, first, lexicon.SAFE_CUES):
             continue
         if checked or (cued and _cue_before(cleaned, first, lexicon.NATIONAL_ID_CUES)):
