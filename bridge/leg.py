@@ -45,6 +45,7 @@ from bridge.core.rut import RutGuard
 from bridge.core.transcript import SegmentPolicy
 from bridge.core.types import (
     ASR_SAMPLE_RATE_HZ,
+    CHUNK_SAMPLES,
     Gap,
     LegEvent,
     LegInfo,
@@ -71,6 +72,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PAUSED = "paused"  # the reason of a gap while a call is paused (a payment step)
+_SILENCE = bytes(2 * CHUNK_SAMPLES)  # what a paused leg sends in place of an 80 ms chunk
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,10 +216,9 @@ class Leg:
         self._flush_gap()  # stored and pushed now
 
     def _censor(self, chunk: bytes, start: int) -> bytes:
-        if not self.paused:
-            return chunk
+        """While paused: silence of the chunk's length instead, the span a ``paused`` gap."""
         self._extend_gap(start, len(chunk) // 2, PAUSED)
-        return bytes(len(chunk))
+        return _SILENCE if len(chunk) == len(_SILENCE) else bytes(len(chunk))
 
     def _send_chunk(self, chunk: bytes) -> None:
         samples, start = len(chunk) // 2, self._position
@@ -226,8 +227,10 @@ class Leg:
             # The ASR side gave up: the rest of the leg is a gap, not silently dropped.
             self._extend_gap(start, samples, self.client.failure)
             return
-        chunk = self._censor(chunk, start)
-        quiet = self._quiet(chunk)
+        if self.paused:
+            chunk, quiet = self._censor(chunk, start), True
+        else:
+            quiet = self._quiet(chunk)
         self._quiet_samples = self._quiet_samples + samples if quiet else 0
         self._rut.audio(samples, speech=not quiet)
         self.client.send_audio(chunk, speech=not quiet)
@@ -268,8 +271,9 @@ class Leg:
         if tail and self.client.failure:
             self._extend_gap(self._position, len(tail) // 2, self.client.failure)
         elif tail:
-            tail = self._censor(tail, self._position)
-            self.client.send_audio(tail, speech=not self._quiet(tail))
+            if self.paused:
+                tail = self._censor(tail, self._position)
+            self.client.send_audio(tail, speech=not self.paused and not self._quiet(tail))
         self.client.end()
         if self._task is not None:
             try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from bridge.errors import AsrServerError
 
@@ -132,3 +132,40 @@ class AsrSession(Protocol):
     def fail(self, reason: str) -> None: ...
     def data_to_send(self) -> list[str]: ...
     def events_received(self) -> Sequence[AsrEvent | OpenAiEvent]: ...
+
+
+E = TypeVar("E")
+
+
+class SessionBuffer(Generic[E]):
+    """What both dialects' session objects keep alike: the frames to send and the events for
+    the application (each returned once, in order), and the 16 kHz PCM16 audio not yet known
+    to be transcribed, from leg-clock sample ``_buf_start`` on."""
+
+    def __init__(self) -> None:
+        self._out: list[str] = []
+        self._events: list[E] = []
+        self._buf = bytearray()
+        self._buf_start = 0
+
+    def data_to_send(self) -> list[str]:
+        """Text frames to send, in order; each call returns them once."""
+        out, self._out = self._out, []
+        return out
+
+    def events_received(self) -> list[E]:
+        """Events for the application, in order; each call returns them once."""
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def samples_received(self) -> int:
+        """Leg clock: every sample handed to ``send_audio`` so far (dropped ones included)."""
+        return self._buf_start + len(self._buf) // 2
+
+    def _trim(self, upto: int) -> None:
+        """Forget the audio before leg-clock sample ``upto`` (it needs no replay)."""
+        drop = min(upto - self._buf_start, len(self._buf) // 2)
+        if drop > 0:
+            del self._buf[: drop * 2]
+            self._buf_start += drop

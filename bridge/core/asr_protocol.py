@@ -48,6 +48,7 @@ from bridge.core.asr_events import (
     Closed,
     GenerationEnded,
     ServerError,
+    SessionBuffer,
     SessionStarted,
     StepText,
 )
@@ -145,7 +146,7 @@ _COMMIT: Final = '{"type":"input_audio_buffer.commit"}'
 _COMMIT_FINAL: Final = '{"type":"input_audio_buffer.commit","final":true}'
 
 
-class AsrStream:
+class AsrStream(SessionBuffer[AsrEvent]):
     """The realtime protocol for one leg, across reconnects and recycled generations.
 
     Args:
@@ -174,32 +175,19 @@ class AsrStream:
         self.state = AsrState.DISCONNECTED
         self.session_id: str | None = None
         self.generation = 0  # number of generations started so far
-        self._out: list[str] = []
-        self._events: list[AsrEvent] = []
+        # The audio kept (``_buf``, from ``_buf_start`` on): its first
+        # ``_gen_sent - (_buf_start - _gen_start)`` samples were sent to the running generation,
+        # the rest is held.
+        super().__init__()
         # Leg-clock bookkeeping, all in 16 kHz samples.
         self._gen_start = 0  # first sample of the running generation
         self._gen_sent = 0  # samples appended to the running generation
         self._gen_steps = 0  # deltas received in the running generation
         self._gen_text: list[str] = []
         self._gen_final_sent = False
-        # Audio not yet known to be transcribed: from ``_buf_start`` on.  The first
-        # ``_gen_sent - (_buf_start - _gen_start)`` bytes were sent to the running generation,
-        # the rest is held.
-        self._buf = bytearray()
-        self._buf_start = 0
         self._ending = False  # the leg has ended: finish and close
 
     # -- outputs -------------------------------------------------------------------------------
-
-    def data_to_send(self) -> list[str]:
-        """Text frames to send, in order; each call returns them once."""
-        out, self._out = self._out, []
-        return out
-
-    def events_received(self) -> list[AsrEvent]:
-        """Events for the application, in order; each call returns them once."""
-        events, self._events = self._events, []
-        return events
 
     @property
     def samples_unacknowledged(self) -> int:
@@ -229,11 +217,6 @@ class AsrStream:
     def generation_start(self) -> int:
         """Leg-clock sample where the running (or next) generation starts."""
         return self._gen_start
-
-    @property
-    def samples_received(self) -> int:
-        """Leg clock: every sample handed to ``send_audio`` so far (dropped ones included)."""
-        return self._buf_start + len(self._buf) // 2
 
     # -- inputs from the adapter ---------------------------------------------------------------
 
@@ -358,7 +341,7 @@ class AsrStream:
         start = min(self._gen_start + step * CHUNK_SAMPLES, gen_end)
         end = min(start + CHUNK_SAMPLES, gen_end)
         # Frames up to this one are transcribed: keep only what a replay might still need.
-        self._trim_buffer(end)
+        self._trim(end)
         self._events.append(StepText(self.generation, step, delta, start, end))
 
     def _receive_error(self, event: dict[str, object]) -> None:
@@ -388,7 +371,7 @@ class AsrStream:
             )
         )
         resume = self._gen_start + covered
-        self._trim_buffer(resume)
+        self._trim(resume)
         if resume < self._buf_start:
             # Sent audio we could not keep for replay (buffer bound): now it is a real gap.
             lost_end = min(self._buf_start, sent_end)
@@ -440,12 +423,6 @@ class AsrStream:
         self._out.append(_COMMIT_FINAL)
         self._gen_final_sent = True
         self.state = AsrState.FINALIZING
-
-    def _trim_buffer(self, upto: int) -> None:
-        drop = min(upto - self._buf_start, len(self._buf) // 2)
-        if drop > 0:
-            del self._buf[: drop * 2]
-            self._buf_start += drop
 
     def _bound_buffer(self) -> None:
         excess = len(self._buf) // 2 - self.max_buffer_samples

@@ -48,13 +48,14 @@ from bridge.core.asr_events import (
     Closed,
     OpenAiEvent,
     ServerError,
+    SessionBuffer,
     SessionStarted,
     TurnCompleted,
     TurnDelta,
     TurnSegment,
 )
-from bridge.core.openai_wire import APPEND_HEAD as APPEND_HEAD
 from bridge.core.openai_wire import (
+    APPEND_HEAD,
     CLEAR,
     COMMIT,
     MIN_TURN_SAMPLES,
@@ -133,7 +134,7 @@ class _Turn:
     item_id: str | None = None
 
 
-class OpenAiTranscription:
+class OpenAiTranscription(SessionBuffer[OpenAiEvent]):
     """The OpenAI transcription session for one leg, across reconnects.
 
     Args:
@@ -169,10 +170,7 @@ class OpenAiTranscription:
         self.max_turn_samples = max_turn_samples
         self.state = OpenAiState.DISCONNECTED
         self.session_id: str | None = None
-        self._out: list[str] = []
-        self._events: list[OpenAiEvent] = []
-        self._buf = bytearray()  # 16 kHz PCM16 from _buf_start: every turn not completed
-        self._buf_start = 0
+        super().__init__()  # the audio kept: every turn without its completed, and the open one
         self._sent = 0  # leg-clock sample up to which this session was sent audio
         self._turn_start = 0  # the open turn's first sample
         self._speech: tuple[int, int] | None = None  # the open turn's speech, first to last
@@ -185,18 +183,6 @@ class OpenAiTranscription:
         self._ending = False
 
     # -- outputs -------------------------------------------------------------------------------
-
-    def data_to_send(self) -> list[str]:
-        out, self._out = self._out, []
-        return out
-
-    def events_received(self) -> list[OpenAiEvent]:
-        events, self._events = self._events, []
-        return events
-
-    @property
-    def samples_received(self) -> int:
-        return self._buf_start + len(self._buf) // 2
 
     @property
     def samples_unacknowledged(self) -> int:
@@ -473,12 +459,6 @@ class OpenAiTranscription:
     def _trim_completed(self) -> None:
         """Keep audio only from the oldest turn without ``completed`` (or the open turn) on."""
         self._trim(min([t.start for t in self._turns] + [self._turn_start]))
-
-    def _trim(self, upto: int) -> None:
-        drop = min(upto - self._buf_start, len(self._buf) // 2)
-        if drop > 0:
-            del self._buf[: drop * 2]
-            self._buf_start += drop
 
     def _bound_buffer(self) -> None:
         excess = len(self._buf) // 2 - self.max_buffer_samples

@@ -61,7 +61,7 @@ from .auth import new_call_of
 from .live_ws import refuse_handshake, serve_subscription
 from .openapi import openapi_document
 from .params import int_param, shown, text_param, time_param
-from .pause import pause_call, resume_call
+from .pause import pause_call, resume_call, visible_transcript
 from .problems import HttpProblem, bridge_error, http_exception, problem_handler
 from .session import end_session, get_session, page, presented, principal_of, start_session
 from .uploads import (
@@ -136,13 +136,7 @@ def _call_json(record: Any) -> dict[str, Any]:
 
 
 async def _visible_transcript(request: Request, call_id: str) -> Any:
-    principal = _principal(request)
-    transcript = await _state(request).store.get_call(call_id)
-    if transcript is None:
-        raise HttpProblem(404, f"no call {call_id!r}", kind="not-found")
-    if not principal.can_see(transcript.call.agent):
-        raise HttpProblem(403, f"call {call_id!r} belongs to another agent", kind="forbidden")
-    return transcript
+    return await visible_transcript(request, _state(request).store, call_id)
 
 
 # -- handlers -------------------------------------------------------------------------------------

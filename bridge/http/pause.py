@@ -8,6 +8,8 @@ it, so an IVR or a CRM button may send it twice.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -26,26 +28,32 @@ async def resume_call(request: Request) -> Response:
     return await _set(request, paused=False)
 
 
+async def visible_transcript(request: Request, store: TranscriptStore, call_id: str) -> Any:
+    """The stored call, if the request's principal may see it (404 unknown, 403 another
+    agent's)."""
+    principal = principal_of(request)
+    transcript = await store.get_call(call_id)
+    if transcript is None:
+        raise HttpProblem(404, f"no call {call_id!r}", kind="not-found")
+    if not principal.can_see(transcript.call.agent):
+        raise HttpProblem(403, f"call {call_id!r} belongs to another agent", kind="forbidden")
+    return transcript
+
+
 async def _set(request: Request, *, paused: bool) -> Response:
     principal = principal_of(request)
     call_id = request.path_params["call_id"]
     call = live_call(call_id)
-    agent = call.info.agent if call is not None else None
     if call is None:
-        store: TranscriptStore = request.app.state.bridge.store
-        record = await store.get_call(call_id)
-        if record is None:
-            raise HttpProblem(404, f"no call {call_id!r}", kind="not-found")
-        agent = record.call.agent
-    if not principal.can_see(agent):
-        raise HttpProblem(403, f"call {call_id!r} belongs to another agent", kind="forbidden")
-    if call is None:
+        await visible_transcript(request, request.app.state.bridge.store, call_id)
         raise HttpProblem(
             409,
             f"call {call_id!r} is not in progress on this bridge (it has ended): there is "
             "nothing to pause or resume",
             kind="conflict",
         )
+    if not principal.can_see(call.info.agent):
+        raise HttpProblem(403, f"call {call_id!r} belongs to another agent", kind="forbidden")
     by = f"agent:{principal.agent}" if principal.agent else principal.role.value
     changed = call.pause(by) if paused else call.resume(by)
     return JSONResponse({"id": call_id, "paused": call.paused, "changed": changed})
